@@ -1,0 +1,283 @@
+//! [`Db`]: the connection pool, the factory of sessions, and schema creation.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::backend::{AnyConn, AnyPool, Backend};
+use crate::entity::EntityList;
+use crate::error::{Error, Result};
+use crate::session::Session;
+
+/// A database: a connection pool plus persist's settings for it.
+///
+/// Cheap to clone (all clones share the pool). `Db` runs no repository
+/// calls itself: all reads and writes go through a [`Session`]. Schema
+/// statements ([`Db::create_tables`]) run here, outside any session, because
+/// MySQL commits DDL implicitly.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pub(crate) inner: Arc<DbInner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct DbInner {
+    pub(crate) pool: AnyPool,
+    pub(crate) backend: Backend,
+    pub(crate) statements: AtomicU64,
+    pub(crate) max_retries: u32,
+    /// MySQL: whether a multi-row insert gets consecutive auto-increment ids
+    /// (`innodb_autoinc_lock_mode` below 2), and their step.
+    pub(crate) mysql_consecutive_ids: bool,
+    pub(crate) auto_increment_increment: i64,
+}
+
+/// Options for opening a [`Db`]; start with [`Db::builder`].
+#[derive(Debug, Clone)]
+pub struct DbBuilder {
+    max_connections: u32,
+    min_connections: u32,
+    acquire_timeout: Duration,
+    test_before_acquire: bool,
+    max_retries: u32,
+}
+
+impl Default for DbBuilder {
+    fn default() -> Self {
+        DbBuilder {
+            max_connections: 10,
+            min_connections: 0,
+            acquire_timeout: Duration::from_secs(30),
+            test_before_acquire: false,
+            max_retries: 3,
+        }
+    }
+}
+
+impl DbBuilder {
+    /// Most connections the pool opens (default 10). Each open session holds one.
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    /// Connections the pool keeps open when idle (default 0).
+    pub fn min_connections(mut self, n: u32) -> Self {
+        self.min_connections = n;
+        self
+    }
+
+    /// How long [`Db::session`] waits for a free connection (default 30 s).
+    pub fn acquire_timeout(mut self, t: Duration) -> Self {
+        self.acquire_timeout = t;
+        self
+    }
+
+    /// Whether the pool pings a connection before handing it to a session
+    /// (default false: a session holds its connection for its whole life,
+    /// so the ping would be one extra round trip per session for little gain).
+    pub fn test_before_acquire(mut self, yes: bool) -> Self {
+        self.test_before_acquire = yes;
+        self
+    }
+
+    /// How many times [`Db::transaction`] retries a closure that failed with a
+    /// retryable error (default 3; see [`Error::is_retryable`]).
+    pub fn max_retries(mut self, n: u32) -> Self {
+        self.max_retries = n;
+        self
+    }
+
+    fn pool_options<DB: sqlx::Database>(&self) -> sqlx::pool::PoolOptions<DB> {
+        sqlx::pool::PoolOptions::new()
+            .max_connections(self.max_connections)
+            .min_connections(self.min_connections)
+            .acquire_timeout(self.acquire_timeout)
+            .test_before_acquire(self.test_before_acquire)
+    }
+
+    /// Opens the database at `url`: `sqlite::memory:`, `sqlite://path?mode=rwc`,
+    /// `postgres://…` (or `postgresql://`), `mysql://…` (or `mariadb://`).
+    pub async fn connect(self, url: &str) -> Result<Db> {
+        let (pool, backend) = self.open_pool(url).await?;
+        let mut inner = DbInner {
+            pool,
+            backend,
+            statements: AtomicU64::new(0),
+            max_retries: self.max_retries,
+            mysql_consecutive_ids: true,
+            auto_increment_increment: 1,
+        };
+        #[cfg(feature = "mysql")]
+        if let AnyPool::MySql(pool) = &inner.pool {
+            let (lock_mode, step): (i64, i64) = sqlx::query_as(
+                "SELECT CAST(@@innodb_autoinc_lock_mode AS SIGNED), CAST(@@auto_increment_increment AS SIGNED)",
+            )
+            .fetch_one(pool)
+            .await?;
+            inner.mysql_consecutive_ids = lock_mode < 2;
+            inner.auto_increment_increment = step.max(1);
+        }
+        Ok(Db { inner: Arc::new(inner) })
+    }
+
+    #[allow(unused_variables)]
+    async fn open_pool(&self, url: &str) -> Result<(AnyPool, Backend)> {
+        #[cfg(feature = "sqlite")]
+        if url.starts_with("sqlite:") {
+            use std::str::FromStr;
+            let opts = sqlx::sqlite::SqliteConnectOptions::from_str(url)?
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10));
+            let pool = self.pool_options().connect_with(opts).await?;
+            return Ok((AnyPool::Sqlite(pool), Backend::Sqlite));
+        }
+        #[cfg(feature = "postgres")]
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let pool = self.pool_options().connect(url).await?;
+            return Ok((AnyPool::Postgres(pool), Backend::Postgres));
+        }
+        #[cfg(feature = "mysql")]
+        if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+            let url = url.replacen("mariadb://", "mysql://", 1);
+            let pool = self.pool_options().connect(&url).await?;
+            return Ok((AnyPool::MySql(pool), Backend::MySql));
+        }
+        Err(Error::UnsupportedUrl(url.split('?').next().unwrap_or(url).to_owned()))
+    }
+}
+
+impl Db {
+    /// Opens the database at `url` with default options; see
+    /// [`DbBuilder::connect`] for the URL forms.
+    pub async fn connect(url: &str) -> Result<Db> {
+        DbBuilder::default().connect(url).await
+    }
+
+    /// Options for opening a database.
+    pub fn builder() -> DbBuilder {
+        DbBuilder::default()
+    }
+
+    /// Which backend this is.
+    pub fn backend(&self) -> Backend {
+        self.inner.backend
+    }
+
+    /// Statements persist has sent through this `Db` and all its sessions:
+    /// queries, writes and schema statements. `BEGIN`, `COMMIT` and
+    /// `ROLLBACK` are not counted, so a test can assert exactly the SQL its
+    /// code caused.
+    pub fn statement_count(&self) -> u64 {
+        self.inner.statements.load(Ordering::Relaxed)
+    }
+
+    /// Starts a session: one transaction on one pooled connection, held
+    /// until [`Session::commit`] or [`Session::rollback`] (or the drop of the
+    /// last handle, which rolls back).
+    pub async fn session(&self) -> Result<Session> {
+        Session::begin(self.clone()).await
+    }
+
+    /// Runs `f` in a fresh session: commits when it returns `Ok`, rolls back
+    /// when it returns `Err`. A retryable error ([`Error::is_retryable`]:
+    /// deadlocks, serialization failures, SQLite busy, stale rows) reruns
+    /// `f` in a new session, at most [`DbBuilder::max_retries`] times, with a
+    /// short growing pause.
+    pub async fn transaction<F, Fut, T>(&self, mut f: F) -> Result<T>
+    where
+        F: FnMut(Session) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let mut attempt = 0u32;
+        loop {
+            let s = self.session().await?;
+            let outcome = match f(s.clone()).await {
+                Ok(v) => s.commit().await.map(|()| v),
+                Err(e) => {
+                    let _ = s.rollback().await;
+                    Err(e)
+                }
+            };
+            match outcome {
+                Err(e) if e.is_retryable() && attempt < self.inner.max_retries => {
+                    attempt += 1;
+                    tracing::debug!(attempt, error = %e, "retrying transaction");
+                    tokio::time::sleep(Duration::from_millis(10 << attempt.min(6))).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Creates the tables of the listed entities (`if not exists`), parents
+    /// before children by their foreign keys, with their indexes and named
+    /// constraints.
+    pub async fn create_tables<L: EntityList>(&self) -> Result<()> {
+        let statements = crate::schema::create_statements(self.backend(), &L::metas())?;
+        self.run_ddl(statements).await
+    }
+
+    /// Drops the tables of the listed entities (`if exists`), children first.
+    pub async fn drop_tables<L: EntityList>(&self) -> Result<()> {
+        let statements = crate::schema::drop_statements(self.backend(), &L::metas())?;
+        self.run_ddl(statements).await
+    }
+
+    /// Runs sqlx migrations (`sqlx::migrate!("./migrations")`) on this
+    /// database. persist's [`Db::create_tables`] suits prototypes and tests;
+    /// versioned migrations stay sqlx's, and the two meet here.
+    pub async fn migrate(&self, migrator: &sqlx::migrate::Migrator) -> Result<()> {
+        match &self.inner.pool {
+            #[cfg(feature = "sqlite")]
+            AnyPool::Sqlite(p) => migrator.run(p).await,
+            #[cfg(feature = "postgres")]
+            AnyPool::Postgres(p) => migrator.run(p).await,
+            #[cfg(feature = "mysql")]
+            AnyPool::MySql(p) => migrator.run(p).await,
+        }
+        .map_err(|e| Error::Database(e.into()))
+    }
+
+    /// Closes the pool, waiting for sessions to return their connections.
+    pub async fn close(&self) {
+        match &self.inner.pool {
+            #[cfg(feature = "sqlite")]
+            AnyPool::Sqlite(p) => p.close().await,
+            #[cfg(feature = "postgres")]
+            AnyPool::Postgres(p) => p.close().await,
+            #[cfg(feature = "mysql")]
+            AnyPool::MySql(p) => p.close().await,
+        }
+    }
+
+    pub(crate) async fn acquire(&self) -> Result<AnyConn> {
+        Ok(match &self.inner.pool {
+            #[cfg(feature = "sqlite")]
+            AnyPool::Sqlite(p) => AnyConn::Sqlite(p.acquire().await?),
+            #[cfg(feature = "postgres")]
+            AnyPool::Postgres(p) => AnyConn::Postgres(p.acquire().await?),
+            #[cfg(feature = "mysql")]
+            AnyPool::MySql(p) => AnyConn::MySql(p.acquire().await?),
+        })
+    }
+
+    async fn run_ddl(&self, statements: Vec<String>) -> Result<()> {
+        let mut conn = self.acquire().await?;
+        for sql in statements {
+            let sql: Arc<str> = Arc::from(sql);
+            self.count_statement();
+            let span = tracing::debug_span!("persist.statement", sql = %sql);
+            let _enter = span.enter();
+            crate::backend::dispatch_conn!(&mut conn, |c, DB| {
+                <DB as crate::backend::Driver>::execute(c, sql, Default::default()).await?;
+            });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn count_statement(&self) {
+        self.inner.statements.fetch_add(1, Ordering::Relaxed);
+    }
+}

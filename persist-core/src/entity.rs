@@ -1,0 +1,269 @@
+//! The [`Entity`] trait that `#[derive(Entity)]` implements, and its metadata.
+
+use std::fmt::Debug;
+use std::hash::Hash;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+
+use crate::error::{BoxDynError, Result};
+use crate::sql::SqlCache;
+use crate::value::{Binder, Field, RowReader, SqlType};
+
+/// A struct mapped to one table. Implement it with `#[derive(Entity)]`.
+///
+/// The methods are used by persist's generated and generic code; users call
+/// the session and repository APIs instead.
+pub trait Entity: Clone + Send + Sync + Unpin + 'static {
+    /// The primary key: the key field's type, or a tuple of them for a
+    /// composite key.
+    type Key: Key;
+
+    /// Table and column metadata.
+    const META: &'static EntityMeta;
+
+    /// This row's primary key.
+    fn key(&self) -> Self::Key;
+
+    /// Binds the value of column `col` (an index into `META.columns`).
+    fn bind_column<B: Binder>(&self, col: usize, b: &mut B) -> Result<()>;
+
+    /// Decodes a row whose selected columns are `META.columns`, in order,
+    /// starting at index `offset`.
+    fn decode_row<R: RowReader>(row: &R, offset: usize) -> Result<Self>;
+
+    /// Stores a generated auto-increment key. No-op without one.
+    fn set_generated_key(&mut self, id: i64) -> Result<()>;
+
+    /// The optimistic-locking version, if the entity has a `version` field.
+    fn version(&self) -> Option<i64>;
+
+    /// Sets the `version` field (no-op without one).
+    fn set_version(&mut self, v: i64);
+
+    /// Sets `created_at` (if any) and `updated_at` (if any) to `now`.
+    fn stamp_created(&mut self, now: DateTime<Utc>);
+
+    /// Sets `updated_at` (if any) to `now`.
+    fn stamp_updated(&mut self, now: DateTime<Utc>);
+
+    /// Per-entity cache of SQL text for fixed statement shapes.
+    fn sql_cache() -> &'static SqlCache;
+}
+
+/// Metadata of an entity's table.
+#[derive(Debug)]
+pub struct EntityMeta {
+    /// The Rust type's name.
+    pub name: &'static str,
+    /// Table name.
+    pub table: &'static str,
+    /// Stored columns, in field order (skipped fields are absent).
+    pub columns: &'static [ColumnMeta],
+    /// Indexes into `columns` of the primary key, in key order.
+    pub primary_key: &'static [usize],
+    /// Index of the auto-increment column, if any.
+    pub auto_increment: Option<usize>,
+    /// Index of the version column, if any.
+    pub version: Option<usize>,
+    /// Index of the `created_at` column, if any.
+    pub created_at: Option<usize>,
+    /// Index of the `updated_at` column, if any.
+    pub updated_at: Option<usize>,
+}
+
+/// Metadata of one column.
+#[derive(Debug)]
+pub struct ColumnMeta {
+    /// Column name in the database.
+    pub name: &'static str,
+    /// Rust field name.
+    pub field: &'static str,
+    /// Storage class.
+    pub sql_type: SqlType,
+    /// Whether `NULL` is allowed.
+    pub nullable: bool,
+    /// Part of the primary key.
+    pub primary_key: bool,
+    /// Has its own unique constraint (`uq_<table>_<column>`).
+    pub unique: bool,
+    /// Has an index (`ix_<table>_<column>`).
+    pub index: bool,
+    /// SQL default expression, if any.
+    pub default: Option<&'static str>,
+    /// The referenced entity, for a foreign key (`fk_<table>_<column>`).
+    pub references: Option<fn() -> &'static EntityMeta>,
+}
+
+impl EntityMeta {
+    /// Whether this entity has an auto-increment key.
+    pub fn has_auto_key(&self) -> bool {
+        self.auto_increment.is_some()
+    }
+
+    /// The columns an insert writes: all but an auto-increment key.
+    pub fn insert_columns(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.columns.len()).filter(move |i| Some(*i) != self.auto_increment)
+    }
+
+    /// The columns an update sets: all but the primary key.
+    pub fn update_columns(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.columns.len()).filter(move |i| !self.columns[*i].primary_key)
+    }
+
+    /// Index of a column by its database name.
+    pub fn column_index(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c.name == name)
+    }
+}
+
+/// A primary-key value: a [`Field`] type, or a tuple of them for composite keys.
+pub trait Key: Clone + Send + Sync + Debug + Eq + Hash + 'static {
+    /// Number of key columns.
+    const ARITY: usize;
+    /// Binds the key columns in order.
+    fn bind_key<B: Binder>(&self, b: &mut B) -> Result<(), BoxDynError>;
+    /// The key columns as dynamic values, in order.
+    fn to_values(&self) -> Result<Vec<sea_query::Value>, BoxDynError>;
+}
+
+impl<T: Field + Clone + Debug + Eq + Hash> Key for T {
+    const ARITY: usize = 1;
+    fn bind_key<B: Binder>(&self, b: &mut B) -> Result<(), BoxDynError> {
+        self.bind(b)
+    }
+    fn to_values(&self) -> Result<Vec<sea_query::Value>, BoxDynError> {
+        Ok(vec![self.to_value()?])
+    }
+}
+
+macro_rules! tuple_key {
+    ($n:literal; $($t:ident $i:tt),+) => {
+        impl<$($t: Field + Clone + Debug + Eq + Hash),+> Key for ($($t,)+) {
+            const ARITY: usize = $n;
+            fn bind_key<BB: Binder>(&self, b: &mut BB) -> Result<(), BoxDynError> {
+                $(self.$i.bind(b)?;)+
+                Ok(())
+            }
+            fn to_values(&self) -> Result<Vec<sea_query::Value>, BoxDynError> {
+                Ok(vec![$(self.$i.to_value()?),+])
+            }
+        }
+    };
+}
+
+tuple_key!(2; A 0, B 1);
+tuple_key!(3; A 0, B 1, C 2);
+tuple_key!(4; A 0, B 1, C 2, D 3);
+
+/// A list of entity types, as a tuple: `db.create_tables::<(Customer, Account)>()`.
+pub trait EntityList {
+    /// Metadata of each entity, in the order written.
+    fn metas() -> Vec<&'static EntityMeta>;
+}
+
+impl<E: Entity> EntityList for E {
+    fn metas() -> Vec<&'static EntityMeta> {
+        vec![E::META]
+    }
+}
+
+macro_rules! tuple_list {
+    ($($t:ident),+) => {
+        impl<$($t: Entity),+> EntityList for ($($t,)+) {
+            fn metas() -> Vec<&'static EntityMeta> {
+                vec![$($t::META),+]
+            }
+        }
+    };
+}
+
+tuple_list!(A);
+tuple_list!(A, B);
+tuple_list!(A, B, C);
+tuple_list!(A, B, C, D);
+tuple_list!(A, B, C, D, E);
+tuple_list!(A, B, C, D, E, F);
+tuple_list!(A, B, C, D, E, F, G);
+tuple_list!(A, B, C, D, E, F, G, H);
+tuple_list!(A, B, C, D, E, F, G, H, I);
+tuple_list!(A, B, C, D, E, F, G, H, I, J);
+tuple_list!(A, B, C, D, E, F, G, H, I, J, K);
+tuple_list!(A, B, C, D, E, F, G, H, I, J, K, L);
+
+/// An integer field usable as `#[persist(version)]`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a version column",
+    label = "#[persist(version)] needs an integer field"
+)]
+pub trait VersionField: Copy {
+    /// The version as `i64`.
+    fn get(self) -> i64;
+    /// Sets the version from `i64` (saturating at the type's bounds).
+    fn set(&mut self, v: i64);
+}
+
+macro_rules! version_field {
+    ($($t:ty),+) => {$(
+        impl VersionField for $t {
+            fn get(self) -> i64 { self as i64 }
+            fn set(&mut self, v: i64) { *self = <$t>::try_from(v).unwrap_or(<$t>::MAX) }
+        }
+    )+};
+}
+
+version_field!(i16, i32, i64, u8, u16, u32);
+
+/// A field usable as `#[persist(created_at)]` / `#[persist(updated_at)]`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a timestamp column",
+    label = "created_at/updated_at need DateTime<Utc>, NaiveDateTime or an Option of them"
+)]
+pub trait TimestampField {
+    /// Sets the field to `now`.
+    fn stamp(&mut self, now: DateTime<Utc>);
+}
+
+impl TimestampField for DateTime<Utc> {
+    fn stamp(&mut self, now: DateTime<Utc>) {
+        *self = now;
+    }
+}
+
+impl TimestampField for NaiveDateTime {
+    fn stamp(&mut self, now: DateTime<Utc>) {
+        *self = now.naive_utc();
+    }
+}
+
+impl<T: TimestampField + Default> TimestampField for Option<T> {
+    fn stamp(&mut self, now: DateTime<Utc>) {
+        self.get_or_insert_with(T::default).stamp(now);
+    }
+}
+
+/// An integer field usable as `#[persist(auto_increment)]`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be an auto-increment key",
+    label = "#[persist(auto_increment)] needs an integer field"
+)]
+pub trait AutoKeyField {
+    /// Stores a generated key.
+    fn set_generated(&mut self, id: i64) -> Result<(), BoxDynError>;
+    /// Whether the value is the "not yet generated" zero.
+    fn is_unset(&self) -> bool;
+}
+
+macro_rules! auto_key_field {
+    ($($t:ty),+) => {$(
+        impl AutoKeyField for $t {
+            fn set_generated(&mut self, id: i64) -> Result<(), BoxDynError> {
+                *self = <$t>::try_from(id).map_err(|_| crate::error::msg(format!(
+                    "generated key {id} does not fit in {}", stringify!($t))))?;
+                Ok(())
+            }
+            fn is_unset(&self) -> bool { *self == 0 }
+        }
+    )+};
+}
+
+auto_key_field!(i16, i32, i64, u16, u32, u64);

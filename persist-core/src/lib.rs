@@ -1,0 +1,130 @@
+//! # persist
+//!
+//! An ORM-style persistence framework: plain structs with
+//! `#[derive(Entity)]`, read and written through sessions (one database
+//! transaction each) on SQLite, PostgreSQL and MySQL/MariaDB.
+//!
+//! ```
+//! use persist_core::{Db, Entity, Error};
+//!
+//! #[derive(Entity, Clone, Debug, PartialEq)]
+//! #[persist(table = "customers")]
+//! pub struct Customer {
+//!     #[persist(primary_key, auto_increment)]
+//!     pub id: i64,
+//!     #[persist(unique)]
+//!     pub email: String,
+//!     pub name: String,
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Error> {
+//! let db = Db::connect("sqlite::memory:").await?;
+//! db.create_tables::<Customer>().await?;
+//!
+//! let s = db.session().await?;
+//! let alice = s
+//!     .insert(Customer { id: 0, email: "alice@example.com".into(), name: "Alice".into() })
+//!     .await?;
+//! assert!(alice.id > 0);
+//! let found = Customer::repo(&s).find_by_email("alice@example.com").await?;
+//! assert_eq!(found, Some(alice));
+//! s.commit().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! The tour continues in the README: the attribute reference, supported
+//! types per backend, typed queries, optimistic locking and errors.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod backend;
+mod column;
+mod db;
+mod entity;
+mod errmap;
+mod error;
+mod query;
+mod repo;
+mod schema;
+mod session;
+mod sql;
+mod value;
+
+pub use backend::Backend;
+pub use column::{Column, Filter, Order, TextColumn};
+pub use db::{Db, DbBuilder};
+pub use entity::{ColumnMeta, Entity, EntityList, EntityMeta, Key};
+pub use error::{BoxDynError, Error, Result};
+pub use query::{Query, RawQuery};
+pub use repo::Repo;
+pub use session::Session;
+pub use sql::SqlCache;
+pub use value::{Binder, DbEnum, Field, RowReader, SqlType, truncate_micros};
+
+#[cfg(feature = "derive")]
+pub use persist_derive::{DbEnum, Entity};
+
+/// Re-export of sqlx, for migrations (`persist_core::sqlx::migrate!`) and
+/// raw SQL.
+pub use sqlx;
+
+/// Paths used by code that `#[derive(Entity)]` generates. Not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::column::Column;
+    pub use crate::entity::{
+        AutoKeyField, ColumnMeta, Entity, EntityMeta, Key, TimestampField, VersionField,
+    };
+    pub use crate::error::{Error, Result};
+    pub use crate::repo::Repo;
+    pub use crate::session::Session;
+    pub use crate::sql::SqlCache;
+    pub use crate::error::BoxDynError;
+    pub use crate::value::{Binder, DbEnum, Field, RowReader, SqlType, enum_field};
+    pub use chrono::{DateTime, Utc};
+    pub use sea_query::Value;
+
+
+
+    /// Binds a [`Field`], naming the column in an encode error.
+    #[inline]
+    pub fn bind_field<T: Field, B: Binder>(v: &T, b: &mut B, column: &str) -> Result<()> {
+        v.bind(b).map_err(|e| Error::encode(column, e))
+    }
+
+    /// Decodes a [`Field`], naming the column in a decode error.
+    #[inline]
+    pub fn decode_field<T: Field, R: RowReader>(r: &R, i: usize, column: &str) -> Result<T> {
+        T::decode(r, i).map_err(|e| Error::decode(column, e))
+    }
+
+    /// Binds a `#[persist(json)]` field.
+    pub fn bind_json<T: serde::Serialize, B: Binder>(v: &T, b: &mut B, column: &str) -> Result<()> {
+        crate::value::json_field::bind(v, b).map_err(|e| Error::encode(column, e))
+    }
+
+    /// Decodes a `#[persist(json)]` field.
+    pub fn decode_json<T: serde::de::DeserializeOwned, R: RowReader>(
+        r: &R,
+        i: usize,
+        column: &str,
+    ) -> Result<T> {
+        crate::value::json_field::decode(r, i).map_err(|e| Error::decode(column, e))
+    }
+
+    /// Stores a generated key into an auto-increment field.
+    pub fn set_generated_key<T: AutoKeyField>(f: &mut T, id: i64, column: &str) -> Result<()> {
+        f.set_generated(id).map_err(|e| Error::decode(column, e))
+    }
+
+    /// The error for a column index the entity does not have.
+    #[cold]
+    pub fn no_column(table: &str, col: usize) -> Result<()> {
+        Err(Error::Invalid(format!("{table} has no column #{col}")))
+    }
+
+    /// Wraps a conversion failure of a derived enum.
+    pub fn boxed(e: impl Into<BoxDynError>) -> BoxDynError {
+        e.into()
+    }
+}

@@ -1,0 +1,372 @@
+//! Typed queries ([`Query`]) and the raw-SQL escape hatch ([`RawQuery`]).
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use futures_core::stream::BoxStream;
+use futures_util::StreamExt;
+use sea_query::{Alias, Cond, Expr, ExprTrait, SelectStatement};
+
+use crate::backend::{Driver, dispatch};
+use crate::column::{Column, Filter, Order};
+use crate::entity::{Entity, Key};
+use crate::error::{Error, Result};
+use crate::session::{Session, count_of, fetch_entities};
+use crate::value::Field;
+
+/// A query on `E`'s table, built from column constants.
+///
+/// ```
+/// # use persist_core::{Db, Entity, Error};
+/// # #[derive(Entity, Clone, Debug)]
+/// # pub struct Account { #[persist(primary_key)] pub id: i64, pub balance_cents: i64 }
+/// # async fn demo(s: &persist_core::Session) -> Result<(), Error> {
+/// let rich: Vec<Account> = s
+///     .query::<Account>()
+///     .filter(Account::BALANCE_CENTS.gt(1_000))
+///     .order_by(Account::BALANCE_CENTS.desc())
+///     .limit(10)
+///     .all()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[must_use = "a query does nothing until it is run (`all`, `one`, `optional`, `count`, …)"]
+pub struct Query<'s, E> {
+    session: &'s Session,
+    cond: Cond,
+    /// The first invalid filter value, reported when the query runs.
+    error: Option<Error>,
+    order: Vec<(usize, Order)>,
+    limit: Option<u64>,
+    offset: Option<u64>,
+    _marker: PhantomData<fn() -> E>,
+}
+
+impl<E> std::fmt::Debug for Query<'_, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Query")
+            .field("cond", &self.cond)
+            .field("order", &self.order)
+            .field("limit", &self.limit)
+            .field("offset", &self.offset)
+            .finish()
+    }
+}
+
+/// Something [`Query::order_by`] accepts: a column (ascending) or
+/// `column.asc()` / `column.desc()`.
+pub trait IntoOrder<E> {
+    /// The column index and direction.
+    fn into_order(self) -> (usize, Order);
+}
+
+impl<E, V> IntoOrder<E> for Column<E, V> {
+    fn into_order(self) -> (usize, Order) {
+        (self.index(), Order::Asc)
+    }
+}
+
+impl<E, V> IntoOrder<E> for (Column<E, V>, Order) {
+    fn into_order(self) -> (usize, Order) {
+        (self.0.index(), self.1)
+    }
+}
+
+impl<'s, E: Entity> Query<'s, E> {
+    pub(crate) fn new(session: &'s Session) -> Self {
+        Query {
+            session,
+            cond: Cond::all(),
+            error: None,
+            order: Vec::new(),
+            limit: None,
+            offset: None,
+            _marker: PhantomData,
+        }
+    }
+
+    /// Adds a condition (several filters are combined with `AND`).
+    pub fn filter(self, f: Filter<E>) -> Self {
+        self.filter_cond(f.cond)
+    }
+
+    /// Restricts to the given primary keys.
+    pub(crate) fn key_in(self, keys: &[E::Key]) -> Self {
+        let meta = E::META;
+        let cols: Vec<Expr> = meta
+            .primary_key
+            .iter()
+            .map(|i| Expr::col((Alias::new(meta.table), Alias::new(meta.columns[*i].name))))
+            .collect();
+        let cond = keys.iter().try_fold(Cond::any(), |any, k| {
+            let values = k.to_values().map_err(|e| Error::encode("key", e))?;
+            let all = cols
+                .iter()
+                .zip(values)
+                .fold(Cond::all(), |all, (c, v)| all.add(c.clone().eq(v)));
+            Ok(any.add(all))
+        });
+        if E::Key::ARITY == 1 {
+            let values: Result<Vec<_>> = keys
+                .iter()
+                .map(|k| k.to_values().map(|mut v| v.remove(0)).map_err(|e| Error::encode("key", e)))
+                .collect();
+            let c = cols[0].clone();
+            return self.filter_cond(values.map(|vs| Cond::all().add(c.is_in(vs))));
+        }
+        self.filter_cond(cond)
+    }
+
+    fn filter_cond(mut self, c: Result<Cond>) -> Self {
+        match c {
+            Ok(c) => self.cond = std::mem::replace(&mut self.cond, Cond::all()).add(c),
+            Err(e) => {
+                self.error.get_or_insert(e);
+            }
+        }
+        self
+    }
+
+    fn check(&mut self) -> Result<()> {
+        match self.error.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Sorts by a column: `order_by(T::COL)`, `order_by(T::COL.desc())`.
+    /// Several calls sort by each in turn.
+    pub fn order_by(mut self, o: impl IntoOrder<E>) -> Self {
+        self.order.push(o.into_order());
+        self
+    }
+
+    pub(crate) fn order_by_index(mut self, i: usize) -> Self {
+        self.order.push((i, Order::Asc));
+        self
+    }
+
+    /// At most `n` rows.
+    pub fn limit(mut self, n: u64) -> Self {
+        self.limit = Some(n);
+        self
+    }
+
+    /// Skips the first `n` rows.
+    pub fn offset(mut self, n: u64) -> Self {
+        self.offset = Some(n);
+        self
+    }
+
+    fn select(&self) -> SelectStatement {
+        let meta = E::META;
+        let table = Alias::new(meta.table);
+        let mut q = sea_query::Query::select();
+        for c in meta.columns {
+            q.column((table.clone(), Alias::new(c.name)));
+        }
+        q.from(table.clone());
+        q.cond_where(self.cond.clone());
+        for (i, o) in &self.order {
+            let dir = match o {
+                Order::Asc => sea_query::Order::Asc,
+                Order::Desc => sea_query::Order::Desc,
+            };
+            q.order_by((table.clone(), Alias::new(meta.columns[*i].name)), dir);
+        }
+        if let Some(n) = self.limit {
+            q.limit(n);
+        }
+        if let Some(n) = self.offset {
+            if self.limit.is_none() && self.session.backend() != crate::Backend::Postgres {
+                // SQLite and MySQL accept OFFSET only after a LIMIT.
+                q.limit(i64::MAX as u64);
+            }
+            q.offset(n);
+        }
+        q
+    }
+
+    async fn fetch(&self, q: SelectStatement) -> Result<Vec<E>> {
+        let (sql, values) = self.session.backend().sea().build_select(&q);
+        let mut guard = self.session.lock().await?;
+        fetch_entities::<E>(self.session, &mut guard, Arc::from(sql), values.0).await
+    }
+
+    /// All matching rows.
+    pub async fn all(mut self) -> Result<Vec<E>> {
+        self.check()?;
+        let q = self.select();
+        self.fetch(q).await
+    }
+
+    /// Exactly one row: [`Error::NotFound`] for none, [`Error::TooManyRows`]
+    /// for more.
+    pub async fn one(self) -> Result<E> {
+        self.optional().await?.ok_or(Error::NotFound)
+    }
+
+    /// At most one row: `None` for none, [`Error::TooManyRows`] for more.
+    pub async fn optional(mut self) -> Result<Option<E>> {
+        self.check()?;
+        let mut q = self.select();
+        if self.limit.is_none_or(|n| n > 2) {
+            q.limit(2);
+        }
+        let mut rows = self.fetch(q).await?;
+        match rows.len() {
+            0 => Ok(None),
+            1 => Ok(rows.pop()),
+            _ => Err(Error::TooManyRows),
+        }
+    }
+
+    /// Number of matching rows (respecting `limit` / `offset`).
+    pub async fn count(mut self) -> Result<u64> {
+        self.check()?;
+        let inner = self.select();
+        let mut q = sea_query::Query::select();
+        q.expr(Expr::cust("COUNT(*)"));
+        if self.limit.is_some() || self.offset.is_some() {
+            q.from_subquery(inner, Alias::new("persist_sub"));
+        } else {
+            q.from(Alias::new(E::META.table));
+            q.cond_where(self.cond.clone());
+        }
+        self.scalar(q).await
+    }
+
+    /// Whether any row matches.
+    pub async fn exists(mut self) -> Result<bool> {
+        self.check()?;
+        let mut q = self.select();
+        q.limit(1);
+        let mut outer = sea_query::Query::select();
+        outer.expr(Expr::cust("COUNT(*)"));
+        outer.from_subquery(q, Alias::new("persist_sub"));
+        Ok(self.scalar(outer).await? > 0)
+    }
+
+    async fn scalar(&self, q: SelectStatement) -> Result<u64> {
+        let b = self.session.backend();
+        let (sql, values) = b.sea().build_select(&q);
+        let sql: Arc<str> = Arc::from(sql);
+        let mut guard = self.session.lock().await?;
+        let tx = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
+        dispatch!(tx, |c, DB| {
+            let args = DB::args_from_values(values);
+            let row = self
+                .session
+                .run(Some(E::META), &sql, DB::fetch_optional(c, sql.clone(), args))
+                .await?;
+            count_of(row.as_ref())
+        })
+    }
+
+    /// The matching rows as a stream, read as they arrive. While the stream
+    /// is alive, other calls on the session answer [`Error::SessionBusy`].
+    pub fn stream(mut self) -> BoxStream<'s, Result<E>> {
+        let session = self.session.clone();
+        let checked = self.check();
+        let q = self.select();
+        Box::pin(async_stream::try_stream! {
+            checked?;
+            let (sql, values) = session.backend().sea().build_select(&q);
+            let sql: Arc<str> = Arc::from(sql);
+            let mut guard = session.lock().await?;
+            let _busy = Busy::set(&session);
+            session.count_stream_statement(&sql);
+            let tx = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
+            let backend = session.backend();
+            let mut rows: BoxStream<'_, Result<E>> = dispatch!(tx, |c, DB| {
+                let args = DB::args_from_values(values);
+                DB::fetch(c, sql.clone(), args)
+                    .map(move |row| {
+                        row.map_err(|e| crate::errmap::map(backend, Some(E::META), e))
+                            .and_then(|row| E::decode_row(&row, 0))
+                    })
+                    .boxed()
+            });
+            while let Some(item) = rows.next().await {
+                yield item?;
+            }
+        })
+    }
+}
+
+/// Marks a session busy for the life of a stream.
+struct Busy(Session);
+
+impl Busy {
+    fn set(s: &Session) -> Busy {
+        s.inner.streaming.store(true, Ordering::Release);
+        Busy(s.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.inner.streaming.store(false, Ordering::Release);
+    }
+}
+
+/// A raw SQL statement whose rows decode into `E`; see [`Session::raw`].
+#[must_use = "a query does nothing until it is run"]
+pub struct RawQuery<'s, E> {
+    session: &'s Session,
+    sql: Arc<str>,
+    values: Result<Vec<sea_query::Value>>,
+    _marker: PhantomData<fn() -> E>,
+}
+
+impl<E> std::fmt::Debug for RawQuery<'_, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawQuery").field("sql", &self.sql).finish()
+    }
+}
+
+impl<'s, E: Entity> RawQuery<'s, E> {
+    pub(crate) fn new(session: &'s Session, sql: impl sqlx::SqlSafeStr) -> Self {
+        let sql = sql.into_sql_str();
+        RawQuery {
+            session,
+            sql: Arc::from(sql.as_str()),
+            values: Ok(Vec::new()),
+            _marker: PhantomData,
+        }
+    }
+
+    /// Binds the next parameter (`?` on SQLite and MySQL, `$n` on PostgreSQL).
+    pub fn bind<V: Field>(mut self, v: V) -> Self {
+        if let Ok(values) = &mut self.values {
+            match v.to_value() {
+                Ok(v) => values.push(v),
+                Err(e) => self.values = Err(Error::encode("raw parameter", e)),
+            }
+        }
+        self
+    }
+
+    /// All rows.
+    pub async fn all(self) -> Result<Vec<E>> {
+        let values = self.values?;
+        let mut guard = self.session.lock().await?;
+        fetch_entities::<E>(self.session, &mut guard, self.sql, values).await
+    }
+
+    /// At most one row: `None` for none, [`Error::TooManyRows`] for more.
+    pub async fn optional(self) -> Result<Option<E>> {
+        let mut rows = self.all().await?;
+        match rows.len() {
+            0 => Ok(None),
+            1 => Ok(rows.pop()),
+            _ => Err(Error::TooManyRows),
+        }
+    }
+
+    /// Exactly one row.
+    pub async fn one(self) -> Result<E> {
+        self.optional().await?.ok_or(Error::NotFound)
+    }
+}

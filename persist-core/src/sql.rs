@@ -1,0 +1,231 @@
+//! SQL text of fixed statement shapes, built once per entity and backend.
+
+use std::sync::{Arc, OnceLock};
+
+use crate::backend::Backend;
+
+/// The fixed statement shapes whose SQL is cached per entity and backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub(crate) enum Shape {
+    SelectAll,
+    FindByKey,
+    InsertOne,
+    UpdateByKey,
+    DeleteByKey,
+    DeleteByKeyVersioned,
+    Count,
+    ExistsByKey,
+}
+
+const SHAPES: usize = 8;
+const BACKENDS: usize = 3;
+
+/// Per-entity cache of SQL text, one slot per backend and statement shape.
+///
+/// `#[derive(Entity)]` places one in a `static` per entity, so a lookup is an
+/// index, not a map search.
+#[derive(Debug)]
+pub struct SqlCache {
+    slots: [[OnceLock<Arc<str>>; SHAPES]; BACKENDS],
+}
+
+impl SqlCache {
+    /// An empty cache (a `const fn`, for statics).
+    #[allow(clippy::new_without_default)]
+    pub const fn new() -> Self {
+        SqlCache { slots: [const { [const { OnceLock::new() }; SHAPES] }; BACKENDS] }
+    }
+
+    pub(crate) fn get(&self, backend: Backend, shape: Shape, build: impl FnOnce() -> String) -> Arc<str> {
+        self.slots[backend as usize][shape as usize].get_or_init(|| Arc::from(build())).clone()
+    }
+}
+
+use crate::entity::EntityMeta;
+
+/// Writes a comma-separated list of quoted column names.
+fn column_list(b: Backend, meta: &EntityMeta, cols: impl Iterator<Item = usize>, out: &mut String) {
+    for (n, i) in cols.enumerate() {
+        if n > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(&b.quote(meta.columns[i].name));
+    }
+}
+
+/// `WHERE k1 = ? AND k2 = ?` over the primary key; returns the next placeholder number.
+fn where_key(b: Backend, meta: &EntityMeta, mut n: usize, out: &mut String) -> usize {
+    out.push_str(" WHERE ");
+    for (j, &i) in meta.primary_key.iter().enumerate() {
+        if j > 0 {
+            out.push_str(" AND ");
+        }
+        out.push_str(&b.quote(meta.columns[i].name));
+        out.push_str(" = ");
+        b.placeholder(n, out);
+        n += 1;
+    }
+    n
+}
+
+pub(crate) fn select_all(b: Backend, meta: &EntityMeta) -> String {
+    let mut s = String::from("SELECT ");
+    column_list(b, meta, 0..meta.columns.len(), &mut s);
+    s.push_str(" FROM ");
+    s.push_str(&b.quote(meta.table));
+    s
+}
+
+pub(crate) fn find_by_key(b: Backend, meta: &EntityMeta) -> String {
+    let mut s = select_all(b, meta);
+    where_key(b, meta, 1, &mut s);
+    s
+}
+
+pub(crate) fn exists_by_key(b: Backend, meta: &EntityMeta) -> String {
+    let mut s = String::from("SELECT 1 FROM ");
+    s.push_str(&b.quote(meta.table));
+    where_key(b, meta, 1, &mut s);
+    s
+}
+
+pub(crate) fn count(b: Backend, meta: &EntityMeta) -> String {
+    format!("SELECT COUNT(*) FROM {}", b.quote(meta.table))
+}
+
+/// `INSERT INTO t (cols) VALUES (…), (…)` for `rows` rows, with `RETURNING`
+/// of the auto-increment key where the backend has it.
+pub(crate) fn insert(b: Backend, meta: &EntityMeta, rows: usize) -> String {
+    let cols: Vec<usize> = meta.insert_columns().collect();
+    let mut s = String::from("INSERT INTO ");
+    s.push_str(&b.quote(meta.table));
+    if cols.is_empty() {
+        // Only an auto-increment key: every value comes from the database.
+        s.push_str(if b == Backend::MySql { " () VALUES ()" } else { " DEFAULT VALUES" });
+    } else {
+        s.push_str(" (");
+        column_list(b, meta, cols.iter().copied(), &mut s);
+        s.push_str(") VALUES ");
+        let mut n = 1;
+        for r in 0..rows {
+            if r > 0 {
+                s.push_str(", ");
+            }
+            s.push('(');
+            for j in 0..cols.len() {
+                if j > 0 {
+                    s.push_str(", ");
+                }
+                b.placeholder(n, &mut s);
+                n += 1;
+            }
+            s.push(')');
+        }
+    }
+    returning_key(b, meta, &mut s);
+    s
+}
+
+fn returning_key(b: Backend, meta: &EntityMeta, s: &mut String) {
+    if let (Some(auto), true) = (meta.auto_increment, b.has_returning()) {
+        s.push_str(" RETURNING ");
+        s.push_str(&b.quote(meta.columns[auto].name));
+    }
+}
+
+/// `UPDATE t SET c = ?, … WHERE key [AND version = ?]` over all non-key columns.
+pub(crate) fn update_by_key(b: Backend, meta: &EntityMeta) -> String {
+    let mut s = String::from("UPDATE ");
+    s.push_str(&b.quote(meta.table));
+    s.push_str(" SET ");
+    let mut n = 1;
+    for (j, i) in meta.update_columns().enumerate() {
+        if j > 0 {
+            s.push_str(", ");
+        }
+        s.push_str(&b.quote(meta.columns[i].name));
+        s.push_str(" = ");
+        b.placeholder(n, &mut s);
+        n += 1;
+    }
+    let n = where_key(b, meta, n, &mut s);
+    version_check(b, meta, n, &mut s);
+    s
+}
+
+fn version_check(b: Backend, meta: &EntityMeta, n: usize, s: &mut String) {
+    if let Some(v) = meta.version {
+        s.push_str(" AND ");
+        s.push_str(&b.quote(meta.columns[v].name));
+        s.push_str(" = ");
+        b.placeholder(n, s);
+    }
+}
+
+pub(crate) fn delete_by_key(b: Backend, meta: &EntityMeta, versioned: bool) -> String {
+    let mut s = String::from("DELETE FROM ");
+    s.push_str(&b.quote(meta.table));
+    let n = where_key(b, meta, 1, &mut s);
+    if versioned {
+        version_check(b, meta, n, &mut s);
+    }
+    s
+}
+
+/// Insert-or-update on `target` (column indexes). PostgreSQL and SQLite use
+/// `ON CONFLICT (target) DO UPDATE`; MySQL uses `ON DUPLICATE KEY UPDATE`,
+/// which fires on a conflict with any unique key.
+pub(crate) fn upsert(b: Backend, meta: &EntityMeta, target: &[usize]) -> String {
+    let mut s = insert(b, meta, 1);
+    let has_returning = meta.auto_increment.is_some() && b.has_returning();
+    if has_returning {
+        // Re-add RETURNING after the conflict clause.
+        let cut = s.rfind(" RETURNING ").unwrap_or(s.len());
+        s.truncate(cut);
+    }
+    let updated: Vec<usize> = meta
+        .insert_columns()
+        .filter(|i| !target.contains(i) && !meta.columns[*i].primary_key)
+        .collect();
+    match b {
+        Backend::MySql => {
+            s.push_str(" ON DUPLICATE KEY UPDATE ");
+            let mut parts = Vec::new();
+            if let Some(auto) = meta.auto_increment {
+                let k = b.quote(meta.columns[auto].name);
+                parts.push(format!("{k} = LAST_INSERT_ID({k})"));
+            }
+            for i in &updated {
+                let c = b.quote(meta.columns[*i].name);
+                parts.push(format!("{c} = VALUES({c})"));
+            }
+            if parts.is_empty() {
+                let c = b.quote(meta.columns[target[0]].name);
+                parts.push(format!("{c} = {c}"));
+            }
+            s.push_str(&parts.join(", "));
+        }
+        _ => {
+            s.push_str(" ON CONFLICT (");
+            column_list(b, meta, target.iter().copied(), &mut s);
+            s.push(')');
+            if updated.is_empty() {
+                let c = b.quote(meta.columns[target[0]].name);
+                s.push_str(&format!(" DO UPDATE SET {c} = excluded.{c}"));
+            } else {
+                s.push_str(" DO UPDATE SET ");
+                let parts: Vec<String> = updated
+                    .iter()
+                    .map(|i| {
+                        let c = b.quote(meta.columns[*i].name);
+                        format!("{c} = excluded.{c}")
+                    })
+                    .collect();
+                s.push_str(&parts.join(", "));
+            }
+            returning_key(b, meta, &mut s);
+        }
+    }
+    s
+}
