@@ -1,0 +1,97 @@
+//! Column metadata and the typed column constants.
+
+use proc_macro2::{Literal, TokenStream};
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+
+use super::{option_usize, private};
+use crate::internals::ast::{Entity, Field};
+
+/// The `EntityMeta` value of an entity.
+pub fn meta(entity: &Entity<'_>) -> TokenStream {
+    let p = private();
+    let (name, table) = (&entity.name, &entity.table);
+    let columns = entity.columns().map(|(_, f)| column_meta(f));
+    let primary_key = entity
+        .columns()
+        .filter(|(_, f)| f.is_primary_key())
+        .map(|(i, _)| Literal::usize_suffixed(i));
+    let auto_increment = option_usize(entity.column_where(|f| f.attrs.auto_increment.is_some()));
+    let version = option_usize(entity.column_where(|f| f.attrs.version.is_some()));
+    let created_at = option_usize(entity.column_where(|f| f.attrs.created_at.is_some()));
+    let updated_at = option_usize(entity.column_where(|f| f.attrs.updated_at.is_some()));
+    quote! {
+        #p::EntityMeta {
+            name: #name,
+            table: #table,
+            columns: &[#(#columns),*],
+            primary_key: &[#(#primary_key),*],
+            auto_increment: #auto_increment,
+            version: #version,
+            created_at: #created_at,
+            updated_at: #updated_at,
+        }
+    }
+}
+
+fn column_meta(f: &Field<'_>) -> TokenStream {
+    let p = private();
+    let ty = f.ty;
+    let (name, field) = (&f.column, &f.name);
+    let (sql_type, nullable) = if f.is_json() {
+        // A JSON field is any serde type, not a `Field`: its nullability is
+        // read from the type as written.
+        let nullable = f.is_option();
+        (quote!(#p::SqlType::Json), quote!(#nullable))
+    } else {
+        (
+            quote_spanned!(ty.span()=> <#ty as #p::Field>::SQL_TYPE),
+            quote_spanned!(ty.span()=> <#ty as #p::Field>::NULLABLE),
+        )
+    };
+    let (primary_key, unique, index) = (f.is_primary_key(), f.is_unique(), f.is_indexed());
+    let default = match f.default() {
+        Some(sql) => quote!(::core::option::Option::Some(#sql)),
+        None => quote!(::core::option::Option::None),
+    };
+    // The target's tokens carry the span of the `references` string (see
+    // `attr::Field`), so "`Other: Entity` is not satisfied" points there.
+    // A separate `assert_entity::<Other>()` would only repeat that error.
+    let references = match f.references() {
+        Some(target) => quote!(::core::option::Option::Some(|| <#target as #p::Entity>::META)),
+        None => quote!(::core::option::Option::None),
+    };
+    quote! {
+        #p::ColumnMeta {
+            name: #name,
+            field: #field,
+            sql_type: #sql_type,
+            nullable: #nullable,
+            primary_key: #primary_key,
+            unique: #unique,
+            index: #index,
+            default: #default,
+            references: #references,
+        }
+    }
+}
+
+/// One typed constant per stored non-JSON field: `Account::IBAN`.
+pub fn constants(entity: &Entity<'_>) -> TokenStream {
+    let p = private();
+    let ident = entity.ident;
+    let constants = entity
+        .columns()
+        .filter(|(_, f)| !f.is_json())
+        .map(|(i, f)| {
+            let (name, ty, column) = (f.const_name(), f.ty, &f.column);
+            let i = Literal::usize_suffixed(i);
+            let doc = format!(" Column `{column}` of `{}`.", entity.table);
+            let column_ty = quote_spanned!(ty.span()=> #p::Column<#ident, #ty>);
+            quote! {
+                #[doc = #doc]
+                pub const #name: #column_ty = #p::Column::new(#i, #column);
+            }
+        });
+    quote!(#(#constants)*)
+}

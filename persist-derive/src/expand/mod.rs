@@ -1,0 +1,41 @@
+//! Code generation from the intermediate representation.
+//!
+//! Each derive parses, validates and then either expands the input, or, when
+//! any error was recorded, emits every error as `compile_error!` beside stub
+//! impls, so that the user sees the real errors and not a cascade of
+//! "trait not implemented" follow-ups (thiserror's `fallback.rs`).
+
+mod columns;
+pub mod db_enum;
+pub mod entity;
+mod repository;
+
+#[cfg(test)]
+mod tests;
+
+use proc_macro2::TokenStream;
+use quote::quote;
+
+/// Whether to expand the real code or, after errors, stubs with the same
+/// items and `unimplemented!()` bodies.
+#[derive(Copy, Clone, PartialEq, Eq)]
+enum Mode {
+    Full,
+    Stub,
+}
+
+/// The only runtime path generated code names besides `::core` and `::std`.
+fn private() -> TokenStream {
+    quote!(::persist_core::__private)
+}
+
+/// `::core::option::Option<usize>` as a constant expression.
+fn option_usize(v: Option<usize>) -> TokenStream {
+    match v {
+        Some(i) => {
+            let i = proc_macro2::Literal::usize_suffixed(i);
+            quote!(::core::option::Option::Some(#i))
+        }
+        None => quote!(::core::option::Option::None),
+    }
+}

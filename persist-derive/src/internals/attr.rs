@@ -1,0 +1,368 @@
+//! Parsing of the `#[persist(…)]` attributes into typed values.
+//!
+//! Every key is parsed even after an error, so that one build reports all
+//! of them; unknown keys are answered with the list of valid ones.
+
+use proc_macro2::{Span, TokenStream};
+use quote::ToTokens;
+use syn::meta::ParseNestedMeta;
+use syn::spanned::Spanned;
+use syn::{Attribute, Expr, ExprLit, Lit, LitStr, Token};
+
+use super::Ctxt;
+use super::case::RenameRule;
+use super::symbol::{self, Symbol};
+
+/// Attributes of an entity struct.
+#[derive(Default)]
+pub struct Container {
+    /// `table = "…"`.
+    pub table: Option<LitStr>,
+    /// `rename_all = "…"`.
+    pub rename_all: Option<RenameRule>,
+}
+
+/// A flag key: the span of its name where present.
+pub type Flag = Option<Span>;
+
+/// Attributes of an entity field.
+#[derive(Default)]
+pub struct Field {
+    /// `primary_key`.
+    pub primary_key: Flag,
+    /// `auto_increment`.
+    pub auto_increment: Flag,
+    /// `column = "…"`.
+    pub column: Option<LitStr>,
+    /// `unique`.
+    pub unique: Flag,
+    /// `index`.
+    pub index: Flag,
+    /// `references = "Type"`: the literal and the type parsed from it (with
+    /// the literal's span).
+    pub references: Option<(LitStr, syn::Type)>,
+    /// `version`.
+    pub version: Flag,
+    /// `json`.
+    pub json: Flag,
+    /// `skip`.
+    pub skip: Flag,
+    /// `default = "SQL expression"`.
+    pub default: Option<LitStr>,
+    /// `created_at`.
+    pub created_at: Flag,
+    /// `updated_at`.
+    pub updated_at: Flag,
+}
+
+/// Attributes of a `DbEnum` enum.
+#[derive(Default)]
+pub struct Enum {
+    /// `rename_all = "…"`.
+    pub rename_all: Option<RenameRule>,
+}
+
+/// Attributes of a `DbEnum` variant.
+#[derive(Default)]
+pub struct Variant {
+    /// `rename = "…"`.
+    pub rename: Option<LitStr>,
+}
+
+impl Container {
+    /// Parses the `#[persist(…)]` attributes of an entity struct.
+    pub fn from_ast(cx: &Ctxt, attrs: &[Attribute]) -> Self {
+        let mut table = Slot::new(cx, symbol::TABLE);
+        let mut rename_all = Slot::new(cx, symbol::RENAME_ALL);
+        for_each_meta(cx, attrs, |meta| {
+            if meta.path == symbol::TABLE {
+                if let Some(lit) = lit_str(cx, symbol::TABLE, &meta)? {
+                    non_empty(cx, symbol::TABLE, &lit);
+                    table.set(&meta.path, lit);
+                }
+            } else if meta.path == symbol::RENAME_ALL {
+                if let Some(rule) = rename_rule(cx, &meta)? {
+                    rename_all.set(&meta.path, rule);
+                }
+            } else {
+                unknown(cx, &meta, symbol::CONTAINER_KEYS)?;
+            }
+            Ok(())
+        });
+        Container {
+            table: table.get(),
+            rename_all: rename_all.get(),
+        }
+    }
+}
+
+impl Field {
+    /// Parses the `#[persist(…)]` attributes of an entity field.
+    pub fn from_ast(cx: &Ctxt, attrs: &[Attribute]) -> Self {
+        let flag = |s| Slot::<Span>::new(cx, s);
+        let mut primary_key = flag(symbol::PRIMARY_KEY);
+        let mut auto_increment = flag(symbol::AUTO_INCREMENT);
+        let mut unique = flag(symbol::UNIQUE);
+        let mut index = flag(symbol::INDEX);
+        let mut version = flag(symbol::VERSION);
+        let mut json = flag(symbol::JSON);
+        let mut skip = flag(symbol::SKIP);
+        let mut created_at = flag(symbol::CREATED_AT);
+        let mut updated_at = flag(symbol::UPDATED_AT);
+        let mut column = Slot::new(cx, symbol::COLUMN);
+        let mut references = Slot::new(cx, symbol::REFERENCES);
+        let mut default = Slot::new(cx, symbol::DEFAULT);
+
+        for_each_meta(cx, attrs, |meta| {
+            let flags = [
+                &mut primary_key,
+                &mut auto_increment,
+                &mut unique,
+                &mut index,
+                &mut version,
+                &mut json,
+                &mut skip,
+                &mut created_at,
+                &mut updated_at,
+            ];
+            if let Some(slot) = flags.into_iter().find(|slot| meta.path == slot.name) {
+                slot.set_flag(&meta)?;
+            } else if meta.path == symbol::COLUMN {
+                if let Some(lit) = lit_str(cx, symbol::COLUMN, &meta)? {
+                    non_empty(cx, symbol::COLUMN, &lit);
+                    column.set(&meta.path, lit);
+                }
+            } else if meta.path == symbol::DEFAULT {
+                if let Some(lit) = lit_str(cx, symbol::DEFAULT, &meta)? {
+                    non_empty(cx, symbol::DEFAULT, &lit);
+                    default.set(&meta.path, lit);
+                }
+            } else if meta.path == symbol::REFERENCES {
+                if let Some(lit) = lit_str(cx, symbol::REFERENCES, &meta)? {
+                    // `LitStr::parse` gives every token the literal's span,
+                    // so type errors about the target point at the string.
+                    match lit.parse::<syn::Type>() {
+                        Ok(ty) => references.set(&meta.path, (lit, ty)),
+                        Err(_) => cx.error_spanned_by(
+                            &lit,
+                            "`references` expects the type of an entity, e.g. `references = \"Customer\"`",
+                        ),
+                    }
+                }
+            } else {
+                unknown(cx, &meta, symbol::FIELD_KEYS)?;
+            }
+            Ok(())
+        });
+
+        Field {
+            primary_key: primary_key.get(),
+            auto_increment: auto_increment.get(),
+            column: column.get(),
+            unique: unique.get(),
+            index: index.get(),
+            references: references.get(),
+            version: version.get(),
+            json: json.get(),
+            skip: skip.get(),
+            default: default.get(),
+            created_at: created_at.get(),
+            updated_at: updated_at.get(),
+        }
+    }
+
+    /// Every key present besides `skip`, with its span, for conflict checks.
+    pub fn keys_besides_skip(&self) -> Vec<(Symbol, Span)> {
+        let lit = |l: &Option<LitStr>| l.as_ref().map(LitStr::span);
+        let candidates = [
+            (symbol::PRIMARY_KEY, self.primary_key),
+            (symbol::AUTO_INCREMENT, self.auto_increment),
+            (symbol::COLUMN, lit(&self.column)),
+            (symbol::UNIQUE, self.unique),
+            (symbol::INDEX, self.index),
+            (
+                symbol::REFERENCES,
+                self.references.as_ref().map(|(l, _)| l.span()),
+            ),
+            (symbol::VERSION, self.version),
+            (symbol::JSON, self.json),
+            (symbol::DEFAULT, lit(&self.default)),
+            (symbol::CREATED_AT, self.created_at),
+            (symbol::UPDATED_AT, self.updated_at),
+        ];
+        candidates
+            .into_iter()
+            .filter_map(|(s, span)| Some((s, span?)))
+            .collect()
+    }
+}
+
+impl Enum {
+    /// Parses the `#[persist(…)]` attributes of a `DbEnum` enum.
+    pub fn from_ast(cx: &Ctxt, attrs: &[Attribute]) -> Self {
+        let mut rename_all = Slot::new(cx, symbol::RENAME_ALL);
+        for_each_meta(cx, attrs, |meta| {
+            if meta.path == symbol::RENAME_ALL {
+                if let Some(rule) = rename_rule(cx, &meta)? {
+                    rename_all.set(&meta.path, rule);
+                }
+            } else {
+                unknown(cx, &meta, symbol::ENUM_KEYS)?;
+            }
+            Ok(())
+        });
+        Enum {
+            rename_all: rename_all.get(),
+        }
+    }
+}
+
+impl Variant {
+    /// Parses the `#[persist(…)]` attributes of a `DbEnum` variant.
+    pub fn from_ast(cx: &Ctxt, attrs: &[Attribute]) -> Self {
+        let mut rename = Slot::new(cx, symbol::RENAME);
+        for_each_meta(cx, attrs, |meta| {
+            if meta.path == symbol::RENAME {
+                if let Some(lit) = lit_str(cx, symbol::RENAME, &meta)? {
+                    non_empty(cx, symbol::RENAME, &lit);
+                    rename.set(&meta.path, lit);
+                }
+            } else {
+                unknown(cx, &meta, symbol::VARIANT_KEYS)?;
+            }
+            Ok(())
+        });
+        Variant {
+            rename: rename.get(),
+        }
+    }
+}
+
+/// One key's value, reporting a second occurrence as a duplicate.
+struct Slot<'c, T> {
+    cx: &'c Ctxt,
+    name: Symbol,
+    value: Option<T>,
+}
+
+impl<'c, T> Slot<'c, T> {
+    fn new(cx: &'c Ctxt, name: Symbol) -> Self {
+        Slot {
+            cx,
+            name,
+            value: None,
+        }
+    }
+
+    fn set(&mut self, path: &syn::Path, value: T) {
+        if self.value.is_some() {
+            self.cx
+                .error_spanned_by(path, format!("duplicate persist attribute `{}`", self.name));
+        } else {
+            self.value = Some(value);
+        }
+    }
+
+    fn get(self) -> Option<T> {
+        self.value
+    }
+}
+
+impl Slot<'_, Span> {
+    /// Sets a key that takes no value.
+    fn set_flag(&mut self, meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
+        if !(meta.input.is_empty() || meta.input.peek(Token![,])) {
+            self.cx
+                .error_spanned_by(&meta.path, format!("`{}` takes no value", self.name));
+            skip_value(meta)?;
+        }
+        self.set(&meta.path, meta.path.span());
+        Ok(())
+    }
+}
+
+/// Calls `f` with each key of every `#[persist(…)]` attribute; a syntax
+/// error ends that attribute only.
+fn for_each_meta(
+    cx: &Ctxt,
+    attrs: &[Attribute],
+    mut f: impl FnMut(ParseNestedMeta<'_>) -> syn::Result<()>,
+) {
+    for attr in attrs.iter().filter(|a| a.path() == symbol::PERSIST) {
+        if let Err(err) = attr.parse_nested_meta(&mut f) {
+            cx.syn_error(err);
+        }
+    }
+}
+
+/// Reports an unknown key with the valid ones, and skips its value.
+fn unknown(cx: &Ctxt, meta: &ParseNestedMeta<'_>, valid: &[Symbol]) -> syn::Result<()> {
+    let key = meta.path.to_token_stream().to_string().replace(' ', "");
+    cx.error_spanned_by(
+        &meta.path,
+        format!(
+            "unknown persist attribute `{key}`; expected one of: {}",
+            symbol::list(valid)
+        ),
+    );
+    skip_value(meta)
+}
+
+/// Consumes `= expr` or `(…)` after a key whose value is not used.
+fn skip_value(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
+    if meta.input.peek(Token![=]) {
+        meta.value()?.parse::<Expr>()?;
+    } else if meta.input.peek(syn::token::Paren) {
+        let content;
+        syn::parenthesized!(content in meta.input);
+        content.parse::<TokenStream>()?;
+    }
+    Ok(())
+}
+
+/// The string of `key = "…"`; reports any other shape and gives `None`.
+fn lit_str(cx: &Ctxt, key: Symbol, meta: &ParseNestedMeta<'_>) -> syn::Result<Option<LitStr>> {
+    if !meta.input.peek(Token![=]) {
+        cx.error_spanned_by(&meta.path, format!("expected `{key} = \"...\"`"));
+        skip_value(meta)?;
+        return Ok(None);
+    }
+    let mut expr: Expr = meta.value()?.parse()?;
+    // Values passed through `macro_rules!` arrive wrapped in invisible groups.
+    while let Expr::Group(group) = expr {
+        expr = *group.expr;
+    }
+    match expr {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(lit), ..
+        }) => Ok(Some(lit)),
+        other => {
+            cx.error_spanned_by(other, format!("expected a string: `{key} = \"...\"`"));
+            Ok(None)
+        }
+    }
+}
+
+fn non_empty(cx: &Ctxt, key: Symbol, lit: &LitStr) {
+    if lit.value().trim().is_empty() {
+        cx.error_spanned_by(lit, format!("`{key}` must not be empty"));
+    }
+}
+
+fn rename_rule(cx: &Ctxt, meta: &ParseNestedMeta<'_>) -> syn::Result<Option<RenameRule>> {
+    let Some(lit) = lit_str(cx, symbol::RENAME_ALL, meta)? else {
+        return Ok(None);
+    };
+    let rule = RenameRule::from_str(&lit.value());
+    if rule.is_none() {
+        cx.error_spanned_by(
+            &lit,
+            format!(
+                "unknown rename_all value `{}`; expected one of: {}",
+                lit.value(),
+                RenameRule::valid_values()
+            ),
+        );
+    }
+    Ok(rule)
+}

@@ -1,0 +1,93 @@
+//! The names of the `#[persist(…)]` keys.
+
+use std::fmt::{self, Display};
+
+use syn::{Ident, Path};
+
+/// One attribute key, compared against parsed paths.
+#[derive(Copy, Clone, PartialEq, Eq)]
+pub struct Symbol(pub &'static str);
+
+/// The attribute every key lives under.
+pub const PERSIST: Symbol = Symbol("persist");
+
+// Container keys.
+pub const TABLE: Symbol = Symbol("table");
+pub const RENAME_ALL: Symbol = Symbol("rename_all");
+
+// Field keys.
+pub const PRIMARY_KEY: Symbol = Symbol("primary_key");
+pub const AUTO_INCREMENT: Symbol = Symbol("auto_increment");
+pub const COLUMN: Symbol = Symbol("column");
+pub const UNIQUE: Symbol = Symbol("unique");
+pub const INDEX: Symbol = Symbol("index");
+pub const REFERENCES: Symbol = Symbol("references");
+pub const VERSION: Symbol = Symbol("version");
+pub const JSON: Symbol = Symbol("json");
+pub const SKIP: Symbol = Symbol("skip");
+pub const DEFAULT: Symbol = Symbol("default");
+pub const CREATED_AT: Symbol = Symbol("created_at");
+pub const UPDATED_AT: Symbol = Symbol("updated_at");
+
+// Enum variant keys.
+pub const RENAME: Symbol = Symbol("rename");
+
+/// Keys accepted on an entity struct, in the order error messages list them.
+pub const CONTAINER_KEYS: &[Symbol] = &[TABLE, RENAME_ALL];
+
+/// Keys accepted on an entity field.
+pub const FIELD_KEYS: &[Symbol] = &[
+    PRIMARY_KEY,
+    AUTO_INCREMENT,
+    COLUMN,
+    UNIQUE,
+    INDEX,
+    REFERENCES,
+    VERSION,
+    JSON,
+    SKIP,
+    DEFAULT,
+    CREATED_AT,
+    UPDATED_AT,
+];
+
+/// Keys accepted on a `DbEnum` enum.
+pub const ENUM_KEYS: &[Symbol] = &[RENAME_ALL];
+
+/// Keys accepted on a `DbEnum` variant.
+pub const VARIANT_KEYS: &[Symbol] = &[RENAME];
+
+/// `a, b, c` for an error message.
+pub fn list(keys: &[Symbol]) -> String {
+    keys.iter().map(|k| k.0).collect::<Vec<_>>().join(", ")
+}
+
+impl PartialEq<Symbol> for Ident {
+    fn eq(&self, word: &Symbol) -> bool {
+        self == word.0
+    }
+}
+
+impl PartialEq<Symbol> for &Ident {
+    fn eq(&self, word: &Symbol) -> bool {
+        *self == word.0
+    }
+}
+
+impl PartialEq<Symbol> for Path {
+    fn eq(&self, word: &Symbol) -> bool {
+        self.is_ident(word.0)
+    }
+}
+
+impl PartialEq<Symbol> for &Path {
+    fn eq(&self, word: &Symbol) -> bool {
+        self.is_ident(word.0)
+    }
+}
+
+impl Display for Symbol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}

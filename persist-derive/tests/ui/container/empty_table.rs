@@ -1,0 +1,10 @@
+use persist_core::Entity;
+
+#[derive(Entity, Clone)]
+#[persist(table = "")]
+struct Note {
+    #[persist(primary_key)]
+    id: i64,
+}
+
+fn main() {}

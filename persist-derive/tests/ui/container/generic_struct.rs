@@ -1,0 +1,10 @@
+use persist_core::Entity;
+
+#[derive(Entity, Clone)]
+struct Note<T> {
+    #[persist(primary_key)]
+    id: i64,
+    body: T,
+}
+
+fn main() {}

@@ -1,0 +1,11 @@
+use persist_core::DbEnum;
+
+#[derive(DbEnum, Clone, Copy)]
+#[persist(rename_all = "lowercase")]
+enum Status {
+    Active,
+    #[persist(rename = "active")]
+    Enabled,
+}
+
+fn main() {}

@@ -1,0 +1,12 @@
+use persist_core::Entity;
+
+#[derive(Entity, Clone)]
+struct Note {
+    #[persist(primary_key)]
+    id: i64,
+    title: String,
+    #[persist(column = "title")]
+    heading: String,
+}
+
+fn main() {}

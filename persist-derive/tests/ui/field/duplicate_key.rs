@@ -1,0 +1,11 @@
+use persist_core::Entity;
+
+#[derive(Entity, Clone)]
+struct Note {
+    #[persist(primary_key)]
+    id: i64,
+    #[persist(column = "title", column = "heading")]
+    title: String,
+}
+
+fn main() {}

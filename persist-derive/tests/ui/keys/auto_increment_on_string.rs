@@ -1,0 +1,9 @@
+use persist_core::Entity;
+
+#[derive(Entity, Clone)]
+struct Note {
+    #[persist(primary_key, auto_increment)]
+    id: String,
+}
+
+fn main() {}

@@ -1,0 +1,11 @@
+use persist_core::Entity;
+
+#[derive(Entity, Clone)]
+struct Account {
+    #[persist(primary_key)]
+    id: i64,
+    #[persist(references = "customers(id)")]
+    customer_id: i64,
+}
+
+fn main() {}

@@ -1,0 +1,10 @@
+use persist_core::Entity;
+
+#[derive(Entity, Clone)]
+struct Note {
+    #[persist(primary_key)]
+    id: i64,
+    seen: std::time::Instant,
+}
+
+fn main() {}

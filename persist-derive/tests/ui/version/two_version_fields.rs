@@ -1,0 +1,13 @@
+use persist_core::Entity;
+
+#[derive(Entity, Clone)]
+struct Note {
+    #[persist(primary_key)]
+    id: i64,
+    #[persist(version)]
+    version: i64,
+    #[persist(version)]
+    revision: i32,
+}
+
+fn main() {}
