@@ -37,7 +37,11 @@ impl<E, V> Column<E, V> {
     /// A column constant; used by generated code.
     #[doc(hidden)]
     pub const fn new(index: usize, name: &'static str) -> Self {
-        Column { index, name, _marker: PhantomData }
+        Column {
+            index,
+            name,
+            _marker: PhantomData,
+        }
     }
 
     /// Column name in the database.
@@ -75,7 +79,10 @@ impl<E> std::fmt::Debug for Filter<E> {
 
 impl<E> Filter<E> {
     fn from_cond(cond: Result<Cond>) -> Self {
-        Filter { cond, _marker: PhantomData }
+        Filter {
+            cond,
+            _marker: PhantomData,
+        }
     }
 
     fn from_expr(expr: Result<SimpleExpr>) -> Self {
@@ -84,12 +91,18 @@ impl<E> Filter<E> {
 
     /// Both conditions.
     pub fn and(self, other: Filter<E>) -> Filter<E> {
-        Self::from_cond(self.cond.and_then(|a| other.cond.map(|b| Cond::all().add(a).add(b))))
+        Self::from_cond(
+            self.cond
+                .and_then(|a| other.cond.map(|b| Cond::all().add(a).add(b))),
+        )
     }
 
     /// Either condition.
     pub fn or(self, other: Filter<E>) -> Filter<E> {
-        Self::from_cond(self.cond.and_then(|a| other.cond.map(|b| Cond::any().add(a).add(b))))
+        Self::from_cond(
+            self.cond
+                .and_then(|a| other.cond.map(|b| Cond::any().add(a).add(b))),
+        )
     }
 
     /// The negated condition.
@@ -151,8 +164,10 @@ impl<E: Entity, V: Field> Column<E, V> {
         I: IntoIterator,
         I::Item: Into<V>,
     {
-        let values: Result<Vec<_>> =
-            values.into_iter().map(|v| value_of(self.name, &v.into())).collect();
+        let values: Result<Vec<_>> = values
+            .into_iter()
+            .map(|v| value_of(self.name, &v.into()))
+            .collect();
         Filter::from_expr(values.map(|vs| {
             if vs.is_empty() {
                 // `IN ()` is not valid SQL everywhere; an always-false test is.

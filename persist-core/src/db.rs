@@ -36,7 +36,7 @@ pub(crate) struct DbInner {
 /// Options for opening a [`Db`]; start with [`Db::builder`].
 #[derive(Debug, Clone)]
 pub struct DbBuilder {
-    max_connections: u32,
+    max_connections: Option<u32>,
     min_connections: u32,
     acquire_timeout: Duration,
     test_before_acquire: bool,
@@ -46,7 +46,7 @@ pub struct DbBuilder {
 impl Default for DbBuilder {
     fn default() -> Self {
         DbBuilder {
-            max_connections: 10,
+            max_connections: None,
             min_connections: 0,
             acquire_timeout: Duration::from_secs(30),
             test_before_acquire: false,
@@ -56,9 +56,15 @@ impl Default for DbBuilder {
 }
 
 impl DbBuilder {
-    /// Most connections the pool opens (default 10). Each open session holds one.
+    /// Most connections the pool opens (default 10; 1 for in-memory SQLite).
+    /// Each open session holds one.
+    ///
+    /// In-memory SQLite is one shared-cache database per pool, and its
+    /// table locks make a second connection wait without a timeout while
+    /// another session writes. With one connection, a second session waits
+    /// in the pool instead and fails with a timeout rather than hanging.
     pub fn max_connections(mut self, n: u32) -> Self {
-        self.max_connections = n.max(1);
+        self.max_connections = Some(n.max(1));
         self
     }
 
@@ -89,9 +95,9 @@ impl DbBuilder {
         self
     }
 
-    fn pool_options<DB: sqlx::Database>(&self) -> sqlx::pool::PoolOptions<DB> {
+    fn pool_options<DB: sqlx::Database>(&self, default_max: u32) -> sqlx::pool::PoolOptions<DB> {
         sqlx::pool::PoolOptions::new()
-            .max_connections(self.max_connections)
+            .max_connections(self.max_connections.unwrap_or(default_max))
             .min_connections(self.min_connections)
             .acquire_timeout(self.acquire_timeout)
             .test_before_acquire(self.test_before_acquire)
@@ -101,6 +107,7 @@ impl DbBuilder {
     /// `postgres://…` (or `postgresql://`), `mysql://…` (or `mariadb://`).
     pub async fn connect(self, url: &str) -> Result<Db> {
         let (pool, backend) = self.open_pool(url).await?;
+        #[cfg_attr(not(feature = "mysql"), allow(unused_mut))]
         let mut inner = DbInner {
             pool,
             backend,
@@ -110,6 +117,7 @@ impl DbBuilder {
             auto_increment_increment: 1,
         };
         #[cfg(feature = "mysql")]
+        #[allow(irrefutable_let_patterns)]
         if let AnyPool::MySql(pool) = &inner.pool {
             let (lock_mode, step): (i64, i64) = sqlx::query_as(
                 "SELECT CAST(@@innodb_autoinc_lock_mode AS SIGNED), CAST(@@auto_increment_increment AS SIGNED)",
@@ -119,7 +127,9 @@ impl DbBuilder {
             inner.mysql_consecutive_ids = lock_mode < 2;
             inner.auto_increment_increment = step.max(1);
         }
-        Ok(Db { inner: Arc::new(inner) })
+        Ok(Db {
+            inner: Arc::new(inner),
+        })
     }
 
     #[allow(unused_variables)]
@@ -127,24 +137,37 @@ impl DbBuilder {
         #[cfg(feature = "sqlite")]
         if url.starts_with("sqlite:") {
             use std::str::FromStr;
-            let opts = sqlx::sqlite::SqliteConnectOptions::from_str(url)?
+            let mut opts = sqlx::sqlite::SqliteConnectOptions::from_str(url)?
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(10));
-            let pool = self.pool_options().connect_with(opts).await?;
+            let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+            if !in_memory && !url.contains("journal_mode") {
+                // WAL lets readers run beside the one writer, as sessions of
+                // a server expect; the URL's own `journal_mode` wins.
+                opts = opts
+                    .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                    .synchronous(sqlx::sqlite::SqliteSynchronous::Normal);
+            }
+            let pool = self
+                .pool_options(if in_memory { 1 } else { 10 })
+                .connect_with(opts)
+                .await?;
             return Ok((AnyPool::Sqlite(pool), Backend::Sqlite));
         }
         #[cfg(feature = "postgres")]
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let pool = self.pool_options().connect(url).await?;
+            let pool = self.pool_options(10).connect(url).await?;
             return Ok((AnyPool::Postgres(pool), Backend::Postgres));
         }
         #[cfg(feature = "mysql")]
         if url.starts_with("mysql://") || url.starts_with("mariadb://") {
             let url = url.replacen("mariadb://", "mysql://", 1);
-            let pool = self.pool_options().connect(&url).await?;
+            let pool = self.pool_options(10).connect(&url).await?;
             return Ok((AnyPool::MySql(pool), Backend::MySql));
         }
-        Err(Error::UnsupportedUrl(url.split('?').next().unwrap_or(url).to_owned()))
+        Err(Error::UnsupportedUrl(
+            url.split('?').next().unwrap_or(url).to_owned(),
+        ))
     }
 }
 

@@ -34,11 +34,27 @@ pub(crate) fn map(backend: Backend, meta: Option<&EntityMeta>, e: sqlx::Error) -
         Backend::MySql => mysql(kind, db.message(), meta),
         Backend::Sqlite => sqlite(kind, db.message(), meta),
     };
-    let Fault { table, columns, constraint } = fault;
+    let Fault {
+        table,
+        columns,
+        constraint,
+    } = fault;
     match kind {
-        Kind::Unique => Error::UniqueViolation { table, columns, constraint },
-        Kind::ForeignKey => Error::ForeignKeyViolation { table, columns, constraint },
-        Kind::NotNull => Error::NotNullViolation { table, columns, constraint },
+        Kind::Unique => Error::UniqueViolation {
+            table,
+            columns,
+            constraint,
+        },
+        Kind::ForeignKey => Error::ForeignKeyViolation {
+            table,
+            columns,
+            constraint,
+        },
+        Kind::NotNull => Error::NotNullViolation {
+            table,
+            columns,
+            constraint,
+        },
     }
 }
 
@@ -61,27 +77,29 @@ fn context_table(meta: Option<&EntityMeta>) -> String {
 
 /// Columns named by one of persist's constraint names on `table`.
 fn columns_of(table: &str, constraint: &str, meta: Option<&EntityMeta>) -> Vec<String> {
-    if constraint == format!("pk_{table}") {
-        if let Some(m) = meta.filter(|m| m.table == table) {
-            return m.primary_key.iter().map(|i| m.columns[*i].name.to_owned()).collect();
-        }
+    if constraint == format!("pk_{table}")
+        && let Some(m) = meta.filter(|m| m.table == table)
+    {
+        return m
+            .primary_key
+            .iter()
+            .map(|i| m.columns[*i].name.to_owned())
+            .collect();
     }
     for prefix in ["uq", "fk", "ix"] {
         if let Some(rest) = constraint.strip_prefix(&format!("{prefix}_{table}_")) {
-            // Several columns are joined by `_`, which column names may also
-            // contain: prefer an exact column of the entity when it is known.
-            if let Some(m) = meta.filter(|m| m.table == table) {
-                if m.column_index(rest).is_some() {
-                    return vec![rest.to_owned()];
-                }
-            }
             return vec![rest.to_owned()];
         }
     }
     Vec::new()
 }
 
-fn constraint_for_columns(kind: Kind, table: &str, columns: &[String], meta: Option<&EntityMeta>) -> Option<String> {
+fn constraint_for_columns(
+    kind: Kind,
+    table: &str,
+    columns: &[String],
+    meta: Option<&EntityMeta>,
+) -> Option<String> {
     let m = meta.filter(|m| m.table == table)?;
     match kind {
         Kind::Unique => {
@@ -93,8 +111,12 @@ fn constraint_for_columns(kind: Kind, table: &str, columns: &[String], meta: Opt
             }
         }
         Kind::ForeignKey => {
-            let fks: Vec<&str> =
-                m.columns.iter().filter(|c| c.references.is_some()).map(|c| c.name).collect();
+            let fks: Vec<&str> = m
+                .columns
+                .iter()
+                .filter(|c| c.references.is_some())
+                .map(|c| c.name)
+                .collect();
             match fks.as_slice() {
                 [one] => Some(format!("fk_{table}_{one}")),
                 _ => None,
@@ -108,16 +130,27 @@ fn constraint_for_columns(kind: Kind, table: &str, columns: &[String], meta: Opt
 fn postgres(db: &dyn DatabaseError, meta: Option<&EntityMeta>) -> Fault {
     #[cfg(feature = "postgres")]
     if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
-        let table = pg.table().map(str::to_owned).unwrap_or_else(|| context_table(meta));
+        let table = pg
+            .table()
+            .map(str::to_owned)
+            .unwrap_or_else(|| context_table(meta));
         let constraint = pg.constraint().map(str::to_owned);
         let columns = match (pg.column(), &constraint) {
             (Some(col), _) => vec![col.to_owned()],
             (None, Some(c)) => columns_of(&table, c, meta),
             (None, None) => Vec::new(),
         };
-        return Fault { table, columns, constraint };
+        return Fault {
+            table,
+            columns,
+            constraint,
+        };
     }
-    Fault { table: context_table(meta), columns: Vec::new(), constraint: None }
+    Fault {
+        table: context_table(meta),
+        columns: Vec::new(),
+        constraint: None,
+    }
 }
 
 #[allow(unused_variables)]
@@ -144,23 +177,45 @@ fn mysql(kind: Kind, message: &str, meta: Option<&EntityMeta>) -> Fault {
             // "Duplicate entry 'x' for key 'uq_t_c'" (MySQL 8 writes 't.uq_t_c').
             let key = between(message, "for key '", '\'').unwrap_or_default();
             let key = key.rsplit('.').next().unwrap_or(key);
-            let constraint = if key == "PRIMARY" { format!("pk_{table}") } else { key.to_owned() };
+            let constraint = if key == "PRIMARY" {
+                format!("pk_{table}")
+            } else {
+                key.to_owned()
+            };
             let columns = columns_of(&table, &constraint, meta);
-            Fault { table, columns, constraint: Some(constraint).filter(|c| !c.is_empty()) }
+            Fault {
+                table,
+                columns,
+                constraint: Some(constraint).filter(|c| !c.is_empty()),
+            }
         }
         Kind::ForeignKey => {
             // "… a foreign key constraint fails (`db`.`t`, CONSTRAINT `fk_t_c` FOREIGN KEY (`c`) REFERENCES …"
-            let table = between(message, "`.`", '`').map(str::to_owned).unwrap_or_else(|| context_table(meta));
+            let table = between(message, "`.`", '`')
+                .map(str::to_owned)
+                .unwrap_or_else(|| context_table(meta));
             let constraint = between(message, "CONSTRAINT `", '`').map(str::to_owned);
             let columns = between(message, "FOREIGN KEY (`", ')')
-                .map(|cols| cols.split(", ").map(|c| c.trim_matches('`').to_owned()).collect())
+                .map(|cols| {
+                    cols.split(", ")
+                        .map(|c| c.trim_matches('`').to_owned())
+                        .collect()
+                })
                 .unwrap_or_default();
-            Fault { table, columns, constraint }
+            Fault {
+                table,
+                columns,
+                constraint,
+            }
         }
         Kind::NotNull => {
             // "Column 'c' cannot be null" / "Field 'c' doesn't have a default value"
             let column = between(message, "'", '\'').map(str::to_owned);
-            Fault { table: context_table(meta), columns: column.into_iter().collect(), constraint: None }
+            Fault {
+                table: context_table(meta),
+                columns: column.into_iter().collect(),
+                constraint: None,
+            }
         }
     }
 }
@@ -181,9 +236,18 @@ fn sqlite(kind: Kind, message: &str, meta: Option<&EntityMeta>) -> Fault {
         // SQLite names neither the constraint nor the columns: take them from
         // the schema persist made for the table written to.
         if let Some(m) = meta {
-            columns = m.columns.iter().filter(|c| c.references.is_some()).map(|c| c.name.to_owned()).collect();
+            columns = m
+                .columns
+                .iter()
+                .filter(|c| c.references.is_some())
+                .map(|c| c.name.to_owned())
+                .collect();
         }
     }
     let constraint = constraint_for_columns(kind, &table, &columns, meta);
-    Fault { table, columns, constraint }
+    Fault {
+        table,
+        columns,
+        constraint,
+    }
 }

@@ -141,11 +141,17 @@ impl Error {
     }
 
     pub(crate) fn decode(column: &str, source: impl Into<BoxDynError>) -> Self {
-        Error::Decode { column: column.to_owned(), source: source.into() }
+        Error::Decode {
+            column: column.to_owned(),
+            source: source.into(),
+        }
     }
 
     pub(crate) fn encode(column: &str, source: impl Into<BoxDynError>) -> Self {
-        Error::Encode { column: column.to_owned(), source: source.into() }
+        Error::Encode {
+            column: column.to_owned(),
+            source: source.into(),
+        }
     }
 }
 

@@ -75,16 +75,14 @@ pub mod __private {
     pub use crate::entity::{
         AutoKeyField, ColumnMeta, Entity, EntityMeta, Key, TimestampField, VersionField,
     };
+    pub use crate::error::BoxDynError;
     pub use crate::error::{Error, Result};
     pub use crate::repo::Repo;
     pub use crate::session::Session;
     pub use crate::sql::SqlCache;
-    pub use crate::error::BoxDynError;
     pub use crate::value::{Binder, DbEnum, Field, RowReader, SqlType, enum_field};
     pub use chrono::{DateTime, Utc};
     pub use sea_query::Value;
-
-
 
     /// Binds a [`Field`], naming the column in an encode error.
     #[inline]

@@ -110,7 +110,11 @@ impl<'s, E: Entity> Query<'s, E> {
         if E::Key::ARITY == 1 {
             let values: Result<Vec<_>> = keys
                 .iter()
-                .map(|k| k.to_values().map(|mut v| v.remove(0)).map_err(|e| Error::encode("key", e)))
+                .map(|k| {
+                    k.to_values()
+                        .map(|mut v| v.remove(0))
+                        .map_err(|e| Error::encode("key", e))
+                })
                 .collect();
             let c = cols[0].clone();
             return self.filter_cond(values.map(|vs| Cond::all().add(c.is_in(vs))));
@@ -258,7 +262,11 @@ impl<'s, E: Entity> Query<'s, E> {
             let args = DB::args_from_values(values);
             let row = self
                 .session
-                .run(Some(E::META), &sql, DB::fetch_optional(c, sql.clone(), args))
+                .run(
+                    Some(E::META),
+                    &sql,
+                    DB::fetch_optional(c, sql.clone(), args),
+                )
                 .await?;
             count_of(row.as_ref())
         })

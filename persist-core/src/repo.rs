@@ -30,14 +30,19 @@ impl<E> Copy for Repo<'_, E> {}
 
 impl<E> std::fmt::Debug for Repo<'_, E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Repo").field("entity", &std::any::type_name::<E>()).finish()
+        f.debug_struct("Repo")
+            .field("entity", &std::any::type_name::<E>())
+            .finish()
     }
 }
 
 impl<'s, E: Entity> Repo<'s, E> {
     /// The repository of `E` on `session`.
     pub fn new(session: &'s Session) -> Self {
-        Repo { session, _marker: PhantomData }
+        Repo {
+            session,
+            _marker: PhantomData,
+        }
     }
 
     /// The session this repository works in.

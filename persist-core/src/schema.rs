@@ -119,7 +119,10 @@ fn table_statement(b: Backend, meta: &EntityMeta) -> Result<TableCreateStatement
             let mut fk = ForeignKey::create();
             fk.name(format!("fk_{}_{}", meta.table, c.name))
                 .from(table.clone(), Alias::new(c.name))
-                .to(Alias::new(target.table), Alias::new(target.columns[*pk].name));
+                .to(
+                    Alias::new(target.table),
+                    Alias::new(target.columns[*pk].name),
+                );
             t.foreign_key(&mut fk);
         }
     }
@@ -186,13 +189,26 @@ fn fk_order<'a>(metas: &[&'a EntityMeta]) -> Result<Vec<&'a EntityMeta>> {
     Ok(out)
 }
 
+/// sea-query's SQLite builder drops foreign-key names; put them back as
+/// `CONSTRAINT "fk_<table>_<col>" FOREIGN KEY ("col") …`.
+fn name_sqlite_foreign_keys(meta: &EntityMeta, mut sql: String) -> String {
+    for c in meta.columns.iter().filter(|c| c.references.is_some()) {
+        let fk = format!("FOREIGN KEY ({})", Backend::Sqlite.quote(c.name));
+        if let Some(at) = sql.find(&fk) {
+            let name = Backend::Sqlite.quote(&format!("fk_{}_{}", meta.table, c.name));
+            sql.insert_str(at, &format!("CONSTRAINT {name} "));
+        }
+    }
+    sql
+}
+
 /// `CREATE TABLE IF NOT EXISTS` and index statements, parents first.
 pub(crate) fn create_statements(b: Backend, metas: &[&'static EntityMeta]) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for meta in fk_order(metas)? {
         let t = table_statement(b, meta)?;
         out.push(match b {
-            Backend::Sqlite => t.to_string(SqliteQueryBuilder),
+            Backend::Sqlite => name_sqlite_foreign_keys(meta, t.to_string(SqliteQueryBuilder)),
             Backend::Postgres => t.to_string(PostgresQueryBuilder),
             Backend::MySql => t.to_string(MysqlQueryBuilder),
         });

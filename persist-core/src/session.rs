@@ -8,7 +8,7 @@ use futures_core::future::BoxFuture;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 use tracing::Instrument;
 
-use crate::backend::{AnyTx, AnyPool, Backend, Done, Driver, dispatch};
+use crate::backend::{AnyPool, AnyTx, Backend, Done, Driver, dispatch};
 use crate::db::Db;
 use crate::entity::{Entity, EntityMeta, Key};
 use crate::error::{Error, Result};
@@ -133,7 +133,11 @@ impl Session {
 
     fn register(&self, op: Box<dyn PendingOp>) -> Result<()> {
         self.check_open()?;
-        self.inner.pending.lock().unwrap_or_else(|p| p.into_inner()).push(op);
+        self.inner
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(op);
         Ok(())
     }
 
@@ -143,7 +147,8 @@ impl Session {
     }
 
     async fn flush_locked(&self, guard: &mut Guard) -> Result<()> {
-        let ops = std::mem::take(&mut *self.inner.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        let ops =
+            std::mem::take(&mut *self.inner.pending.lock().unwrap_or_else(|p| p.into_inner()));
         for op in ops {
             let tx = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
             if let Err(e) = op.run(self, tx).await {
@@ -156,13 +161,30 @@ impl Session {
 
     fn fail(&self) {
         self.inner.failed.store(true, Ordering::Release);
-        self.inner.pending.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.inner
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     /// Writes registered changes and commits the transaction. The session is
     /// closed afterwards.
+    ///
+    /// If writing the registered changes fails, the transaction is rolled
+    /// back (nothing of it stays in the database) and the error returned;
+    /// the session is closed either way.
     pub async fn commit(&self) -> Result<()> {
-        let mut guard = self.lock().await?;
+        let mut guard = match self.lock().await {
+            Ok(g) => g,
+            Err(e @ (Error::SessionBusy | Error::SessionClosed)) => return Err(e),
+            Err(e) => {
+                // A failed commit must not leave its transaction (and its
+                // locks) open until the last handle is dropped.
+                let _ = self.rollback().await;
+                return Err(e);
+            }
+        };
         let tx = guard.tx.take().ok_or(Error::SessionClosed)?;
         self.inner.closed.store(true, Ordering::Release);
         match tx {
@@ -183,7 +205,11 @@ impl Session {
             return Err(Error::SessionBusy);
         }
         let mut guard = self.inner.state.clone().lock_owned().await;
-        self.inner.pending.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.inner
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         self.inner.closed.store(true, Ordering::Release);
         let Some(tx) = guard.tx.take() else {
             return Ok(());
@@ -208,8 +234,14 @@ impl Session {
     ) -> Result<T> {
         self.inner.statements.fetch_add(1, Ordering::Relaxed);
         self.inner.db.count_statement();
-        let span = tracing::debug_span!("persist.statement", sql = sql, table = meta.map(|m| m.table));
-        fut.instrument(span).await.map_err(|e| crate::errmap::map(self.backend(), meta, e))
+        let span = tracing::debug_span!(
+            "persist.statement",
+            sql = sql,
+            table = meta.map(|m| m.table)
+        );
+        fut.instrument(span)
+            .await
+            .map_err(|e| crate::errmap::map(self.backend(), meta, e))
     }
 
     /// Counts a statement whose rows are streamed (traced as an event: the
@@ -241,7 +273,13 @@ impl Session {
         dispatch!(tx, |c, DB| {
             let mut args = <DB as sqlx::Database>::Arguments::default();
             bind_key::<E, _>(key, &mut args)?;
-            let row = self.run(Some(E::META), &sql, DB::fetch_optional(c, sql.clone(), args)).await?;
+            let row = self
+                .run(
+                    Some(E::META),
+                    &sql,
+                    DB::fetch_optional(c, sql.clone(), args),
+                )
+                .await?;
             row.map(|r| E::decode_row(&r, 0)).transpose()
         })
     }
@@ -276,8 +314,11 @@ impl Session {
         let sql = E::sql_cache().get(b, Shape::SelectAll, || {
             let mut s = sql::select_all(b, E::META);
             s.push_str(" ORDER BY ");
-            let keys: Vec<String> =
-                E::META.primary_key.iter().map(|i| b.quote(E::META.columns[*i].name)).collect();
+            let keys: Vec<String> = E::META
+                .primary_key
+                .iter()
+                .map(|i| b.quote(E::META.columns[*i].name))
+                .collect();
             s.push_str(&keys.join(", "));
             s
         });
@@ -291,7 +332,13 @@ impl Session {
         let sql = E::sql_cache().get(b, Shape::Count, || sql::count(b, E::META));
         let tx = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
         dispatch!(tx, |c, DB| {
-            let row = self.run(Some(E::META), &sql, DB::fetch_optional(c, sql.clone(), Default::default())).await?;
+            let row = self
+                .run(
+                    Some(E::META),
+                    &sql,
+                    DB::fetch_optional(c, sql.clone(), Default::default()),
+                )
+                .await?;
             count_of(row.as_ref())
         })
     }
@@ -305,7 +352,13 @@ impl Session {
         dispatch!(tx, |c, DB| {
             let mut args = <DB as sqlx::Database>::Arguments::default();
             bind_key::<E, _>(key, &mut args)?;
-            let row = self.run(Some(E::META), &sql, DB::fetch_optional(c, sql.clone(), args)).await?;
+            let row = self
+                .run(
+                    Some(E::META),
+                    &sql,
+                    DB::fetch_optional(c, sql.clone(), args),
+                )
+                .await?;
             Ok(row.is_some())
         })
     }
@@ -374,17 +427,26 @@ impl Session {
             value.set_version(v + 1);
         }
         value.stamp_updated(crate::value::truncate_micros(chrono::Utc::now()));
-        self.register(Box::new(PendingUpdate { value: value.clone(), expected }))
+        self.register(Box::new(PendingUpdate {
+            value: value.clone(),
+            expected,
+        }))
     }
 
     /// Registers a delete of `value`'s row (checking its version, if any).
     pub fn delete<E: Entity>(&self, value: &E) -> Result<()> {
-        self.register(Box::new(PendingDelete::<E> { key: value.key(), expected: value.version() }))
+        self.register(Box::new(PendingDelete::<E> {
+            key: value.key(),
+            expected: value.version(),
+        }))
     }
 
     /// Registers a delete of the row with `key`, without a version check.
     pub fn delete_by_key<E: Entity>(&self, key: &E::Key) -> Result<()> {
-        self.register(Box::new(PendingDelete::<E> { key: key.clone(), expected: None }))
+        self.register(Box::new(PendingDelete::<E> {
+            key: key.clone(),
+            expected: None,
+        }))
     }
 
     /// Inserts `value`, or updates the existing row with the same key, now.
@@ -421,16 +483,24 @@ impl Session {
                 let mut args = <DB as sqlx::Database>::Arguments::default();
                 bind_insert_columns(&value, &mut args)?;
                 if meta.auto_increment.is_some() && b.has_returning() {
-                    let row = self.run(Some(meta), &sql, DB::fetch_optional(c, sql.clone(), args)).await?;
-                    if let Some(id) = count_of(row.as_ref()).ok() {
-                        value.set_generated_key(id as i64)?;
+                    let row = self
+                        .run(Some(meta), &sql, DB::fetch_optional(c, sql.clone(), args))
+                        .await?;
+                    if let Some(row) = row {
+                        let id = row
+                            .i64(0)
+                            .map_err(|e| Error::decode("key", e))?
+                            .unwrap_or(0);
+                        value.set_generated_key(id)?;
                     }
                 } else {
-                    let done: Done = self.run(Some(meta), &sql, DB::execute(c, sql.clone(), args)).await?;
-                    if meta.auto_increment.is_some() {
-                        if let Some(id) = done.last_insert_id.filter(|id| *id > 0) {
-                            value.set_generated_key(id as i64)?;
-                        }
+                    let done: Done = self
+                        .run(Some(meta), &sql, DB::execute(c, sql.clone(), args))
+                        .await?;
+                    if meta.auto_increment.is_some()
+                        && let Some(id) = done.last_insert_id.filter(|id| *id > 0)
+                    {
+                        value.set_generated_key(id as i64)?;
                     }
                 }
                 Ok::<(), Error>(())
@@ -454,7 +524,12 @@ fn prepare_insert<E: Entity>(values: &mut [E]) {
 
 fn bind_key<E: Entity, B: crate::value::Binder>(key: &E::Key, b: &mut B) -> Result<()> {
     key.bind_key(b).map_err(|e| Error::Encode {
-        column: E::META.primary_key.iter().map(|i| E::META.columns[*i].name).collect::<Vec<_>>().join(", "),
+        column: E::META
+            .primary_key
+            .iter()
+            .map(|i| E::META.columns[*i].name)
+            .collect::<Vec<_>>()
+            .join(", "),
         source: e,
     })
 }
@@ -469,7 +544,10 @@ fn bind_insert_columns<E: Entity, B: crate::value::Binder>(value: &E, b: &mut B)
 /// Reads a single integer (a count, or a returned key) from the first column.
 pub(crate) fn count_of<R: crate::value::RowReader>(row: Option<&R>) -> Result<u64> {
     let row = row.ok_or(Error::NotFound)?;
-    let n = row.i64(0).map_err(|e| Error::decode("count", e))?.unwrap_or(0);
+    let n = row
+        .i64(0)
+        .map_err(|e| Error::decode("count", e))?
+        .unwrap_or(0);
     Ok(n.max(0) as u64)
 }
 
@@ -483,7 +561,9 @@ pub(crate) async fn fetch_entities<E: Entity>(
     let tx = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
     dispatch!(tx, |c, DB| {
         let args = DB::args_from_values(sea_query::Values(values));
-        let rows = s.run(Some(E::META), &sql, DB::fetch_all(c, sql.clone(), args)).await?;
+        let rows = s
+            .run(Some(E::META), &sql, DB::fetch_all(c, sql.clone(), args))
+            .await?;
         rows.iter().map(|r| E::decode_row(r, 0)).collect()
     })
 }
@@ -501,7 +581,11 @@ async fn insert_rows<E: Entity>(s: &Session, tx: &mut AnyTx, values: &mut [E]) -
     // MySQL hands out consecutive ids to one multi-row insert only with
     // `innodb_autoinc_lock_mode` below 2; otherwise insert one row at a time.
     let one_by_one = ncols == 0 || (auto && b == Backend::MySql && !db.mysql_consecutive_ids);
-    let per_stmt = if one_by_one { 1 } else { (b.max_binds() / ncols).clamp(1, 1000) };
+    let per_stmt = if one_by_one {
+        1
+    } else {
+        (b.max_binds() / ncols).clamp(1, 1000)
+    };
     let step = db.auto_increment_increment;
     for chunk in values.chunks_mut(per_stmt) {
         let sql: Arc<str> = if chunk.len() == 1 {
@@ -515,7 +599,9 @@ async fn insert_rows<E: Entity>(s: &Session, tx: &mut AnyTx, values: &mut [E]) -
                 bind_insert_columns(v, &mut args)?;
             }
             if auto && b.has_returning() {
-                let rows = s.run(Some(meta), &sql, DB::fetch_all(c, sql.clone(), args)).await?;
+                let rows = s
+                    .run(Some(meta), &sql, DB::fetch_all(c, sql.clone(), args))
+                    .await?;
                 // RETURNING order is not guaranteed; ids are handed out in
                 // VALUES order, so sorted ids match the rows in order.
                 let mut ids = Vec::with_capacity(rows.len());
@@ -527,7 +613,9 @@ async fn insert_rows<E: Entity>(s: &Session, tx: &mut AnyTx, values: &mut [E]) -
                     v.set_generated_key(id)?;
                 }
             } else {
-                let done = s.run(Some(meta), &sql, DB::execute(c, sql.clone(), args)).await?;
+                let done = s
+                    .run(Some(meta), &sql, DB::execute(c, sql.clone(), args))
+                    .await?;
                 if auto {
                     let first = done.last_insert_id.unwrap_or(0) as i64;
                     for (n, v) in chunk.iter_mut().enumerate() {
@@ -581,7 +669,8 @@ impl<E: Entity> PendingOp for PendingUpdate<E> {
                     crate::value::Binder::i64(&mut args, self.expected.unwrap_or(0))
                         .map_err(|e| Error::encode("version", e))?;
                 }
-                s.run(Some(meta), &sql, DB::execute(c, sql.clone(), args)).await?
+                s.run(Some(meta), &sql, DB::execute(c, sql.clone(), args))
+                    .await?
             });
             check_matched(meta, &self.value.key(), done, b)
         })
@@ -599,7 +688,11 @@ impl<E: Entity> PendingOp for PendingDelete<E> {
             let meta = E::META;
             let b = s.backend();
             let versioned = meta.version.is_some() && self.expected.is_some();
-            let shape = if versioned { Shape::DeleteByKeyVersioned } else { Shape::DeleteByKey };
+            let shape = if versioned {
+                Shape::DeleteByKeyVersioned
+            } else {
+                Shape::DeleteByKey
+            };
             let sql = E::sql_cache().get(b, shape, || sql::delete_by_key(b, meta, versioned));
             let done = dispatch!(tx, |c, DB| {
                 let mut args = <DB as sqlx::Database>::Arguments::default();
@@ -608,9 +701,14 @@ impl<E: Entity> PendingOp for PendingDelete<E> {
                     crate::value::Binder::i64(&mut args, self.expected.unwrap_or(0))
                         .map_err(|e| Error::encode("version", e))?;
                 }
-                s.run(Some(meta), &sql, DB::execute(c, sql.clone(), args)).await?
+                s.run(Some(meta), &sql, DB::execute(c, sql.clone(), args))
+                    .await?
             });
-            if versioned { check_matched(meta, &self.key, done, b) } else { Ok(()) }
+            if versioned {
+                check_matched(meta, &self.key, done, b)
+            } else {
+                Ok(())
+            }
         })
     }
 }
@@ -622,7 +720,10 @@ fn check_matched<K: Key>(meta: &EntityMeta, key: &K, done: Done, b: Backend) -> 
     // otherwise; sqlx asks for found rows, so 0 means no match everywhere.
     let _ = b;
     if done.rows_affected == 0 {
-        return Err(Error::Stale { table: meta.table.to_owned(), key: format!("{key:?}") });
+        return Err(Error::Stale {
+            table: meta.table.to_owned(),
+            key: format!("{key:?}"),
+        });
     }
     Ok(())
 }

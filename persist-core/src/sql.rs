@@ -34,11 +34,20 @@ impl SqlCache {
     /// An empty cache (a `const fn`, for statics).
     #[allow(clippy::new_without_default)]
     pub const fn new() -> Self {
-        SqlCache { slots: [const { [const { OnceLock::new() }; SHAPES] }; BACKENDS] }
+        SqlCache {
+            slots: [const { [const { OnceLock::new() }; SHAPES] }; BACKENDS],
+        }
     }
 
-    pub(crate) fn get(&self, backend: Backend, shape: Shape, build: impl FnOnce() -> String) -> Arc<str> {
-        self.slots[backend as usize][shape as usize].get_or_init(|| Arc::from(build())).clone()
+    pub(crate) fn get(
+        &self,
+        backend: Backend,
+        shape: Shape,
+        build: impl FnOnce() -> String,
+    ) -> Arc<str> {
+        self.slots[backend as usize][shape as usize]
+            .get_or_init(|| Arc::from(build()))
+            .clone()
     }
 }
 
@@ -102,7 +111,11 @@ pub(crate) fn insert(b: Backend, meta: &EntityMeta, rows: usize) -> String {
     s.push_str(&b.quote(meta.table));
     if cols.is_empty() {
         // Only an auto-increment key: every value comes from the database.
-        s.push_str(if b == Backend::MySql { " () VALUES ()" } else { " DEFAULT VALUES" });
+        s.push_str(if b == Backend::MySql {
+            " () VALUES ()"
+        } else {
+            " DEFAULT VALUES"
+        });
     } else {
         s.push_str(" (");
         column_list(b, meta, cols.iter().copied(), &mut s);

@@ -184,7 +184,11 @@ macro_rules! widened_field {
             #[inline]
             fn bind<B: Binder>(&self, b: &mut B) -> Result<(), BoxDynError> {
                 let v = <$wide>::try_from(*self).map_err(|_| {
-                    msg(format!("{} does not fit in a {} column", self, stringify!($wide)))
+                    msg(format!(
+                        "{} does not fit in a {} column",
+                        self,
+                        stringify!($wide)
+                    ))
                 })?;
                 b.$bind(v)
             }
@@ -192,14 +196,18 @@ macro_rules! widened_field {
             fn decode_opt<R: RowReader>(r: &R, i: usize) -> Result<Option<Self>, BoxDynError> {
                 match r.$read(i)? {
                     None => Ok(None),
-                    Some(v) => <$ty>::try_from(v).map(Some).map_err(|_| {
-                        msg(format!("{} is out of range for {}", v, stringify!($ty)))
-                    }),
+                    Some(v) => <$ty>::try_from(v)
+                        .map(Some)
+                        .map_err(|_| msg(format!("{} is out of range for {}", v, stringify!($ty)))),
                 }
             }
             fn to_value(&self) -> Result<sea_query::Value, BoxDynError> {
                 let v = <$wide>::try_from(*self).map_err(|_| {
-                    msg(format!("{} does not fit in a {} column", self, stringify!($wide)))
+                    msg(format!(
+                        "{} does not fit in a {} column",
+                        self,
+                        stringify!($wide)
+                    ))
                 })?;
                 Ok(sea_query::Value::$val(Some(v)))
             }
@@ -258,12 +266,14 @@ impl Field for serde_json::Value {
 
 /// Drops the sub-microsecond part, which no backend stores alike.
 fn trunc_time(t: NaiveTime) -> NaiveTime {
-    t.with_nanosecond(t.nanosecond() / 1_000 * 1_000).unwrap_or(t)
+    t.with_nanosecond(t.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(t)
 }
 
 /// Truncates a timestamp to microseconds, as every backend stores it.
 pub fn truncate_micros(t: DateTime<Utc>) -> DateTime<Utc> {
-    t.with_nanosecond(t.nanosecond() / 1_000 * 1_000).unwrap_or(t)
+    t.with_nanosecond(t.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(t)
 }
 
 impl Field for DateTime<Utc> {
@@ -275,7 +285,9 @@ impl Field for DateTime<Utc> {
         r.timestamptz(i)
     }
     fn to_value(&self) -> Result<sea_query::Value, BoxDynError> {
-        Ok(sea_query::Value::ChronoDateTimeUtc(Some(truncate_micros(*self))))
+        Ok(sea_query::Value::ChronoDateTimeUtc(Some(truncate_micros(
+            *self,
+        ))))
     }
 }
 
@@ -288,7 +300,9 @@ impl Field for NaiveDateTime {
         r.timestamp(i)
     }
     fn to_value(&self) -> Result<sea_query::Value, BoxDynError> {
-        Ok(sea_query::Value::ChronoDateTime(Some(self.date().and_time(trunc_time(self.time())))))
+        Ok(sea_query::Value::ChronoDateTime(Some(
+            self.date().and_time(trunc_time(self.time())),
+        )))
     }
 }
 
@@ -365,14 +379,14 @@ pub mod enum_field {
         b.str(v.as_str())
     }
 
-    pub fn decode_opt<E: DbEnum, R: RowReader>(
-        r: &R,
-        i: usize,
-    ) -> Result<Option<E>, BoxDynError> {
+    pub fn decode_opt<E: DbEnum, R: RowReader>(r: &R, i: usize) -> Result<Option<E>, BoxDynError> {
         match r.string(i)? {
             None => Ok(None),
             Some(s) => E::from_str(&s).map(Some).ok_or_else(|| {
-                msg(format!("`{s}` is not a variant of {}", std::any::type_name::<E>()))
+                msg(format!(
+                    "`{s}` is not a variant of {}",
+                    std::any::type_name::<E>()
+                ))
             }),
         }
     }

@@ -97,7 +97,10 @@ pub(crate) enum SeaBuilder {
 }
 
 impl SeaBuilder {
-    pub(crate) fn build_select(self, q: &sea_query::SelectStatement) -> (String, sea_query::Values) {
+    pub(crate) fn build_select(
+        self,
+        q: &sea_query::SelectStatement,
+    ) -> (String, sea_query::Values) {
         match self {
             SeaBuilder::Sqlite => q.build(sea_query::SqliteQueryBuilder),
             SeaBuilder::Postgres => q.build(sea_query::PostgresQueryBuilder),
@@ -237,7 +240,10 @@ macro_rules! driver_exec {
             conn: &'c mut <$DB as ::sqlx::Database>::Connection,
             sql: ::std::sync::Arc<str>,
             args: <$DB as ::sqlx::Database>::Arguments,
-        ) -> ::futures_core::future::BoxFuture<'c, Result<Vec<<$DB as ::sqlx::Database>::Row>, ::sqlx::Error>> {
+        ) -> ::futures_core::future::BoxFuture<
+            'c,
+            Result<Vec<<$DB as ::sqlx::Database>::Row>, ::sqlx::Error>,
+        > {
             Box::pin(::sqlx::query_with::<$DB, _>(::sqlx::AssertSqlSafe(sql), args).fetch_all(conn))
         }
 
@@ -245,15 +251,23 @@ macro_rules! driver_exec {
             conn: &'c mut <$DB as ::sqlx::Database>::Connection,
             sql: ::std::sync::Arc<str>,
             args: <$DB as ::sqlx::Database>::Arguments,
-        ) -> ::futures_core::future::BoxFuture<'c, Result<Option<<$DB as ::sqlx::Database>::Row>, ::sqlx::Error>> {
-            Box::pin(::sqlx::query_with::<$DB, _>(::sqlx::AssertSqlSafe(sql), args).fetch_optional(conn))
+        ) -> ::futures_core::future::BoxFuture<
+            'c,
+            Result<Option<<$DB as ::sqlx::Database>::Row>, ::sqlx::Error>,
+        > {
+            Box::pin(
+                ::sqlx::query_with::<$DB, _>(::sqlx::AssertSqlSafe(sql), args).fetch_optional(conn),
+            )
         }
 
         fn fetch<'c>(
             conn: &'c mut <$DB as ::sqlx::Database>::Connection,
             sql: ::std::sync::Arc<str>,
             args: <$DB as ::sqlx::Database>::Arguments,
-        ) -> ::futures_core::stream::BoxStream<'c, Result<<$DB as ::sqlx::Database>::Row, ::sqlx::Error>> {
+        ) -> ::futures_core::stream::BoxStream<
+            'c,
+            Result<<$DB as ::sqlx::Database>::Row, ::sqlx::Error>,
+        > {
             ::sqlx::query_with::<$DB, _>(::sqlx::AssertSqlSafe(sql), args).fetch(conn)
         }
 

@@ -54,8 +54,13 @@ impl Driver for MySql {
         args: MySqlArguments,
     ) -> BoxFuture<'c, Result<Done, sqlx::Error>> {
         Box::pin(async move {
-            let r = sqlx::query_with::<MySql, _>(sqlx::AssertSqlSafe(sql), args).execute(conn).await?;
-            Ok(Done { rows_affected: r.rows_affected(), last_insert_id: Some(r.last_insert_id()) })
+            let r = sqlx::query_with::<MySql, _>(sqlx::AssertSqlSafe(sql), args)
+                .execute(conn)
+                .await?;
+            Ok(Done {
+                rows_affected: r.rows_affected(),
+                last_insert_id: Some(r.last_insert_id()),
+            })
         })
     }
 }

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use futures_core::future::BoxFuture;
-use sqlx::postgres::{Postgres, PgArguments, PgRow};
+use sqlx::postgres::{PgArguments, PgRow, Postgres};
 use sqlx::types::Json;
 use sqlx::{Arguments, Row};
 use uuid::Uuid;
@@ -49,7 +49,9 @@ impl Binder for PgArguments {
 
 impl RowReader for PgRow {
     fn json(&self, i: usize) -> Result<Option<serde_json::Value>, BoxDynError> {
-        Ok(self.try_get::<Option<Json<serde_json::Value>>, _>(i)?.map(|j| j.0))
+        Ok(self
+            .try_get::<Option<Json<serde_json::Value>>, _>(i)?
+            .map(|j| j.0))
     }
     native_reads!(
         bool: bool, i16: i16, i32: i32, i64: i64, f32: f32, f64: f64,
@@ -67,8 +69,13 @@ impl Driver for Postgres {
         args: PgArguments,
     ) -> BoxFuture<'c, Result<Done, sqlx::Error>> {
         Box::pin(async move {
-            let r = sqlx::query_with::<Postgres, _>(sqlx::AssertSqlSafe(sql), args).execute(conn).await?;
-            Ok(Done { rows_affected: r.rows_affected(), last_insert_id: None })
+            let r = sqlx::query_with::<Postgres, _>(sqlx::AssertSqlSafe(sql), args)
+                .execute(conn)
+                .await?;
+            Ok(Done {
+                rows_affected: r.rows_affected(),
+                last_insert_id: None,
+            })
         })
     }
 }

@@ -54,8 +54,13 @@ impl Driver for Sqlite {
         args: SqliteArguments,
     ) -> BoxFuture<'c, Result<Done, sqlx::Error>> {
         Box::pin(async move {
-            let r = sqlx::query_with::<Sqlite, _>(sqlx::AssertSqlSafe(sql), args).execute(conn).await?;
-            Ok(Done { rows_affected: r.rows_affected(), last_insert_id: None })
+            let r = sqlx::query_with::<Sqlite, _>(sqlx::AssertSqlSafe(sql), args)
+                .execute(conn)
+                .await?;
+            Ok(Done {
+                rows_affected: r.rows_affected(),
+                last_insert_id: None,
+            })
         })
     }
 }
