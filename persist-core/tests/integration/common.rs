@@ -23,7 +23,8 @@ fn pg_url() -> String {
 }
 
 fn mysql_url() -> String {
-    std::env::var("PERSIST_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
+    std::env::var("PERSIST_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
 }
 
 fn in_ci() -> bool {
@@ -32,14 +33,28 @@ fn in_ci() -> bool {
 
 fn unique_name(test: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let n = N.fetch_add(1, Ordering::Relaxed);
-    let short: String = test.chars().filter(|c| c.is_ascii_alphanumeric()).take(20).collect();
-    format!("{PREFIX}{secs}_{}_{n}_{}", std::process::id(), short.to_lowercase())
+    let short: String = test
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(20)
+        .collect();
+    format!(
+        "{PREFIX}{secs}_{}_{n}_{}",
+        std::process::id(),
+        short.to_lowercase()
+    )
 }
 
 fn is_old(name: &str) -> bool {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     name.strip_prefix(PREFIX)
         .and_then(|rest| rest.split('_').next())
         .and_then(|secs| secs.parse::<u64>().ok())
@@ -62,7 +77,9 @@ async fn unreachable(backend: &str, e: impl std::fmt::Display) -> Option<Isolate
     if in_ci() {
         panic!("{backend} is unreachable and CI=true: {e}");
     }
-    eprintln!("\n!!!!! SKIPPING {backend} TEST: server unreachable ({e}). Start it or set CI=true to fail. !!!!!\n");
+    eprintln!(
+        "\n!!!!! SKIPPING {backend} TEST: server unreachable ({e}). Start it or set CI=true to fail. !!!!!\n"
+    );
     None
 }
 
@@ -89,9 +106,11 @@ async fn isolate(backend: Backend, test: &str) -> Option<Isolated> {
             .await
             .expect("list schemas");
             for (s,) in old.into_iter().filter(|(s,)| is_old(s)) {
-                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS \"{s}\" CASCADE")))
-                    .execute(&mut admin)
-                    .await;
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP SCHEMA IF EXISTS \"{s}\" CASCADE"
+                )))
+                .execute(&mut admin)
+                .await;
             }
             sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA \"{name}\"")))
                 .execute(&mut admin)
@@ -116,9 +135,11 @@ async fn isolate(backend: Backend, test: &str) -> Option<Isolated> {
             .await
             .expect("list databases");
             for (s,) in old.into_iter().filter(|(s,)| is_old(s)) {
-                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS `{s}`")))
-                    .execute(&mut admin)
-                    .await;
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS `{s}`"
+                )))
+                .execute(&mut admin)
+                .await;
             }
             sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE `{name}`")))
                 .execute(&mut admin)
@@ -126,7 +147,10 @@ async fn isolate(backend: Backend, test: &str) -> Option<Isolated> {
                 .expect("create database");
             let base = mysql_url();
             let (prefix, _) = base.rsplit_once('/').expect("mysql url has a database");
-            Some(Isolated { url: format!("{prefix}/{name}"), cleanup: Cleanup::MySqlDatabase(name) })
+            Some(Isolated {
+                url: format!("{prefix}/{name}"),
+                cleanup: Cleanup::MySqlDatabase(name),
+            })
         }
     }
 }
@@ -141,16 +165,20 @@ async fn teardown(c: Cleanup) {
         }
         Cleanup::PgSchema(name) => {
             if let Ok(mut admin) = sqlx::PgConnection::connect(&pg_url()).await {
-                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE")))
-                    .execute(&mut admin)
-                    .await;
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP SCHEMA IF EXISTS \"{name}\" CASCADE"
+                )))
+                .execute(&mut admin)
+                .await;
             }
         }
         Cleanup::MySqlDatabase(name) => {
             if let Ok(mut admin) = sqlx::MySqlConnection::connect(&mysql_url()).await {
-                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS `{name}`")))
-                    .execute(&mut admin)
-                    .await;
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS `{name}`"
+                )))
+                .execute(&mut admin)
+                .await;
             }
         }
     }
@@ -165,7 +193,9 @@ pub fn run(backend: Backend, test_name: &str, test: TestFn) {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let Some(iso) = isolate(backend, test_name).await else { return };
+        let Some(iso) = isolate(backend, test_name).await else {
+            return;
+        };
         let outcome = tokio::time::timeout(TIMEOUT, async {
             let db = Db::builder().max_connections(5).connect(&iso.url).await?;
             let r = test(db.clone()).await;
@@ -183,7 +213,10 @@ pub fn run(backend: Backend, test_name: &str, test: TestFn) {
 }
 
 /// The URL of a fresh isolated database, for tests that open several `Db`s.
-pub async fn isolated_url(backend: Backend, test_name: &str) -> Option<(String, impl Future<Output = ()>)> {
+pub async fn isolated_url(
+    backend: Backend,
+    test_name: &str,
+) -> Option<(String, impl Future<Output = ()>)> {
     let iso = isolate(backend, test_name).await?;
     Some((iso.url, teardown(iso.cleanup)))
 }

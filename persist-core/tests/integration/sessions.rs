@@ -1,0 +1,295 @@
+//! Sessions: commit, rollback, drop, `Db::transaction`, statement counters,
+//! isolation between sessions, and one connection per session.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use persist_core::{Db, Error};
+
+use crate::common::{self, TestResult};
+use crate::model::*;
+
+fn customer(email: &str) -> Customer {
+    Customer {
+        id: 0,
+        email: email.into(),
+        name: "N".into(),
+    }
+}
+
+async fn emails(db: &Db) -> Result<Vec<String>, Error> {
+    let s = db.session().await?;
+    let out = s
+        .all::<Customer>()
+        .await?
+        .into_iter()
+        .map(|c| c.email)
+        .collect();
+    s.rollback().await?;
+    Ok(out)
+}
+
+pub async fn commit_persists(db: Db) -> TestResult {
+    db.create_tables::<Customer>().await?;
+    let s = db.session().await?;
+    let c = s.insert(customer("a@x")).await?;
+    s.add(customer("b@x"))?;
+    s.commit().await?;
+    assert!(s.is_closed());
+
+    let s = db.session().await?;
+    assert_eq!(s.find::<Customer>(&c.id).await?, Some(c));
+    assert_eq!(s.count::<Customer>().await?, 2);
+    Ok(())
+}
+
+pub async fn rollback_discards(db: Db) -> TestResult {
+    db.create_tables::<Customer>().await?;
+    let s = db.session().await?;
+    s.insert(customer("a@x")).await?;
+    s.add(customer("b@x"))?;
+    s.rollback().await?;
+    assert!(s.is_closed());
+    assert!(emails(&db).await?.is_empty());
+    Ok(())
+}
+
+pub async fn dropping_last_handle_rolls_back(db: Db) -> TestResult {
+    db.create_tables::<Customer>().await?;
+    let s = db.session().await?;
+    let s2 = s.clone();
+    s.insert(customer("a@x")).await?;
+    s2.add(customer("b@x"))?;
+    drop(s);
+    // The clone keeps the session open.
+    assert_eq!(s2.count::<Customer>().await?, 2);
+    drop(s2);
+
+    assert!(emails(&db).await?.is_empty());
+    // The dropped transaction released its locks: the same rows can be written.
+    let s = db.session().await?;
+    s.insert(customer("a@x")).await?;
+    s.insert(customer("b@x")).await?;
+    s.commit().await?;
+    assert_eq!(emails(&db).await?, ["a@x", "b@x"]);
+    Ok(())
+}
+
+pub async fn transaction_commits_on_ok(db: Db) -> TestResult {
+    db.create_tables::<Customer>().await?;
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = calls.clone();
+    let id = db
+        .transaction(move |s| {
+            let c = c.clone();
+            async move {
+                c.fetch_add(1, Ordering::SeqCst);
+                let a = s.insert(customer("a@x")).await?;
+                s.add(customer("b@x"))?;
+                Ok(a.id)
+            }
+        })
+        .await?;
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert!(id > 0);
+    assert_eq!(emails(&db).await?, ["a@x", "b@x"]);
+    Ok(())
+}
+
+pub async fn transaction_rolls_back_on_err(db: Db) -> TestResult {
+    db.create_tables::<Customer>().await?;
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = calls.clone();
+    let out: Result<(), Error> = db
+        .transaction(move |s| {
+            let c = c.clone();
+            async move {
+                c.fetch_add(1, Ordering::SeqCst);
+                s.insert(customer("a@x")).await?;
+                s.add(customer("b@x"))?;
+                Err(Error::NotFound)
+            }
+        })
+        .await;
+    assert!(
+        matches!(out, Err(Error::NotFound)),
+        "the closure's error comes back: {out:?}"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "NotFound is not retried");
+    assert!(emails(&db).await?.is_empty());
+
+    // A constraint error inside the closure: rolled back, not retried.
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = calls.clone();
+    let out: Result<(), Error> = db
+        .transaction(move |s| {
+            let c = c.clone();
+            async move {
+                c.fetch_add(1, Ordering::SeqCst);
+                s.insert(customer("x@x")).await?;
+                s.insert(customer("x@x")).await?;
+                Ok(())
+            }
+        })
+        .await;
+    assert!(matches!(out, Err(Error::UniqueViolation { .. })), "{out:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert!(emails(&db).await?.is_empty());
+    Ok(())
+}
+
+pub async fn statement_counters(db: Db) -> TestResult {
+    db.create_tables::<Customer>().await?;
+    let base = db.statement_count();
+    assert!(base > 0, "schema statements are counted");
+
+    let s1 = db.session().await?;
+    assert_eq!(s1.statement_count(), 0, "BEGIN is not counted");
+    assert_eq!(db.statement_count(), base);
+    s1.insert(customer("a@x")).await?;
+    s1.count::<Customer>().await?;
+    assert_eq!(s1.statement_count(), 2);
+
+    let s2 = db.session().await?;
+    s2.find::<Customer>(&1).await?;
+    assert_eq!(s2.statement_count(), 1);
+    assert_eq!(s1.statement_count(), 2, "sessions count separately");
+    assert_eq!(db.statement_count(), base + 3, "the Db counts all of them");
+
+    s1.add(customer("b@x"))?;
+    s1.commit().await?;
+    assert_eq!(
+        s1.statement_count(),
+        3,
+        "the flush at commit counts, COMMIT does not"
+    );
+    s2.rollback().await?;
+    assert_eq!(s2.statement_count(), 1, "ROLLBACK is not counted");
+    assert_eq!(db.statement_count(), base + 4);
+    Ok(())
+}
+
+pub async fn closed_after_commit(db: Db) -> TestResult {
+    db.create_tables::<Customer>().await?;
+    let s = db.session().await?;
+    s.insert(customer("a@x")).await?;
+    s.commit().await?;
+    assert!(s.is_closed());
+    assert!(matches!(
+        s.count::<Customer>().await,
+        Err(Error::SessionClosed)
+    ));
+    assert!(matches!(
+        s.insert(customer("b@x")).await,
+        Err(Error::SessionClosed)
+    ));
+    assert!(matches!(s.add(customer("b@x")), Err(Error::SessionClosed)));
+    let mut c = customer("c@x");
+    assert!(matches!(s.update(&mut c), Err(Error::SessionClosed)));
+    assert!(matches!(s.delete(&c), Err(Error::SessionClosed)));
+    assert!(matches!(s.commit().await, Err(Error::SessionClosed)));
+    assert!(matches!(s.flush().await, Err(Error::SessionClosed)));
+    assert_eq!(s.statement_count(), 1);
+
+    let s = db.session().await?;
+    s.rollback().await?;
+    assert!(matches!(
+        s.find::<Customer>(&1).await,
+        Err(Error::SessionClosed)
+    ));
+    assert_eq!(emails(&db).await?, ["a@x"]);
+    Ok(())
+}
+
+pub async fn sessions_see_each_others_data_after_commit(db: Db) -> TestResult {
+    db.create_tables::<Customer>().await?;
+    let writer = db.session().await?;
+    writer.insert(customer("a@x")).await?;
+    assert_eq!(
+        writer.count::<Customer>().await?,
+        1,
+        "a session reads its own writes"
+    );
+
+    let reader = db.session().await?;
+    assert_eq!(
+        reader.count::<Customer>().await?,
+        0,
+        "uncommitted rows are invisible"
+    );
+    assert_eq!(Customer::repo(&reader).find_by_email("a@x").await?, None);
+    reader.rollback().await?;
+
+    writer.commit().await?;
+    let reader = db.session().await?;
+    assert_eq!(reader.count::<Customer>().await?, 1);
+    assert!(Customer::repo(&reader).exists_by_email("a@x").await?);
+    Ok(())
+}
+
+pub async fn one_connection_per_session(db: Db) -> TestResult {
+    let Some((url, teardown)) =
+        common::isolated_url(db.backend(), "one_connection_per_session").await
+    else {
+        return Ok(());
+    };
+    let result = async {
+        let db1 = Db::builder().max_connections(1).connect(&url).await?;
+        db1.create_tables::<Customer>().await?;
+        let s1 = db1.session().await?;
+        s1.insert(customer("a@x")).await?;
+
+        // The only connection is held by s1: a second session waits.
+        let waiting = tokio::time::timeout(Duration::from_millis(300), db1.session()).await;
+        assert!(
+            waiting.is_err(),
+            "a second session must wait for the connection"
+        );
+
+        let pending = tokio::spawn({
+            let db1 = db1.clone();
+            async move {
+                let s2 = db1.session().await?;
+                let n = s2.count::<Customer>().await?;
+                s2.commit().await?;
+                Ok::<u64, Error>(n)
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!pending.is_finished(), "still waiting while s1 is open");
+        s1.commit().await?;
+        let n = tokio::time::timeout(Duration::from_secs(10), pending)
+            .await
+            .expect("the second session starts once the first commits")
+            .expect("task")?;
+        assert_eq!(n, 1, "and sees what the first committed");
+        db1.close().await;
+        Ok::<(), Error>(())
+    }
+    .await;
+    teardown.await;
+    result
+}
+
+pub async fn concurrent_calls_on_one_session(db: Db) -> TestResult {
+    db.create_tables::<Customer>().await?;
+    let s = db.session().await?;
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.add(customer(&format!("add{i}@x")))?;
+                let c = s.insert(customer(&format!("ins{i}@x"))).await?;
+                s.find::<Customer>(&c.id).await?.ok_or(Error::NotFound)
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("task")?;
+    }
+    assert_eq!(s.count::<Customer>().await?, 16);
+    s.commit().await?;
+    assert_eq!(emails(&db).await?.len(), 16);
+    Ok(())
+}
