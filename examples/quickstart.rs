@@ -1,1 +1,13 @@
-fn main(){}
+//! `cargo run --example quickstart` — on embedded SQLite by default, or on
+//! the database at `$DATABASE_URL`.
+
+#[tokio::main]
+async fn main() -> Result<(), persist_core::Error> {
+    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "sqlite::memory:".into());
+    let mut log = String::new();
+    let summary = persist_examples::quickstart::run(&url, &mut log).await;
+    print!("{log}");
+    let summary = summary?;
+    println!("done: {summary:?}");
+    Ok(())
+}
