@@ -64,6 +64,11 @@ pub use value::{Binder, DbEnum, Field, RowReader, SqlType, truncate_micros};
 #[cfg(feature = "derive")]
 pub use persist_derive::{DbEnum, Entity};
 
+/// The README's examples, compiled and run as doc tests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
 /// Re-export of sqlx, for migrations (`persist_core::sqlx::migrate!`) and
 /// raw SQL.
 pub use sqlx;
