@@ -261,6 +261,11 @@ impl Session {
         out
     }
 
+    /// Called after a query-based (bulk) update or delete of `E`'s table ran:
+    /// the session forgets what it holds of `E`, since any of it may have
+    /// changed.
+    pub(crate) fn after_bulk_write<E: Entity>(&self) {}
+
     // ----- reads -------------------------------------------------------------
 
     /// The row with primary key `key`, if any. A composite key is a tuple:
