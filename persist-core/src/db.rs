@@ -1,14 +1,28 @@
 //! [`Db`]: the connection pool, the factory of sessions, and schema creation.
 
 use std::future::Future;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use tracing::Instrument;
 
 use crate::backend::{AnyConn, AnyPool, Backend};
-use crate::entity::EntityList;
+use crate::cache::{CacheMetrics, SharedCache};
+use crate::entity::{Entity, EntityList};
 use crate::error::{Error, Result};
-use crate::session::Session;
+use crate::l2::CacheLayer;
+use crate::session::{Session, SessionOptions};
+
+/// The outcome of [`Db::transaction_with`]: the closure's value and how many
+/// tries it took (1 when it committed at once).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed<T> {
+    /// What the closure returned.
+    pub value: T,
+    /// Tries run, the successful one included.
+    pub attempts: u32,
+}
 
 /// A database: a connection pool plus persist's settings for it.
 ///
@@ -31,6 +45,19 @@ pub(crate) struct DbInner {
     /// (`innodb_autoinc_lock_mode` below 2), and their step.
     pub(crate) mysql_consecutive_ids: bool,
     pub(crate) auto_increment_increment: i64,
+    pub(crate) identity_map: bool,
+    pub(crate) identity_map_limit: Option<usize>,
+    pub(crate) cache: Option<CacheLayer>,
+}
+
+/// A provider as the builder holds it.
+#[derive(Clone)]
+struct Provider(Arc<dyn SharedCache>);
+
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedCache")
+    }
 }
 
 /// Options for opening a [`Db`]; start with [`Db::builder`].
@@ -41,6 +68,11 @@ pub struct DbBuilder {
     acquire_timeout: Duration,
     test_before_acquire: bool,
     max_retries: u32,
+    identity_map: bool,
+    identity_map_limit: Option<usize>,
+    cache: Option<Provider>,
+    cached_entities: Vec<(&'static str, Duration)>,
+    query_cache_ttl: Duration,
 }
 
 impl Default for DbBuilder {
@@ -51,6 +83,11 @@ impl Default for DbBuilder {
             acquire_timeout: Duration::from_secs(30),
             test_before_acquire: false,
             max_retries: 3,
+            identity_map: true,
+            identity_map_limit: None,
+            cache: None,
+            cached_entities: Vec::new(),
+            query_cache_ttl: Duration::from_secs(60),
         }
     }
 }
@@ -95,6 +132,48 @@ impl DbBuilder {
         self
     }
 
+    /// Whether sessions serve reads by key from their identity map (default
+    /// on); a session can override it with [`SessionOptions::identity_map`].
+    pub fn identity_map(mut self, on: bool) -> Self {
+        self.identity_map = on;
+        self
+    }
+
+    /// The most rows a session's identity map keeps (default: no limit);
+    /// beyond it the oldest clean entries are evicted.
+    pub fn identity_map_limit(mut self, n: usize) -> Self {
+        self.identity_map_limit = Some(n);
+        self
+    }
+
+    /// Registers a shared (second-level) cache provider, for example from
+    /// `persist-cache`. Entities opt in with [`DbBuilder::cache_entity`];
+    /// queries with [`Query::cached`](crate::Query::cached).
+    pub fn cache(mut self, provider: impl SharedCache) -> Self {
+        self.cache = Some(Provider(Arc::new(provider)));
+        self
+    }
+
+    /// Like [`DbBuilder::cache`], for a provider already shared.
+    pub fn cache_arc(mut self, provider: Arc<dyn SharedCache>) -> Self {
+        self.cache = Some(Provider(provider));
+        self
+    }
+
+    /// Caches rows of `E` by key in the shared cache, for `ttl`: a `find` the
+    /// identity map cannot answer asks the cache before the database.
+    pub fn cache_entity<E: Entity>(mut self, ttl: Duration) -> Self {
+        self.cached_entities.push((E::META.table, ttl));
+        self
+    }
+
+    /// How long cached query results live (default 60 s; they are also
+    /// dropped as soon as a table they read changes).
+    pub fn query_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.query_cache_ttl = ttl;
+        self
+    }
+
     fn pool_options<DB: sqlx::Database>(&self, default_max: u32) -> sqlx::pool::PoolOptions<DB> {
         sqlx::pool::PoolOptions::new()
             .max_connections(self.max_connections.unwrap_or(default_max))
@@ -115,6 +194,12 @@ impl DbBuilder {
             max_retries: self.max_retries,
             mysql_consecutive_ids: true,
             auto_increment_increment: 1,
+            identity_map: self.identity_map,
+            identity_map_limit: self.identity_map_limit,
+            cache: self
+                .cache
+                .clone()
+                .map(|p| CacheLayer::new(p.0, self.cached_entities.clone(), self.query_cache_ttl)),
         };
         #[cfg(feature = "mysql")]
         #[allow(irrefutable_let_patterns)]
@@ -183,6 +268,26 @@ impl Db {
         DbBuilder::default()
     }
 
+    /// Caches rows of `E` from now on (see [`DbBuilder::cache_entity`]).
+    /// [`Error::Invalid`] when no cache provider is registered.
+    pub fn cache_entity<E: Entity>(&self, ttl: Duration) -> Result<()> {
+        match &self.inner.cache {
+            Some(c) => {
+                c.register(E::META.table, ttl);
+                Ok(())
+            }
+            None => Err(Error::Invalid(
+                "no shared cache is registered on this Db".into(),
+            )),
+        }
+    }
+
+    /// The shared cache's counters (hits, misses, puts, invalidations,
+    /// errors), if a cache is registered.
+    pub fn cache_metrics(&self) -> Option<CacheMetrics> {
+        self.inner.cache.as_ref().map(|c| c.metrics())
+    }
+
     /// Which backend this is.
     pub fn backend(&self) -> Backend {
         self.inner.backend
@@ -196,27 +301,50 @@ impl Db {
         self.inner.statements.load(Ordering::Relaxed)
     }
 
-    /// Starts a session: one transaction on one pooled connection, held
-    /// until [`Session::commit`] or [`Session::rollback`] (or the drop of the
-    /// last handle, which rolls back).
+    /// Starts a session on one pooled connection, which it holds for its
+    /// life; see [`Session`].
     pub async fn session(&self) -> Result<Session> {
-        Session::begin(self.clone()).await
+        Session::open(self.clone(), SessionOptions::default()).await
+    }
+
+    /// Starts a session with options: isolation level, read-only, identity
+    /// map.
+    pub async fn session_with(&self, options: SessionOptions) -> Result<Session> {
+        Session::open(self.clone(), options).await
     }
 
     /// Runs `f` in a fresh session: commits when it returns `Ok`, rolls back
     /// when it returns `Err`. A retryable error ([`Error::is_retryable`]:
     /// deadlocks, serialization failures, SQLite busy, stale rows) reruns
     /// `f` in a new session, at most [`DbBuilder::max_retries`] times, with a
-    /// short growing pause.
-    pub async fn transaction<F, Fut, T>(&self, mut f: F) -> Result<T>
+    /// short growing pause. The session is the ambient one inside `f`
+    /// ([`Session::current`]).
+    pub async fn transaction<F, Fut, T>(&self, f: F) -> Result<T>
     where
         F: FnMut(Session) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        let mut attempt = 0u32;
+        self.transaction_with(SessionOptions::default(), f)
+            .await
+            .map(|c| c.value)
+    }
+
+    /// [`Db::transaction`] with session options, answering how many tries ran.
+    pub async fn transaction_with<F, Fut, T>(
+        &self,
+        options: SessionOptions,
+        mut f: F,
+    ) -> Result<Committed<T>>
+    where
+        F: FnMut(Session) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let max_retries = options.max_retries.unwrap_or(self.inner.max_retries);
+        let mut attempts = 0u32;
         loop {
-            let s = self.session().await?;
-            let outcome = match f(s.clone()).await {
+            attempts += 1;
+            let s = self.session_with(options.clone()).await?;
+            let outcome = match s.scope(f(s.clone())).await {
                 Ok(v) => s.commit().await.map(|()| v),
                 Err(e) => {
                     let _ = s.rollback().await;
@@ -224,12 +352,18 @@ impl Db {
                 }
             };
             match outcome {
-                Err(e) if e.is_retryable() && attempt < self.inner.max_retries => {
-                    attempt += 1;
-                    tracing::debug!(attempt, error = %e, "retrying transaction");
-                    tokio::time::sleep(Duration::from_millis(10 << attempt.min(6))).await;
+                Err(e) if e.is_retryable() && attempts <= max_retries => {
+                    tracing::debug!(attempts, error = %e, "retrying transaction");
+                    // Spread the retries of competing tasks a little.
+                    let jitter = u64::from(std::process::id() ^ attempts) % 7;
+                    tokio::time::sleep(Duration::from_millis((5 << attempts.min(6)) + jitter))
+                        .await;
                 }
-                other => return other,
+                Ok(value) => return Ok(Committed { value, attempts }),
+                Err(e) => {
+                    tracing::debug!(attempts, error = %e, "transaction failed");
+                    return Err(e);
+                }
             }
         }
     }
@@ -292,9 +426,10 @@ impl Db {
             let sql: Arc<str> = Arc::from(sql);
             self.count_statement();
             let span = tracing::debug_span!("persist.statement", sql = %sql);
-            let _enter = span.enter();
-            crate::backend::dispatch_conn!(&mut conn, |c, DB| {
-                <DB as crate::backend::Driver>::execute(c, sql, Default::default()).await?;
+            crate::backend::dispatch!(&mut conn, |c, DB| {
+                <DB as crate::backend::Driver>::execute(c, sql, Default::default())
+                    .instrument(span)
+                    .await?;
             });
         }
         Ok(())

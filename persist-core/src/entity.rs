@@ -69,6 +69,10 @@ pub struct EntityMeta {
     pub created_at: Option<usize>,
     /// Index of the `updated_at` column, if any.
     pub updated_at: Option<usize>,
+    /// Relations declared on the entity (`has_many`, `has_one`,
+    /// `many_to_many`), in declaration order. Belongs-to relations are the
+    /// columns with [`ColumnMeta::references`].
+    pub relations: &'static [RelationMeta],
 }
 
 /// Metadata of one column.
@@ -114,10 +118,120 @@ impl EntityMeta {
     pub fn column_index(&self, name: &str) -> Option<usize> {
         self.columns.iter().position(|c| c.name == name)
     }
+
+    /// Whether `other` describes the same entity (consts holding metadata
+    /// may be duplicated in memory, so addresses do not say).
+    pub fn same_as(&self, other: &EntityMeta) -> bool {
+        self.table == other.table && self.name == other.name
+    }
+
+    /// The `ON DELETE` action declared for this entity's foreign-key column
+    /// `col`: by the referenced entity's relation whose `by` is that column.
+    pub fn on_delete(&self, col: usize) -> OnDelete {
+        let Some(parent) = self.columns.get(col).and_then(|c| c.references) else {
+            return OnDelete::NoAction;
+        };
+        parent()
+            .relations
+            .iter()
+            .find(|r| r.by == col && r.fk_owner().same_as(self))
+            .map_or(OnDelete::NoAction, |r| r.on_delete)
+    }
+
+    /// The relations of this entity whose deletes cascade, with the child
+    /// entity (the join entity for a many-to-many) and its foreign-key column:
+    /// what a session's delete must also remove from what it holds.
+    pub fn cascades(&self) -> impl Iterator<Item = (&'static EntityMeta, usize)> + '_ {
+        self.relations
+            .iter()
+            .filter(|r| r.on_delete == OnDelete::Cascade)
+            .map(|r| (r.fk_owner(), r.by))
+    }
+}
+
+/// The kind of a declared relation; see [`RelationMeta`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelationKind {
+    /// `has_many(Child, by = "fk")`: any number of children whose `fk`
+    /// column holds this entity's key.
+    HasMany,
+    /// `has_one(Child, by = "fk")`: at most one such child.
+    HasOne,
+    /// `many_to_many(Other, through = "Join", by = "fk", to = "other_fk")`:
+    /// the `Other` rows linked by rows of `Join`.
+    ManyToMany,
+}
+
+/// What deleting a parent row does to the rows that reference it: the
+/// foreign key's `ON DELETE` action, declared with `on_delete = "…"` on a
+/// `has_many`, `has_one` or `many_to_many` (where it applies to the join rows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnDelete {
+    /// No action (the default): deleting a referenced parent is a
+    /// [`ForeignKeyViolation`](crate::Error::ForeignKeyViolation).
+    #[default]
+    NoAction,
+    /// `ON DELETE CASCADE`: the children are deleted with the parent.
+    Cascade,
+    /// `ON DELETE SET NULL`: the children's foreign key becomes `NULL`
+    /// (the column must be nullable).
+    SetNull,
+}
+
+/// A function returning an entity's metadata: how one entity's metadata
+/// names another's without a cycle between constants.
+pub type MetaFn = fn() -> &'static EntityMeta;
+
+/// A relation declared on an entity with a container attribute.
+#[derive(Debug)]
+pub struct RelationMeta {
+    /// Has-many, has-one or many-to-many.
+    pub kind: RelationKind,
+    /// The related entity.
+    pub target: MetaFn,
+    /// Index of the foreign-key column that references the declaring
+    /// entity: a column of `target` (has-many, has-one) or of the join
+    /// entity (many-to-many).
+    pub by: usize,
+    /// For many-to-many: the join entity and the index of its column that
+    /// references `target`.
+    pub through: Option<(MetaFn, usize)>,
+    /// The `ON DELETE` action of the foreign key `by`.
+    pub on_delete: OnDelete,
+}
+
+impl RelationMeta {
+    /// The entity whose column `by` is: the join entity of a many-to-many,
+    /// else the target.
+    pub fn fk_owner(&self) -> &'static EntityMeta {
+        match self.through {
+            Some((through, _)) => through(),
+            None => (self.target)(),
+        }
+    }
+}
+
+/// A relation from `Self` to `C` declared on `Self` (`has_many`, `has_one`
+/// or `many_to_many`); implemented by `#[derive(Entity)]`, used by the
+/// loaders ([`Session::load_related`](crate::Session::load_related)).
+pub trait Related<C>: Entity {
+    /// The relation's metadata (an element of `Self::META.relations`).
+    const RELATION: &'static RelationMeta;
+}
+
+/// `Self` references `P` through a foreign-key column (`references = "P"`);
+/// implemented by `#[derive(Entity)]` when exactly one field references `P`,
+/// used by [`Session::load_parents`](crate::Session::load_parents).
+pub trait BelongsTo<P>: Entity {
+    /// Index of the foreign-key column in `Self::META.columns`.
+    const COLUMN: usize;
 }
 
 /// A primary-key value: a [`Field`] type, or a tuple of them for composite keys.
-pub trait Key: Clone + Send + Sync + Debug + Eq + Hash + 'static {
+///
+/// Keys are ordered: a flush writes updates and deletes in key order, so two
+/// sessions touching the same rows lock them in the same order.
+pub trait Key: Clone + Send + Sync + Debug + Eq + Hash + Ord + 'static {
     /// Number of key columns.
     const ARITY: usize;
     /// Binds the key columns in order.
@@ -126,7 +240,7 @@ pub trait Key: Clone + Send + Sync + Debug + Eq + Hash + 'static {
     fn to_values(&self) -> Result<Vec<sea_query::Value>, BoxDynError>;
 }
 
-impl<T: Field + Clone + Debug + Eq + Hash> Key for T {
+impl<T: Field + Clone + Debug + Eq + Hash + Ord> Key for T {
     const ARITY: usize = 1;
     fn bind_key<B: Binder>(&self, b: &mut B) -> Result<(), BoxDynError> {
         self.bind(b)
@@ -138,7 +252,7 @@ impl<T: Field + Clone + Debug + Eq + Hash> Key for T {
 
 macro_rules! tuple_key {
     ($n:literal; $($t:ident $i:tt),+) => {
-        impl<$($t: Field + Clone + Debug + Eq + Hash),+> Key for ($($t,)+) {
+        impl<$($t: Field + Clone + Debug + Eq + Hash + Ord),+> Key for ($($t,)+) {
             const ARITY: usize = $n;
             fn bind_key<BB: Binder>(&self, b: &mut BB) -> Result<(), BoxDynError> {
                 $(self.$i.bind(b)?;)+

@@ -93,9 +93,14 @@ pub enum Error {
     #[error("the session failed earlier and must be rolled back")]
     SessionFailed,
 
-    /// The session was committed or rolled back already.
-    #[error("the session is closed (committed or rolled back)")]
+    /// The session's connection is gone.
+    #[error("the session is closed")]
     SessionClosed,
+
+    /// [`Session::current`](crate::Session::current) was called outside a
+    /// session scope.
+    #[error("no session in scope: run the code inside `Session::scope` or `Db::transaction`")]
+    NoSession,
 
     /// A `stream()` is in progress on this session.
     #[error("the session is busy with a stream in progress")]

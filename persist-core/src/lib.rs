@@ -38,26 +38,43 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backend;
+mod bulk;
+pub mod cache;
 mod column;
 mod db;
 mod entity;
 mod errmap;
 mod error;
+mod flush;
+mod join;
+mod l2;
+mod loader;
 mod query;
+mod relation;
 mod repo;
 mod schema;
+mod scope;
+mod select;
 mod session;
 mod sql;
+mod uow;
 mod value;
 
 pub use backend::Backend;
+pub use bulk::{DeleteAll, UpdateAll};
 pub use column::{Column, Filter, Order, TextColumn};
-pub use db::{Db, DbBuilder};
-pub use entity::{ColumnMeta, Entity, EntityList, EntityMeta, Key};
+pub use db::{Committed, Db, DbBuilder};
+pub use entity::{
+    BelongsTo, ColumnMeta, Entity, EntityList, EntityMeta, Key, MetaFn, OnDelete, Related,
+    RelationKind, RelationMeta,
+};
 pub use error::{BoxDynError, Error, Result};
-pub use query::{Query, RawQuery};
+pub use join::{InnerJoin, JoinFilter, JoinKind, JoinOrder, JoinQuery, LeftJoin, OnLeft, OnRight};
+pub use loader::Load;
+pub use query::{IntoOrder, Query, RawQuery};
 pub use repo::Repo;
-pub use session::Session;
+pub use select::{Agg, AggValue, Having, Select, Selectable, Summable, count_all};
+pub use session::{AutoflushGuard, Isolation, Savepoint, Session, SessionOptions};
 pub use sql::SqlCache;
 pub use value::{Binder, DbEnum, Field, RowReader, SqlType, truncate_micros};
 
@@ -78,7 +95,8 @@ pub use sqlx;
 pub mod __private {
     pub use crate::column::Column;
     pub use crate::entity::{
-        AutoKeyField, ColumnMeta, Entity, EntityMeta, Key, TimestampField, VersionField,
+        AutoKeyField, BelongsTo, ColumnMeta, Entity, EntityMeta, Key, OnDelete, Related,
+        RelationKind, RelationMeta, TimestampField, VersionField,
     };
     pub use crate::error::BoxDynError;
     pub use crate::error::{Error, Result};

@@ -33,13 +33,19 @@ use crate::value::Field;
 /// ```
 #[must_use = "a query does nothing until it is run (`all`, `one`, `optional`, `count`, …)"]
 pub struct Query<'s, E> {
-    session: &'s Session,
-    cond: Cond,
+    pub(crate) session: &'s Session,
+    pub(crate) cond: Cond,
     /// The first invalid filter value, reported when the query runs.
-    error: Option<Error>,
-    order: Vec<(usize, Order)>,
-    limit: Option<u64>,
-    offset: Option<u64>,
+    pub(crate) error: Option<Error>,
+    pub(crate) order: Vec<(usize, Order)>,
+    pub(crate) limit: Option<u64>,
+    pub(crate) offset: Option<u64>,
+    /// Row lock taken by `all` / `one` / `optional` / `stream`.
+    pub(crate) lock: Option<crate::select::RowLock>,
+    /// Rows replace what the session holds (`populate_existing`).
+    pub(crate) overwrite: bool,
+    /// Answered from the shared query cache when possible (`cached`).
+    pub(crate) cached: bool,
     _marker: PhantomData<fn() -> E>,
 }
 
@@ -50,6 +56,7 @@ impl<E> std::fmt::Debug for Query<'_, E> {
             .field("order", &self.order)
             .field("limit", &self.limit)
             .field("offset", &self.offset)
+            .field("lock", &self.lock)
             .finish()
     }
 }
@@ -82,8 +89,37 @@ impl<'s, E: Entity> Query<'s, E> {
             order: Vec::new(),
             limit: None,
             offset: None,
+            lock: None,
+            overwrite: false,
+            cached: false,
             _marker: PhantomData,
         }
+    }
+
+    /// Rows read replace what the session's identity map holds for them,
+    /// pending edits included (by default, rows the session holds come back
+    /// in their in-session state).
+    pub fn populate_existing(mut self) -> Self {
+        self.overwrite = true;
+        self
+    }
+
+    /// Locks the selected rows until the session ends (`SELECT … FOR
+    /// UPDATE`), so that another session's `for_update` or write of them
+    /// waits. PostgreSQL and MySQL/MariaDB only: on SQLite it is a no-op,
+    /// since SQLite has no row locks — a write session there already holds
+    /// the database's single write lock from its first write.
+    pub fn for_update(mut self) -> Self {
+        self.lock = Some(crate::select::RowLock::Update);
+        self
+    }
+
+    /// Like [`for_update`](Query::for_update), but rows locked by another
+    /// session are skipped instead of waited for (`FOR UPDATE SKIP
+    /// LOCKED`): the job-queue pattern. A no-op on SQLite (see `for_update`).
+    pub fn skip_locked(mut self) -> Self {
+        self.lock = Some(crate::select::RowLock::SkipLocked);
+        self
     }
 
     /// Adds a condition (several filters are combined with `AND`).
@@ -122,7 +158,7 @@ impl<'s, E: Entity> Query<'s, E> {
         self.filter_cond(cond)
     }
 
-    fn filter_cond(mut self, c: Result<Cond>) -> Self {
+    pub(crate) fn filter_cond(mut self, c: Result<Cond>) -> Self {
         match c {
             Ok(c) => self.cond = std::mem::replace(&mut self.cond, Cond::all()).add(c),
             Err(e) => {
@@ -132,7 +168,7 @@ impl<'s, E: Entity> Query<'s, E> {
         self
     }
 
-    fn check(&mut self) -> Result<()> {
+    pub(crate) fn check(&mut self) -> Result<()> {
         match self.error.take() {
             Some(e) => Err(e),
             None => Ok(()),
@@ -163,7 +199,7 @@ impl<'s, E: Entity> Query<'s, E> {
         self
     }
 
-    fn select(&self) -> SelectStatement {
+    pub(crate) fn base_select(&self) -> SelectStatement {
         let meta = E::META;
         let table = Alias::new(meta.table);
         let mut q = sea_query::Query::select();
@@ -192,16 +228,62 @@ impl<'s, E: Entity> Query<'s, E> {
         q
     }
 
+    /// Answers `all` / `one` / `optional` from the shared query cache when
+    /// it holds this query's result (same SQL and parameters) and the table
+    /// has not changed since: zero SQL. A commit that writes the table makes
+    /// the next run query the database again. Needs a cache on the `Db`
+    /// ([`DbBuilder::cache`](crate::DbBuilder::cache)); without one, or in a
+    /// session that wrote the table, the query simply runs.
+    pub fn cached(mut self) -> Self {
+        self.cached = true;
+        self
+    }
+
     async fn fetch(&self, q: SelectStatement) -> Result<Vec<E>> {
+        if self.cached
+            && self.lock.is_none()
+            && !self.overwrite
+            && self.session.cache_layer().is_some()
+        {
+            let (sql, values) = self.session.backend().sea().build_select(&q);
+            let key = format!("{}|{sql}|{:?}", E::META.table, values.0);
+            let s = self.session;
+            return s
+                .query_cached::<E, _, _>(key, || async move {
+                    let mut guard = s.lock_for_read(E::META.table).await?;
+                    crate::session::fetch_entities_merged::<E>(
+                        s,
+                        &mut guard,
+                        Arc::from(sql),
+                        values.0,
+                        crate::uow::Merge::Raw,
+                    )
+                    .await
+                })
+                .await;
+        }
         let (sql, values) = self.session.backend().sea().build_select(&q);
-        let mut guard = self.session.lock().await?;
-        fetch_entities::<E>(self.session, &mut guard, Arc::from(sql), values.0).await
+        let mut guard = self.session.lock_for_read(E::META.table).await?;
+        let merge = if self.overwrite {
+            crate::uow::Merge::Overwrite
+        } else {
+            self.session.default_merge()
+        };
+        crate::session::fetch_entities_merged::<E>(
+            self.session,
+            &mut guard,
+            Arc::from(sql),
+            values.0,
+            merge,
+        )
+        .await
     }
 
     /// All matching rows.
     pub async fn all(mut self) -> Result<Vec<E>> {
         self.check()?;
-        let q = self.select();
+        let mut q = self.base_select();
+        crate::select::apply_lock(&mut q, self.lock);
         self.fetch(q).await
     }
 
@@ -214,7 +296,8 @@ impl<'s, E: Entity> Query<'s, E> {
     /// At most one row: `None` for none, [`Error::TooManyRows`] for more.
     pub async fn optional(mut self) -> Result<Option<E>> {
         self.check()?;
-        let mut q = self.select();
+        let mut q = self.base_select();
+        crate::select::apply_lock(&mut q, self.lock);
         if self.limit.is_none_or(|n| n > 2) {
             q.limit(2);
         }
@@ -229,7 +312,7 @@ impl<'s, E: Entity> Query<'s, E> {
     /// Number of matching rows (respecting `limit` / `offset`).
     pub async fn count(mut self) -> Result<u64> {
         self.check()?;
-        let inner = self.select();
+        let inner = self.base_select();
         let mut q = sea_query::Query::select();
         q.expr(Expr::cust("COUNT(*)"));
         if self.limit.is_some() || self.offset.is_some() {
@@ -244,7 +327,7 @@ impl<'s, E: Entity> Query<'s, E> {
     /// Whether any row matches.
     pub async fn exists(mut self) -> Result<bool> {
         self.check()?;
-        let mut q = self.select();
+        let mut q = self.base_select();
         q.limit(1);
         let mut outer = sea_query::Query::select();
         outer.expr(Expr::cust("COUNT(*)"));
@@ -256,7 +339,7 @@ impl<'s, E: Entity> Query<'s, E> {
         let b = self.session.backend();
         let (sql, values) = b.sea().build_select(&q);
         let sql: Arc<str> = Arc::from(sql);
-        let mut guard = self.session.lock().await?;
+        let mut guard = self.session.lock_for_read(E::META.table).await?;
         let tx = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
         dispatch!(tx, |c, DB| {
             let args = DB::args_from_values(values);
@@ -277,12 +360,13 @@ impl<'s, E: Entity> Query<'s, E> {
     pub fn stream(mut self) -> BoxStream<'s, Result<E>> {
         let session = self.session.clone();
         let checked = self.check();
-        let q = self.select();
+        let mut q = self.base_select();
+        crate::select::apply_lock(&mut q, self.lock);
         Box::pin(async_stream::try_stream! {
             checked?;
             let (sql, values) = session.backend().sea().build_select(&q);
             let sql: Arc<str> = Arc::from(sql);
-            let mut guard = session.lock().await?;
+            let mut guard = session.lock_for_read(E::META.table).await?;
             let _busy = Busy::set(&session);
             session.count_stream_statement(&sql);
             let tx = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
@@ -359,7 +443,7 @@ impl<'s, E: Entity> RawQuery<'s, E> {
     /// All rows.
     pub async fn all(self) -> Result<Vec<E>> {
         let values = self.values?;
-        let mut guard = self.session.lock().await?;
+        let mut guard = self.session.lock_for_any_read().await?;
         fetch_entities::<E>(self.session, &mut guard, self.sql, values).await
     }
 

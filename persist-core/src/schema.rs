@@ -5,12 +5,12 @@
 //! constraint errors can name them on every backend.
 
 use sea_query::{
-    Alias, ColumnDef, ColumnType, Expr, ForeignKey, Index, IndexCreateStatement, MysqlQueryBuilder,
-    PostgresQueryBuilder, SqliteQueryBuilder, Table, TableCreateStatement,
+    Alias, ColumnDef, ColumnType, Expr, ForeignKey, ForeignKeyAction, Index, IndexCreateStatement,
+    MysqlQueryBuilder, PostgresQueryBuilder, SqliteQueryBuilder, Table, TableCreateStatement,
 };
 
 use crate::backend::Backend;
-use crate::entity::{ColumnMeta, EntityMeta};
+use crate::entity::{ColumnMeta, EntityMeta, OnDelete};
 use crate::error::{Error, Result};
 use crate::value::SqlType;
 
@@ -107,7 +107,7 @@ fn table_statement(b: Backend, meta: &EntityMeta) -> Result<TableCreateStatement
         }
         t.primary_key(&mut pk);
     }
-    for c in meta.columns {
+    for (i, c) in meta.columns.iter().enumerate() {
         if let Some(target) = c.references {
             let target = target();
             let [pk] = target.primary_key else {
@@ -123,6 +123,21 @@ fn table_statement(b: Backend, meta: &EntityMeta) -> Result<TableCreateStatement
                     Alias::new(target.table),
                     Alias::new(target.columns[*pk].name),
                 );
+            match meta.on_delete(i) {
+                OnDelete::NoAction => {}
+                OnDelete::Cascade => {
+                    fk.on_delete(ForeignKeyAction::Cascade);
+                }
+                OnDelete::SetNull if !c.nullable => {
+                    return Err(Error::Invalid(format!(
+                        "{}.{}: on_delete = \"set_null\" needs a nullable column",
+                        meta.table, c.name
+                    )));
+                }
+                OnDelete::SetNull => {
+                    fk.on_delete(ForeignKeyAction::SetNull);
+                }
+            }
             t.foreign_key(&mut fk);
         }
     }

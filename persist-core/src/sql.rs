@@ -1,6 +1,6 @@
 //! SQL text of fixed statement shapes, built once per entity and backend.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::backend::Backend;
 
@@ -11,14 +11,25 @@ pub(crate) enum Shape {
     SelectAll,
     FindByKey,
     InsertOne,
-    UpdateByKey,
     DeleteByKey,
     DeleteByKeyVersioned,
     Count,
     ExistsByKey,
 }
 
-const SHAPES: usize = 8;
+const SHAPES: usize = 7;
+
+/// Most rows one multi-row `INSERT` carries (fewer when the bind limit says so).
+pub(crate) const MAX_INSERT_ROWS: usize = 1000;
+
+/// Multi-row `INSERT` statements kept per entity and backend, by row count.
+const INSERT_SIZES_KEPT: usize = 8;
+
+/// Cached multi-row `INSERT` statements, by row count.
+type InsertSlots = Mutex<Vec<(usize, Arc<str>)>>;
+
+/// Cached `UPDATE` statements, by the set of columns they set.
+type UpdateSlots = Mutex<Vec<(u128, bool, Arc<str>)>>;
 const BACKENDS: usize = 3;
 
 /// Per-entity cache of SQL text, one slot per backend and statement shape.
@@ -28,6 +39,8 @@ const BACKENDS: usize = 3;
 #[derive(Debug)]
 pub struct SqlCache {
     slots: [[OnceLock<Arc<str>>; SHAPES]; BACKENDS],
+    updates: [UpdateSlots; BACKENDS],
+    inserts: [InsertSlots; BACKENDS],
 }
 
 impl SqlCache {
@@ -36,7 +49,62 @@ impl SqlCache {
     pub const fn new() -> Self {
         SqlCache {
             slots: [const { [const { OnceLock::new() }; SHAPES] }; BACKENDS],
+            updates: [const { Mutex::new(Vec::new()) }; BACKENDS],
+            inserts: [const { Mutex::new(Vec::new()) }; BACKENDS],
         }
+    }
+
+    /// The multi-row `INSERT` of `rows` rows. The sizes a program uses
+    /// recur (batches of the maximum size, and its usual remainders), so the
+    /// last few sizes are kept.
+    pub(crate) fn insert(
+        &self,
+        backend: Backend,
+        rows: usize,
+        build: impl FnOnce() -> String,
+    ) -> Arc<str> {
+        if rows == 1 {
+            return self.get(backend, Shape::InsertOne, build);
+        }
+        let mut kept = self.inserts[backend as usize]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = kept.iter().position(|(n, _)| *n == rows) {
+            let hit = kept.remove(i);
+            let sql = hit.1.clone();
+            kept.push(hit);
+            return sql;
+        }
+        let sql: Arc<str> = Arc::from(build());
+        if kept.len() == INSERT_SIZES_KEPT {
+            kept.remove(0);
+        }
+        kept.push((rows, sql.clone()));
+        sql
+    }
+
+    /// The `UPDATE` setting exactly `cols` (entities of up to 128 columns
+    /// are cached; wider ones build the statement each time).
+    pub(crate) fn update(
+        &self,
+        backend: Backend,
+        cols: &[usize],
+        versioned: bool,
+        build: impl FnOnce() -> String,
+    ) -> Arc<str> {
+        if cols.iter().any(|c| *c >= 128) {
+            return Arc::from(build());
+        }
+        let mask = cols.iter().fold(0u128, |m, c| m | (1 << c));
+        let mut slots = self.updates[backend as usize]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some((_, _, sql)) = slots.iter().find(|(m, v, _)| *m == mask && *v == versioned) {
+            return sql.clone();
+        }
+        let sql: Arc<str> = Arc::from(build());
+        slots.push((mask, versioned, sql.clone()));
+        sql
     }
 
     pub(crate) fn get(
@@ -147,13 +215,18 @@ fn returning_key(b: Backend, meta: &EntityMeta, s: &mut String) {
     }
 }
 
-/// `UPDATE t SET c = ?, … WHERE key [AND version = ?]` over all non-key columns.
-pub(crate) fn update_by_key(b: Backend, meta: &EntityMeta) -> String {
+/// `UPDATE t SET c = ?, … WHERE key [AND version = ?]` over `cols`.
+pub(crate) fn update_columns(
+    b: Backend,
+    meta: &EntityMeta,
+    cols: &[usize],
+    versioned: bool,
+) -> String {
     let mut s = String::from("UPDATE ");
     s.push_str(&b.quote(meta.table));
     s.push_str(" SET ");
     let mut n = 1;
-    for (j, i) in meta.update_columns().enumerate() {
+    for (j, i) in cols.iter().copied().enumerate() {
         if j > 0 {
             s.push_str(", ");
         }
@@ -163,7 +236,9 @@ pub(crate) fn update_by_key(b: Backend, meta: &EntityMeta) -> String {
         n += 1;
     }
     let n = where_key(b, meta, n, &mut s);
-    version_check(b, meta, n, &mut s);
+    if versioned {
+        version_check(b, meta, n, &mut s);
+    }
     s
 }
 

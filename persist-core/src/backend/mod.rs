@@ -149,18 +149,8 @@ pub(crate) enum AnyPool {
     MySql(sqlx::MySqlPool),
 }
 
-/// An open transaction on one pooled connection, of one of the backends.
-#[derive(Debug)]
-pub(crate) enum AnyTx {
-    #[cfg(feature = "sqlite")]
-    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
-    #[cfg(feature = "postgres")]
-    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
-    #[cfg(feature = "mysql")]
-    MySql(sqlx::Transaction<'static, sqlx::MySql>),
-}
-
-/// A pooled connection outside a transaction (DDL runs on one).
+/// A pooled connection of one of the backends. A session holds one for its
+/// whole life, across its transactions; DDL runs on one outside any.
 #[derive(Debug)]
 pub(crate) enum AnyConn {
     #[cfg(feature = "sqlite")]
@@ -175,35 +165,6 @@ pub(crate) enum AnyConn {
 /// DB::Connection`) and `$DB` naming its sqlx database type. The only match
 /// over backends that operations need.
 macro_rules! dispatch {
-    ($e:expr, |$c:ident, $DB:ident| $body:expr) => {
-        match $e {
-            #[cfg(feature = "sqlite")]
-            $crate::backend::AnyTx::Sqlite(tx) => {
-                #[allow(unused)]
-                type $DB = ::sqlx::Sqlite;
-                let $c: &mut ::sqlx::SqliteConnection = &mut *tx;
-                $body
-            }
-            #[cfg(feature = "postgres")]
-            $crate::backend::AnyTx::Postgres(tx) => {
-                #[allow(unused)]
-                type $DB = ::sqlx::Postgres;
-                let $c: &mut ::sqlx::PgConnection = &mut *tx;
-                $body
-            }
-            #[cfg(feature = "mysql")]
-            $crate::backend::AnyTx::MySql(tx) => {
-                #[allow(unused)]
-                type $DB = ::sqlx::MySql;
-                let $c: &mut ::sqlx::MySqlConnection = &mut *tx;
-                $body
-            }
-        }
-    };
-}
-
-/// Like [`dispatch!`] for a plain pooled connection.
-macro_rules! dispatch_conn {
     ($e:expr, |$c:ident, $DB:ident| $body:expr) => {
         match $e {
             #[cfg(feature = "sqlite")]
@@ -231,7 +192,7 @@ macro_rules! dispatch_conn {
     };
 }
 
-pub(crate) use {dispatch, dispatch_conn};
+pub(crate) use dispatch;
 
 /// Implements the statement methods of [`Driver`] for one sqlx database.
 macro_rules! driver_exec {

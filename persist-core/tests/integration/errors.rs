@@ -233,8 +233,12 @@ pub async fn session_failed_after_flush_error(db: Db) -> TestResult {
     assert!(matches!(s.add(customer("c@x")), Err(Error::SessionFailed)));
     assert!(matches!(s.flush().await, Err(Error::SessionFailed)));
     assert!(matches!(s.commit().await, Err(Error::SessionFailed)));
+    assert!(s.is_failed());
     s.rollback().await?;
-    assert!(s.is_closed());
+    // Rolled back, the session works again, in a new transaction: the
+    // failed transaction's first insert is gone.
+    assert!(!s.is_failed());
+    assert_eq!(s.count::<Customer>().await?, 0);
     Ok(())
 }
 
@@ -253,10 +257,12 @@ pub async fn failed_session_leaves_nothing(db: Db) -> TestResult {
         s.commit().await,
         Err(Error::UniqueViolation { .. })
     ));
-    // A failed commit rolls back and closes the session.
-    assert!(s.is_closed());
-    assert!(matches!(s.commit().await, Err(Error::SessionClosed)));
+    // The failed flush rolled the transaction back; a second commit is
+    // refused until the session is rolled back.
+    assert!(s.is_failed());
+    assert!(matches!(s.commit().await, Err(Error::SessionFailed)));
     s.rollback().await?;
+    assert_eq!(s.identity_map_len(), 0);
 
     let s = db.session().await?;
     let emails: Vec<String> = s

@@ -1,15 +1,24 @@
 //! The integration suite: written once, run on SQLite, PostgreSQL and
 //! MariaDB/MySQL (`<backend>::<module>::<test>`).
 
+mod aggregates;
+mod bulk;
 mod common;
 mod crud;
 mod errors;
+mod identity;
+mod joins;
+mod loaders;
+mod locking;
 mod model;
 mod query;
+mod rel_model;
+mod relations;
 mod schema;
 mod sessions;
 mod smoke;
 mod types;
+mod uow;
 mod versioning;
 
 suite! {
@@ -56,7 +65,7 @@ suite! {
         transaction_commits_on_ok,
         transaction_rolls_back_on_err,
         statement_counters,
-        closed_after_commit,
+        reusable_after_commit,
         sessions_see_each_others_data_after_commit,
         one_connection_per_session,
         concurrent_calls_on_one_session,
@@ -76,4 +85,46 @@ suite! {
         constraint_names_in_catalog,
     ],
     types: [all_types_round_trip, filters_on_every_type],
+    relations: [
+        many_to_many_through_join_entity,
+        self_reference_employee_manager,
+        cascade_delete_removes_children,
+    ],
+    loaders: [
+        nested_loading_is_three_selects,
+        groups_follow_parent_order,
+        has_one_loads_one,
+        many_parents_are_chunked,
+    ],
+    joins: [left_join_matches_loader, inner_join_filters_both_sides],
+    aggregates: [projections_into_tuples_and_structs, aggregates_group_by_having],
+    bulk: [update_all_bumps_versions_and_counts, delete_all_counts_and_cascades],
+    locking: [for_update_blocks_second_session, skip_locked_skips_locked_rows],
+    uow: [
+        parents_first_one_batched_child_insert,
+        children_deleted_before_parents,
+        self_referencing_rows,
+        delete_then_add_is_one_update,
+        unchanged_update_sends_nothing,
+        update_sets_only_changed_columns,
+        stale_version_on_update_and_delete,
+        failed_flush_refused_until_rollback,
+        savepoint_rollback_drops_later_registrations,
+        nested_savepoints,
+        savepoint_of_an_ended_transaction_is_refused,
+        writers_queue_on_sqlite_readers_do_not,
+        concurrent_bank_transfers,
+        current_session_in_scope,
+        isolation_option_accepted,
+        random_sessions_match_model,
+    ],
+    identity: [
+        in_session_state_without_sql,
+        refresh_detach_clear,
+        identity_map_limit_evicts_only_clean,
+        identity_map_off,
+        autoflush_before_query,
+        rollback_discards_and_empties_map,
+        statement_counts,
+    ],
 }

@@ -61,12 +61,35 @@ pub async fn update_bumps_version(db: Db) -> TestResult {
     );
     acc.balance_cents = 175;
     s.update(&mut acc)?;
+    assert_eq!(
+        acc.version, 2,
+        "two updates before one flush: one UPDATE, one bump"
+    );
+    s.flush().await?;
+    acc.balance_cents = 180;
+    s.update(&mut acc)?;
+    assert_eq!(acc.version, 3, "after a flush, the next update bumps again");
+    acc.balance_cents = 175;
+    s.update(&mut acc)?;
+    assert_eq!(
+        acc.version, 2,
+        "back to the flushed values: nothing to write, no bump"
+    );
+    let before = s.statement_count();
+    s.flush().await?;
+    assert_eq!(
+        s.statement_count(),
+        before,
+        "an unchanged entity sends nothing"
+    );
+    acc.balance_cents = 180;
+    s.update(&mut acc)?;
     assert_eq!(acc.version, 3);
     s.commit().await?;
 
     let stored = load(&db, a.id).await?;
     assert_eq!(stored.version, 3);
-    assert_eq!(stored.balance_cents, 175);
+    assert_eq!(stored.balance_cents, 180);
     assert_eq!(stored, acc);
     Ok(())
 }

@@ -5,7 +5,8 @@ use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 
 use super::{option_usize, private};
-use crate::internals::ast::{Entity, Field};
+use crate::internals::ast::{Entity, Field, field_const};
+use crate::internals::attr::{OnDelete, Relation, RelationKind};
 
 /// The `EntityMeta` value of an entity.
 pub fn meta(entity: &Entity<'_>) -> TokenStream {
@@ -20,6 +21,7 @@ pub fn meta(entity: &Entity<'_>) -> TokenStream {
     let version = option_usize(entity.column_where(|f| f.attrs.version.is_some()));
     let created_at = option_usize(entity.column_where(|f| f.attrs.created_at.is_some()));
     let updated_at = option_usize(entity.column_where(|f| f.attrs.updated_at.is_some()));
+    let relations = entity.relations.iter().filter_map(relation_meta);
     quote! {
         #p::EntityMeta {
             name: #name,
@@ -30,8 +32,93 @@ pub fn meta(entity: &Entity<'_>) -> TokenStream {
             version: #version,
             created_at: #created_at,
             updated_at: #updated_at,
+            relations: &[#(#relations),*],
         }
     }
+}
+
+/// The `RelationMeta` of a declared relation; `None` when it misses a key
+/// (already reported by `check`).
+fn relation_meta(rel: &Relation) -> Option<TokenStream> {
+    let p = private();
+    let target = &rel.target;
+    let by = field_const(rel.by.as_ref()?);
+    let kind = match rel.kind {
+        RelationKind::HasMany => quote!(HasMany),
+        RelationKind::HasOne => quote!(HasOne),
+        RelationKind::ManyToMany => quote!(ManyToMany),
+    };
+    let on_delete = match rel.on_delete.as_ref().map(|(_, v)| *v) {
+        None | Some(OnDelete::NoAction) => quote!(NoAction),
+        Some(OnDelete::Cascade) => quote!(Cascade),
+        Some(OnDelete::SetNull) => quote!(SetNull),
+    };
+    // `<Target>::FIELD.index()` is a constant: a `by` naming a field the
+    // target lacks is a compile error at the string.
+    let (by, through) = match rel.kind {
+        RelationKind::ManyToMany => {
+            let (_, through) = rel.through.as_ref()?;
+            let to = field_const(rel.to.as_ref()?);
+            (
+                quote!(<#through>::#by.index()),
+                quote!(::core::option::Option::Some((|| <#through as #p::Entity>::META, <#through>::#to.index()))),
+            )
+        }
+        _ => (
+            quote!(<#target>::#by.index()),
+            quote!(::core::option::Option::None),
+        ),
+    };
+    Some(quote! {
+        #p::RelationMeta {
+            kind: #p::RelationKind::#kind,
+            target: || <#target as #p::Entity>::META,
+            by: #by,
+            through: #through,
+            on_delete: #p::OnDelete::#on_delete,
+        }
+    })
+}
+
+/// `Related<Target>` for each declared relation, and `BelongsTo<Parent>` for
+/// each entity exactly one field references.
+pub fn relation_impls(entity: &Entity<'_>) -> TokenStream {
+    let p = private();
+    let ident = entity.ident;
+    let related = entity
+        .relations
+        .iter()
+        .filter(|r| relation_meta(r).is_some())
+        .enumerate()
+        .map(|(i, rel)| {
+            let target = &rel.target;
+            let i = Literal::usize_suffixed(i);
+            quote! {
+                #[automatically_derived]
+                impl #p::Related<#target> for #ident {
+                    const RELATION: &'static #p::RelationMeta =
+                        &<#ident as #p::Entity>::META.relations[#i];
+                }
+            }
+        });
+    let refs: Vec<(usize, &syn::Type)> = entity
+        .columns()
+        .filter_map(|(i, f)| Some((i, f.references()?)))
+        .collect();
+    let key = |ty: &syn::Type| quote::ToTokens::to_token_stream(ty).to_string();
+    let belongs = refs
+        .iter()
+        .filter(|(_, ty)| refs.iter().filter(|(_, o)| key(o) == key(ty)).count() == 1)
+        .map(|(i, target)| {
+            let i = Literal::usize_suffixed(*i);
+            quote! {
+                #[automatically_derived]
+                impl #p::BelongsTo<#target> for #ident {
+                    const COLUMN: usize = #i;
+                }
+            }
+        });
+    quote!(#(#related)* #(#belongs)*)
 }
 
 fn column_meta(f: &Field<'_>) -> TokenStream {

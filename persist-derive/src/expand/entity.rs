@@ -35,9 +35,9 @@ pub fn derive(input: TokenStream) -> TokenStream {
 
 fn expand(entity: &Entity<'_>, mode: Mode) -> TokenStream {
     let ident = entity.ident;
-    let entity_impl = match mode {
-        Mode::Full => entity_impl(entity),
-        Mode::Stub => stub_entity_impl(entity),
+    let (entity_impl, relations) = match mode {
+        Mode::Full => (entity_impl(entity), columns::relation_impls(entity)),
+        Mode::Stub => (stub_entity_impl(entity), TokenStream::new()),
     };
     let constants = columns::constants(entity);
     let repo = repository::expand(entity, mode);
@@ -53,6 +53,7 @@ fn expand(entity: &Entity<'_>, mode: Mode) -> TokenStream {
                 #constants
                 #repo_fn
             }
+            #relations
             #repo_impls
         };
         #repo_struct
@@ -264,6 +265,7 @@ fn stub_entity_impl(entity: &Entity<'_>) -> TokenStream {
                 version: ::core::option::Option::None,
                 created_at: ::core::option::Option::None,
                 updated_at: ::core::option::Option::None,
+                relations: &[],
             };
             fn key(&self) -> Self::Key { #unimplemented }
             fn bind_column<__B: #p::Binder>(&self, _: usize, _: &mut __B) -> #p::Result<()> { #unimplemented }

@@ -85,6 +85,49 @@ fn composite_key() {
 }
 
 #[test]
+fn relations() {
+    let out = entity::derive(quote! {
+        #[derive(Entity, Clone)]
+        #[persist(has_many(Post, by = "user_id", on_delete = "cascade"))]
+        #[persist(has_one(Profile, by = "user_id"), many_to_many(Group, through = "Membership", by = "user_id", to = "group_id"))]
+        pub struct User {
+            #[persist(primary_key, auto_increment)]
+            pub id: i64,
+            #[persist(references = "User")]
+            pub invited_by: Option<i64>,
+        }
+    });
+    insta::assert_snapshot!(pretty(out));
+}
+
+#[test]
+fn relation_errors() {
+    let out = entity::derive(quote! {
+        #[persist(has_many(Post), has_one(Profile, by = "user_id", through = "X", to = "y"))]
+        #[persist(many_to_many(Tag, by = "post_id"), has_many(Post, by = "user_id", on_delete = "explode", via = "x"))]
+        #[persist(has_many)]
+        struct User {
+            #[persist(primary_key)]
+            id: i64,
+        }
+    });
+    assert_eq!(
+        errors(out),
+        [
+            "unknown on_delete value `explode`; expected one of: cascade, set_null, no_action",
+            "unknown `has_many` key `via`; expected one of: by, to, through, on_delete",
+            "expected `has_many(Entity, …)`, e.g. `has_many(Post, by = \"user_id\")`",
+            "`has_many` needs `by = \"field\"`: the foreign-key field that references `User`",
+            "`through` is only for `many_to_many`, not `has_one`",
+            "`to` is only for `many_to_many`, not `has_one`",
+            "`many_to_many` needs `through = \"JoinEntity\"`",
+            "`many_to_many` needs `to = \"field\"`: the join entity's field that references the target",
+            "a second relation to this entity: declare one relation per target and load others with `load_children_by`",
+        ]
+    );
+}
+
+#[test]
 fn db_enum() {
     let out = db_enum::derive(quote! {
         #[derive(DbEnum, Clone, Copy, Debug, PartialEq)]
@@ -120,7 +163,7 @@ fn every_entity_error_at_once() {
         errors(out),
         [
             "`table` must not be empty",
-            "unknown persist attribute `nme`; expected one of: table, rename_all",
+            "unknown persist attribute `nme`; expected one of: table, rename_all, has_many, has_one, many_to_many",
             "unknown rename_all value `Title Case`; expected one of: snake_case, camelCase, PascalCase, SCREAMING_SNAKE_CASE, kebab-case, lowercase, UPPERCASE",
             "duplicate persist attribute `column`",
             "unknown persist attribute `colum`; expected one of: primary_key, auto_increment, column, unique, index, references, version, json, skip, default, created_at, updated_at",

@@ -23,6 +23,8 @@ pub struct Entity<'a> {
     pub table: String,
     /// Every field, stored or skipped, in declaration order.
     pub fields: Vec<Field<'a>>,
+    /// Relations declared with container attributes, in declaration order.
+    pub relations: Vec<attr::Relation>,
 }
 
 /// One field of an entity.
@@ -63,7 +65,8 @@ impl<'a> Entity<'a> {
     /// Builds the representation; `None` (with an error recorded) when the
     /// input is not a non-generic struct with named fields.
     pub fn from_ast(cx: &Ctxt, input: &'a DeriveInput) -> Option<Self> {
-        let attrs = attr::Container::from_ast(cx, &input.attrs);
+        let mut attrs = attr::Container::from_ast(cx, &input.attrs);
+        let relations = std::mem::take(&mut attrs.relations);
         let named = match &input.data {
             Data::Struct(data) => match &data.fields {
                 Fields::Named(named) => Some(named),
@@ -132,6 +135,7 @@ impl<'a> Entity<'a> {
             vis: &input.vis,
             table,
             fields,
+            relations,
         })
     }
 
@@ -149,6 +153,13 @@ impl<'a> Entity<'a> {
     pub fn column_where(&self, pred: impl Fn(&Field<'a>) -> bool) -> Option<usize> {
         self.columns().find(|(_, f)| pred(f)).map(|(i, _)| i)
     }
+}
+
+/// The column constant a relation's `by` / `to` field name resolves to
+/// (`"user_id"` → `USER_ID`), spanned at the string so that a field the
+/// target lacks is reported there.
+pub fn field_const(lit: &syn::LitStr) -> Ident {
+    Ident::new(&case::to_screaming_snake_case(&lit.value()), lit.span())
 }
 
 impl Field<'_> {

@@ -20,6 +20,61 @@ pub struct Container {
     pub table: Option<LitStr>,
     /// `rename_all = "…"`.
     pub rename_all: Option<RenameRule>,
+    /// `has_many(…)`, `has_one(…)`, `many_to_many(…)`, in order.
+    pub relations: Vec<Relation>,
+}
+
+/// Which relation a container key declares.
+#[derive(Copy, Clone, PartialEq, Eq)]
+pub enum RelationKind {
+    /// `has_many(Child, by = "fk_field")`.
+    HasMany,
+    /// `has_one(Child, by = "fk_field")`.
+    HasOne,
+    /// `many_to_many(Other, through = "Join", by = "fk_field", to = "other_fk_field")`.
+    ManyToMany,
+}
+
+/// `on_delete = "…"`.
+#[derive(Copy, Clone, PartialEq, Eq)]
+pub enum OnDelete {
+    /// `"no_action"` (the default).
+    NoAction,
+    /// `"cascade"`.
+    Cascade,
+    /// `"set_null"`.
+    SetNull,
+}
+
+impl OnDelete {
+    const VALUES: &'static str = "cascade, set_null, no_action";
+
+    fn from_str(s: &str) -> Option<Self> {
+        match s {
+            "cascade" => Some(OnDelete::Cascade),
+            "set_null" => Some(OnDelete::SetNull),
+            "no_action" => Some(OnDelete::NoAction),
+            _ => None,
+        }
+    }
+}
+
+/// One relation declared on the container.
+pub struct Relation {
+    /// The key's name (`has_many`, …), for spans and messages.
+    pub key: syn::Path,
+    /// Which relation.
+    pub kind: RelationKind,
+    /// The related entity type.
+    pub target: syn::Type,
+    /// `by = "field"`: the foreign-key field referencing the declaring entity.
+    pub by: Option<LitStr>,
+    /// `to = "field"`: the join entity's field referencing the target.
+    pub to: Option<LitStr>,
+    /// `through = "Type"`: the join entity.
+    pub through: Option<(LitStr, syn::Type)>,
+    /// `on_delete = "…"`.
+    pub on_delete: Option<(LitStr, OnDelete)>,
 }
 
 /// A flag key: the span of its name where present.
@@ -74,8 +129,22 @@ impl Container {
     pub fn from_ast(cx: &Ctxt, attrs: &[Attribute]) -> Self {
         let mut table = Slot::new(cx, symbol::TABLE);
         let mut rename_all = Slot::new(cx, symbol::RENAME_ALL);
+        let mut relations = Vec::new();
         for_each_meta(cx, attrs, |meta| {
-            if meta.path == symbol::TABLE {
+            let kind = if meta.path == symbol::HAS_MANY {
+                Some(RelationKind::HasMany)
+            } else if meta.path == symbol::HAS_ONE {
+                Some(RelationKind::HasOne)
+            } else if meta.path == symbol::MANY_TO_MANY {
+                Some(RelationKind::ManyToMany)
+            } else {
+                None
+            };
+            if let Some(kind) = kind {
+                if let Some(rel) = relation(cx, kind, &meta)? {
+                    relations.push(rel);
+                }
+            } else if meta.path == symbol::TABLE {
                 if let Some(lit) = lit_str(cx, symbol::TABLE, &meta)? {
                     non_empty(cx, symbol::TABLE, &lit);
                     table.set(&meta.path, lit);
@@ -92,6 +161,7 @@ impl Container {
         Container {
             table: table.get(),
             rename_all: rename_all.get(),
+            relations,
         }
     }
 }
@@ -341,6 +411,99 @@ fn lit_str(cx: &Ctxt, key: Symbol, meta: &ParseNestedMeta<'_>) -> syn::Result<Op
             Ok(None)
         }
     }
+}
+
+/// Parses `(Target, key = "…", …)` after a relation key.
+fn relation(
+    cx: &Ctxt,
+    kind: RelationKind,
+    meta: &ParseNestedMeta<'_>,
+) -> syn::Result<Option<Relation>> {
+    let key = meta.path.clone();
+    let name = key.to_token_stream().to_string();
+    if !meta.input.peek(syn::token::Paren) {
+        let example = match kind {
+            RelationKind::ManyToMany => {
+                "many_to_many(Tag, through = \"PostTag\", by = \"post_id\", to = \"tag_id\")"
+            }
+            _ => "has_many(Post, by = \"user_id\")",
+        };
+        cx.error_spanned_by(
+            &key,
+            format!("expected `{name}(Entity, …)`, e.g. `{example}`"),
+        );
+        skip_value(meta)?;
+        return Ok(None);
+    }
+    let content;
+    syn::parenthesized!(content in meta.input);
+    let target: syn::Type = content.parse()?;
+    let mut by = Slot::new(cx, symbol::BY);
+    let mut to = Slot::new(cx, symbol::TO);
+    let mut through = Slot::new(cx, symbol::THROUGH);
+    let mut on_delete = Slot::new(cx, symbol::ON_DELETE);
+    while !content.is_empty() {
+        content.parse::<Token![,]>()?;
+        if content.is_empty() {
+            break;
+        }
+        let path: syn::Path = content.parse()?;
+        content.parse::<Token![=]>()?;
+        let lit: LitStr = match content.parse::<Expr>()? {
+            Expr::Lit(ExprLit {
+                lit: Lit::Str(lit), ..
+            }) => lit,
+            other => {
+                cx.error_spanned_by(other, "expected a string: `key = \"...\"`");
+                continue;
+            }
+        };
+        if path == symbol::BY {
+            non_empty(cx, symbol::BY, &lit);
+            by.set(&path, lit);
+        } else if path == symbol::TO {
+            non_empty(cx, symbol::TO, &lit);
+            to.set(&path, lit);
+        } else if path == symbol::THROUGH {
+            match lit.parse::<syn::Type>() {
+                Ok(ty) => through.set(&path, (lit, ty)),
+                Err(_) => cx.error_spanned_by(
+                    &lit,
+                    "`through` expects the type of the join entity, e.g. `through = \"PostTag\"`",
+                ),
+            }
+        } else if path == symbol::ON_DELETE {
+            match OnDelete::from_str(&lit.value()) {
+                Some(v) => on_delete.set(&path, (lit, v)),
+                None => cx.error_spanned_by(
+                    &lit,
+                    format!(
+                        "unknown on_delete value `{}`; expected one of: {}",
+                        lit.value(),
+                        OnDelete::VALUES
+                    ),
+                ),
+            }
+        } else {
+            let k = path.to_token_stream().to_string().replace(' ', "");
+            cx.error_spanned_by(
+                &path,
+                format!(
+                    "unknown `{name}` key `{k}`; expected one of: {}",
+                    symbol::list(symbol::RELATION_KEYS)
+                ),
+            );
+        }
+    }
+    Ok(Some(Relation {
+        key,
+        kind,
+        target,
+        by: by.get(),
+        to: to.get(),
+        through: through.get(),
+        on_delete: on_delete.get(),
+    }))
 }
 
 fn non_empty(cx: &Ctxt, key: Symbol, lit: &LitStr) {

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use super::Ctxt;
 use super::ast::{self, Entity, Enum};
+use super::attr::RelationKind;
 use super::symbol::{self, Symbol};
 
 /// Integer types `version` accepts (those `VersionField` is implemented for).
@@ -25,6 +26,7 @@ const MAX_KEY_FIELDS: usize = 4;
 
 /// Validates an entity, recording every violation.
 pub fn check_entity(cx: &Ctxt, entity: &Entity<'_>) {
+    check_relations(cx, entity);
     let key_count = entity
         .fields
         .iter()
@@ -135,6 +137,64 @@ pub fn check_entity(cx: &Ctxt, entity: &Entity<'_>) {
                 Some(lit) => cx.error_spanned_by(lit, msg),
                 None => cx.error_spanned_by(field.ident, msg),
             }
+        }
+    }
+}
+
+/// Validates the relations declared on the container.
+fn check_relations(cx: &Ctxt, entity: &Entity<'_>) {
+    let mut targets: HashMap<String, &syn::Type> = HashMap::new();
+    for rel in &entity.relations {
+        let name = rel
+            .key
+            .get_ident()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        if rel.by.is_none() {
+            cx.error_spanned_by(
+                &rel.key,
+                format!(
+                    "`{name}` needs `by = \"field\"`: the foreign-key field that references `{}`",
+                    entity.name
+                ),
+            );
+        }
+        match rel.kind {
+            RelationKind::ManyToMany => {
+                if rel.through.is_none() {
+                    cx.error_spanned_by(
+                        &rel.key,
+                        "`many_to_many` needs `through = \"JoinEntity\"`",
+                    );
+                }
+                if rel.to.is_none() {
+                    cx.error_spanned_by(
+                        &rel.key,
+                        "`many_to_many` needs `to = \"field\"`: the join entity's field that references the target",
+                    );
+                }
+            }
+            RelationKind::HasMany | RelationKind::HasOne => {
+                if let Some((lit, _)) = &rel.through {
+                    cx.error_spanned_by(
+                        lit,
+                        format!("`through` is only for `many_to_many`, not `{name}`"),
+                    );
+                }
+                if let Some(lit) = &rel.to {
+                    cx.error_spanned_by(
+                        lit,
+                        format!("`to` is only for `many_to_many`, not `{name}`"),
+                    );
+                }
+            }
+        }
+        let key = quote::ToTokens::to_token_stream(&rel.target).to_string();
+        if targets.insert(key, &rel.target).is_some() {
+            cx.error_spanned_by(
+                &rel.target,
+                "a second relation to this entity: declare one relation per target and load others with `load_children_by`",
+            );
         }
     }
 }

@@ -14,6 +14,15 @@ pub const PERSIST: Symbol = Symbol("persist");
 // Container keys.
 pub const TABLE: Symbol = Symbol("table");
 pub const RENAME_ALL: Symbol = Symbol("rename_all");
+pub const HAS_MANY: Symbol = Symbol("has_many");
+pub const HAS_ONE: Symbol = Symbol("has_one");
+pub const MANY_TO_MANY: Symbol = Symbol("many_to_many");
+
+// Relation keys.
+pub const BY: Symbol = Symbol("by");
+pub const TO: Symbol = Symbol("to");
+pub const THROUGH: Symbol = Symbol("through");
+pub const ON_DELETE: Symbol = Symbol("on_delete");
 
 // Field keys.
 pub const PRIMARY_KEY: Symbol = Symbol("primary_key");
@@ -33,7 +42,10 @@ pub const UPDATED_AT: Symbol = Symbol("updated_at");
 pub const RENAME: Symbol = Symbol("rename");
 
 /// Keys accepted on an entity struct, in the order error messages list them.
-pub const CONTAINER_KEYS: &[Symbol] = &[TABLE, RENAME_ALL];
+pub const CONTAINER_KEYS: &[Symbol] = &[TABLE, RENAME_ALL, HAS_MANY, HAS_ONE, MANY_TO_MANY];
+
+/// Keys accepted inside `has_many(…)`, `has_one(…)` and `many_to_many(…)`.
+pub const RELATION_KEYS: &[Symbol] = &[BY, TO, THROUGH, ON_DELETE];
 
 /// Keys accepted on an entity field.
 pub const FIELD_KEYS: &[Symbol] = &[

@@ -1,0 +1,231 @@
+//! Bulk writes: `UPDATE … WHERE …` and `DELETE … WHERE …` as one statement.
+//!
+//! ```
+//! # use persist_core::{Entity, Error};
+//! # #[derive(Entity, Clone, Debug)]
+//! # pub struct Account { #[persist(primary_key)] pub id: i64, pub balance_cents: i64,
+//! #     pub frozen: bool, #[persist(version)] pub version: i64 }
+//! # async fn demo(s: &persist_core::Session) -> Result<(), Error> {
+//! let frozen: u64 = s
+//!     .update_all::<Account>()
+//!     .set(Account::FROZEN, true)
+//!     .filter(Account::BALANCE_CENTS.lt(0))
+//!     .await?;                                   // rows updated; versions bumped
+//! let gone: u64 = s.delete_all::<Account>().filter(Account::FROZEN.eq(true)).await?;
+//! # Ok(()) }
+//! ```
+
+use std::future::IntoFuture;
+use std::sync::Arc;
+
+use futures_core::future::BoxFuture;
+use sea_query::{
+    Alias, Cond, Expr, ExprTrait, MysqlQueryBuilder, PostgresQueryBuilder, QueryStatementWriter,
+    SqliteQueryBuilder,
+};
+
+use crate::backend::{Backend, Driver, dispatch};
+use crate::column::{Column, Filter};
+use crate::entity::Entity;
+use crate::error::{Error, Result};
+use crate::session::Session;
+use crate::value::{Field, SqlType};
+
+/// `UPDATE` of every row of `E` matching the filters; made by
+/// [`Session::update_all`]. Run it with `.await` (or
+/// [`execute`](UpdateAll::execute)): the number of rows updated.
+///
+/// The version column, if `E` has one, is bumped (`version = version + 1`)
+/// and `updated_at` set to now, unless `set` names them. Rows loaded before
+/// keep their old version: updating them later is [`Error::Stale`].
+#[must_use = "a bulk update does nothing until it is awaited"]
+pub struct UpdateAll<'s, E> {
+    session: &'s Session,
+    sets: Vec<(usize, sea_query::Value)>,
+    cond: Cond,
+    error: Option<Error>,
+    _marker: std::marker::PhantomData<fn() -> E>,
+}
+
+/// `DELETE` of every row of `E` matching the filters; made by
+/// [`Session::delete_all`]. Run it with `.await` (or
+/// [`execute`](DeleteAll::execute)): the number of rows deleted. Children
+/// declared `on_delete = "cascade"` are deleted by the database.
+#[must_use = "a bulk delete does nothing until it is awaited"]
+pub struct DeleteAll<'s, E> {
+    session: &'s Session,
+    cond: Cond,
+    error: Option<Error>,
+    _marker: std::marker::PhantomData<fn() -> E>,
+}
+
+impl<E> std::fmt::Debug for UpdateAll<'_, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpdateAll")
+            .field("sets", &self.sets)
+            .field("cond", &self.cond)
+            .finish()
+    }
+}
+
+impl<E> std::fmt::Debug for DeleteAll<'_, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeleteAll")
+            .field("cond", &self.cond)
+            .finish()
+    }
+}
+
+impl Session {
+    /// A bulk `UPDATE` of `E`'s table: `s.update_all::<T>().set(T::COL,
+    /// v).filter(…).await` runs one statement and returns the number of rows
+    /// updated. Registered changes are written first; afterwards the session
+    /// forgets what it holds of `E`.
+    pub fn update_all<E: Entity>(&self) -> UpdateAll<'_, E> {
+        UpdateAll {
+            session: self,
+            sets: Vec::new(),
+            cond: Cond::all(),
+            error: None,
+            _marker: std::marker::PhantomData,
+        }
+    }
+
+    /// A bulk `DELETE` of `E`'s table: `s.delete_all::<T>().filter(…).await`
+    /// runs one statement and returns the number of rows deleted (without a
+    /// filter: every row). Registered changes are written first; afterwards
+    /// the session forgets what it holds of `E`.
+    pub fn delete_all<E: Entity>(&self) -> DeleteAll<'_, E> {
+        DeleteAll {
+            session: self,
+            cond: Cond::all(),
+            error: None,
+            _marker: std::marker::PhantomData,
+        }
+    }
+}
+
+fn add_cond(cond: &mut Cond, error: &mut Option<Error>, c: Result<Cond>) {
+    match c {
+        Ok(c) => *cond = std::mem::replace(cond, Cond::all()).add(c),
+        Err(e) => {
+            error.get_or_insert(e);
+        }
+    }
+}
+
+fn build(b: Backend, q: &impl QueryStatementWriter) -> (String, sea_query::Values) {
+    match b {
+        Backend::Sqlite => q.build(SqliteQueryBuilder),
+        Backend::Postgres => q.build(PostgresQueryBuilder),
+        Backend::MySql => q.build(MysqlQueryBuilder),
+    }
+}
+
+/// Runs a bulk statement after the autoflush and returns the rows affected.
+async fn execute<E: Entity>(s: &Session, sql: String, values: sea_query::Values) -> Result<u64> {
+    let sql: Arc<str> = Arc::from(sql);
+    let mut guard = s.lock().await?;
+    let tx = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
+    let out = dispatch!(tx, |c, DB| {
+        let args = DB::args_from_values(values);
+        s.run(Some(E::META), &sql, DB::execute(c, sql.clone(), args))
+            .await
+    });
+    // A failed write fails the session, as a failed flush does.
+    let done = s.write(&mut guard, out).await?;
+    drop(guard);
+    s.after_bulk_write::<E>();
+    Ok(done.rows_affected)
+}
+
+impl<'s, E: Entity> UpdateAll<'s, E> {
+    /// Sets `col` to `v` in every matching row.
+    pub fn set<V: Field>(mut self, col: Column<E, V>, v: impl Into<V>) -> Self {
+        match v.into().to_value() {
+            Ok(v) => self.sets.push((col.index(), v)),
+            Err(e) => {
+                self.error.get_or_insert(Error::encode(col.name(), e));
+            }
+        }
+        self
+    }
+
+    /// Restricts the update (several filters are combined with `AND`).
+    pub fn filter(mut self, f: Filter<E>) -> Self {
+        add_cond(&mut self.cond, &mut self.error, f.cond);
+        self
+    }
+
+    /// Runs the update; the number of rows updated.
+    pub async fn execute(self) -> Result<u64> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        let meta = E::META;
+        if self.sets.is_empty() {
+            return Err(Error::Invalid(format!(
+                "update_all::<{}>() needs at least one `set`",
+                meta.name
+            )));
+        }
+        let mut q = sea_query::Query::update();
+        q.table(Alias::new(meta.table));
+        let named = |i: usize| self.sets.iter().any(|(c, _)| *c == i);
+        for (i, v) in &self.sets {
+            q.value(Alias::new(meta.columns[*i].name), v.clone());
+        }
+        if let Some(v) = meta.version.filter(|v| !named(*v)) {
+            let c = Alias::new(meta.columns[v].name);
+            q.value(c.clone(), Expr::col(c).add(1));
+        }
+        if let Some(u) = meta.updated_at.filter(|u| !named(*u)) {
+            let now = crate::value::truncate_micros(chrono::Utc::now());
+            let v = match meta.columns[u].sql_type {
+                SqlType::Timestamp => now.naive_utc().to_value(),
+                _ => now.to_value(),
+            }
+            .map_err(|e| Error::encode(meta.columns[u].name, e))?;
+            q.value(Alias::new(meta.columns[u].name), v);
+        }
+        q.cond_where(self.cond);
+        let (sql, values) = build(self.session.backend(), &q);
+        execute::<E>(self.session, sql, values).await
+    }
+}
+
+impl<'s, E: Entity> DeleteAll<'s, E> {
+    /// Restricts the delete (several filters are combined with `AND`).
+    pub fn filter(mut self, f: Filter<E>) -> Self {
+        add_cond(&mut self.cond, &mut self.error, f.cond);
+        self
+    }
+
+    /// Runs the delete; the number of rows deleted.
+    pub async fn execute(self) -> Result<u64> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        let mut q = sea_query::Query::delete();
+        q.from_table(Alias::new(E::META.table));
+        q.cond_where(self.cond);
+        let (sql, values) = build(self.session.backend(), &q);
+        execute::<E>(self.session, sql, values).await
+    }
+}
+
+impl<'s, E: Entity> IntoFuture for UpdateAll<'s, E> {
+    type Output = Result<u64>;
+    type IntoFuture = BoxFuture<'s, Result<u64>>;
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.execute())
+    }
+}
+
+impl<'s, E: Entity> IntoFuture for DeleteAll<'s, E> {
+    type Output = Result<u64>;
+    type IntoFuture = BoxFuture<'s, Result<u64>>;
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.execute())
+    }
+}

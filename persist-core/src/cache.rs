@@ -1,0 +1,441 @@
+//! The shared (second-level) cache interface and the row encoding it
+//! stores. persist-core defines it; `persist-cache` implements it (in-process,
+//! Redis, near-cache); users register a provider with
+//! [`DbBuilder::cache`](crate::DbBuilder::cache) and opt entities in with
+//! [`DbBuilder::cache_entity`](crate::DbBuilder::cache_entity).
+//!
+//! Commit safety rests on three rules the session follows and providers
+//! implement:
+//! - nothing reaches the cache before its transaction commits: the session
+//!   hands the provider a [`ChangeSet`] after `COMMIT`, and `commit()`
+//!   returns only once the provider has applied it;
+//! - a row loaded from the database is put with the provider's
+//!   [epoch](SharedCache::epoch) taken *before the transaction began*; the
+//!   provider refuses the put when the key was invalidated at a later epoch,
+//!   so a reader whose snapshot predates a concurrent commit cannot put the
+//!   old row back;
+//! - sessions that wrote a table neither read it from nor put it into the
+//!   cache until they commit.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike, Utc};
+use uuid::Uuid;
+
+use crate::entity::Entity;
+use crate::error::{BoxDynError, Error, Result, msg};
+use crate::uow::{Capture, Captured};
+use crate::value::{RowReader, SqlType};
+
+/// A boxed future answered by a cache provider.
+pub type CacheFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, CacheError>> + Send + 'a>>;
+
+/// A failure of the cache provider (unreachable server, bad reply, …). The
+/// session logs and counts it and carries on with the database: a cache
+/// failure never fails a transaction.
+#[derive(Debug, thiserror::Error)]
+#[error("cache: {0}")]
+pub struct CacheError(#[source] pub BoxDynError);
+
+impl CacheError {
+    /// A cache error from any error or message.
+    pub fn new(e: impl Into<BoxDynError>) -> Self {
+        CacheError(e.into())
+    }
+}
+
+/// The cache key of one entity row: its table (the region) and its primary
+/// key, encoded as text.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CacheKey {
+    /// The entity's table.
+    pub region: String,
+    /// The primary key (`Debug` of the key value: `42`, `"abc"`, `(1, 2)`).
+    pub key: String,
+}
+
+/// What a committed transaction changed, handed to the provider after
+/// `COMMIT` and before `commit()` returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChangeSet {
+    /// Rows updated or deleted (or inserted, which may replace a cached
+    /// "absent"): invalidate them.
+    pub keys: Vec<CacheKey>,
+    /// Regions changed by statements that name no keys (bulk updates and
+    /// deletes, cascades): invalidate every row of them.
+    pub regions: Vec<String>,
+    /// Every table written: bump their query-cache stamps.
+    pub tables: Vec<String>,
+}
+
+impl ChangeSet {
+    /// Whether the transaction changed nothing.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty() && self.regions.is_empty() && self.tables.is_empty()
+    }
+}
+
+/// A cached query result: the rows, and the stamps of the tables it read
+/// when it was computed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedQuery {
+    /// `(table, stamp)` for every table the query read.
+    pub stamps: Vec<(String, u64)>,
+    /// The encoded rows.
+    pub rows: Vec<u8>,
+}
+
+/// Counters every provider keeps, readable with [`SharedCache::metrics`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheMetrics {
+    /// Lookups answered from the cache.
+    pub hits: u64,
+    /// Lookups the cache could not answer.
+    pub misses: u64,
+    /// Rows and query results stored.
+    pub puts: u64,
+    /// Puts refused because the key changed after the reader's epoch.
+    pub rejected_puts: u64,
+    /// Keys and regions invalidated after commits.
+    pub invalidations: u64,
+    /// Provider failures (the database answered instead).
+    pub errors: u64,
+}
+
+/// A shared cache provider. Object-safe: persist holds it as
+/// `Arc<dyn SharedCache>`.
+pub trait SharedCache: Send + Sync + 'static {
+    /// The current epoch: a counter that every [`after_commit`]
+    /// (SharedCache::after_commit) advances. Sessions take it before a
+    /// transaction begins and pass it to [`put_if_fresh`](SharedCache::put_if_fresh).
+    fn epoch(&self) -> CacheFuture<'_, u64>;
+
+    /// The cached row for `key`, if any.
+    fn get<'a>(&'a self, key: &'a CacheKey) -> CacheFuture<'a, Option<Vec<u8>>>;
+
+    /// Stores a row loaded from the database by a transaction that began at
+    /// `epoch`, unless `key` (or its region) was invalidated at a later
+    /// epoch. Answers whether it was stored.
+    fn put_if_fresh<'a>(
+        &'a self,
+        key: &'a CacheKey,
+        value: Vec<u8>,
+        epoch: u64,
+        ttl: Duration,
+    ) -> CacheFuture<'a, bool>;
+
+    /// Applies a committed transaction's changes: advances the epoch,
+    /// records it as the invalidation epoch of every key and region
+    /// changed, removes their entries, and bumps the tables' stamps.
+    fn after_commit<'a>(&'a self, changes: &'a ChangeSet) -> CacheFuture<'a, ()>;
+
+    /// The current stamps of `tables` (0 for a table never written).
+    fn table_stamps<'a>(&'a self, tables: &'a [String]) -> CacheFuture<'a, Vec<u64>>;
+
+    /// A cached query result.
+    fn query_get<'a>(&'a self, key: &'a str) -> CacheFuture<'a, Option<CachedQuery>>;
+
+    /// Stores a query result.
+    fn query_put<'a>(
+        &'a self,
+        key: &'a str,
+        value: CachedQuery,
+        ttl: Duration,
+    ) -> CacheFuture<'a, ()>;
+
+    /// The provider's counters.
+    fn metrics(&self) -> CacheMetrics;
+}
+
+// ----- the row encoding ------------------------------------------------------
+
+/// Format version of encoded rows; a value of another version is a miss.
+const FORMAT: u8 = 1;
+
+/// Encodes a row compactly: each column's value with a one-byte tag.
+pub fn encode_row<E: Entity>(row: &E) -> Result<Vec<u8>> {
+    let mut c = Capture::default();
+    for i in 0..E::META.columns.len() {
+        row.bind_column(i, &mut c)?;
+    }
+    let mut out = Vec::with_capacity(16 + 8 * c.0.len());
+    out.push(FORMAT);
+    out.extend_from_slice(&(c.0.len() as u32).to_le_bytes());
+    for v in &c.0 {
+        encode_value(v, &mut out);
+    }
+    Ok(out)
+}
+
+/// Decodes a row encoded by [`encode_row`]. A value that is malformed, of
+/// another format, or of another shape is an error (callers treat it as a
+/// miss).
+pub fn decode_row<E: Entity>(bytes: &[u8]) -> Result<E> {
+    let values = decode_values(bytes).map_err(|e| Error::decode("cached row", e))?;
+    if values.len() != E::META.columns.len() {
+        return Err(Error::decode("cached row", msg("column count differs")));
+    }
+    E::decode_row(&CachedRow(values), 0)
+}
+
+/// Encodes several rows (a query result).
+pub fn encode_rows<E: Entity>(rows: &[E]) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&(rows.len() as u32).to_le_bytes());
+    for r in rows {
+        let one = encode_row(r)?;
+        out.extend_from_slice(&(one.len() as u32).to_le_bytes());
+        out.extend_from_slice(&one);
+    }
+    Ok(out)
+}
+
+/// Decodes rows encoded by [`encode_rows`].
+pub fn decode_rows<E: Entity>(bytes: &[u8]) -> Result<Vec<E>> {
+    let mut r = Reader { buf: bytes };
+    let n = r.u32().map_err(|e| Error::decode("cached rows", e))? as usize;
+    let mut out = Vec::with_capacity(n.min(1 << 16));
+    for _ in 0..n {
+        let len = r.u32().map_err(|e| Error::decode("cached rows", e))? as usize;
+        let one = r.take(len).map_err(|e| Error::decode("cached rows", e))?;
+        out.push(decode_row(one)?);
+    }
+    Ok(out)
+}
+
+fn sql_type_tag(t: SqlType) -> u8 {
+    match t {
+        SqlType::Bool => 0,
+        SqlType::SmallInt => 1,
+        SqlType::Int => 2,
+        SqlType::BigInt => 3,
+        SqlType::Real => 4,
+        SqlType::Double => 5,
+        SqlType::Text => 6,
+        SqlType::Blob => 7,
+        SqlType::Json => 8,
+        SqlType::TimestampTz => 9,
+        SqlType::Timestamp => 10,
+        SqlType::Date => 11,
+        SqlType::Time => 12,
+        SqlType::Uuid => 13,
+    }
+}
+
+fn sql_type_of(tag: u8) -> Option<SqlType> {
+    Some(match tag {
+        0 => SqlType::Bool,
+        1 => SqlType::SmallInt,
+        2 => SqlType::Int,
+        3 => SqlType::BigInt,
+        4 => SqlType::Real,
+        5 => SqlType::Double,
+        6 => SqlType::Text,
+        7 => SqlType::Blob,
+        8 => SqlType::Json,
+        9 => SqlType::TimestampTz,
+        10 => SqlType::Timestamp,
+        11 => SqlType::Date,
+        12 => SqlType::Time,
+        13 => SqlType::Uuid,
+        _ => return None,
+    })
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+    out.extend_from_slice(b);
+}
+
+fn encode_value(v: &Captured, out: &mut Vec<u8>) {
+    match v {
+        Captured::Null(t) => {
+            out.push(0);
+            out.push(sql_type_tag(*t));
+        }
+        Captured::Bool(b) => {
+            out.push(1);
+            out.push(u8::from(*b));
+        }
+        Captured::I16(x) => {
+            out.push(2);
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+        Captured::I32(x) => {
+            out.push(3);
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+        Captured::I64(x) => {
+            out.push(4);
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+        Captured::F32(bits) => {
+            out.push(5);
+            out.extend_from_slice(&bits.to_le_bytes());
+        }
+        Captured::F64(bits) => {
+            out.push(6);
+            out.extend_from_slice(&bits.to_le_bytes());
+        }
+        Captured::Str(s) => {
+            out.push(7);
+            put_bytes(out, s.as_bytes());
+        }
+        Captured::Bytes(b) => {
+            out.push(8);
+            put_bytes(out, b);
+        }
+        Captured::Json(j) => {
+            out.push(9);
+            put_bytes(out, j.to_string().as_bytes());
+        }
+        Captured::TimestampTz(t) => {
+            out.push(10);
+            out.extend_from_slice(&t.timestamp_micros().to_le_bytes());
+        }
+        Captured::Timestamp(t) => {
+            out.push(11);
+            out.extend_from_slice(&t.and_utc().timestamp_micros().to_le_bytes());
+        }
+        Captured::Date(d) => {
+            out.push(12);
+            out.extend_from_slice(&d.num_days_from_ce().to_le_bytes());
+        }
+        Captured::Time(t) => {
+            out.push(13);
+            let micros = i64::from(t.num_seconds_from_midnight()) * 1_000_000
+                + i64::from(t.nanosecond() / 1_000);
+            out.extend_from_slice(&micros.to_le_bytes());
+        }
+        Captured::Uuid(u) => {
+            out.push(14);
+            out.extend_from_slice(u.as_bytes());
+        }
+    }
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], BoxDynError> {
+        if self.buf.len() < n {
+            return Err(msg("truncated"));
+        }
+        let (a, b) = self.buf.split_at(n);
+        self.buf = b;
+        Ok(a)
+    }
+    fn u8(&mut self) -> Result<u8, BoxDynError> {
+        Ok(self.take(1)?[0])
+    }
+    fn arr<const N: usize>(&mut self) -> Result<[u8; N], BoxDynError> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+    fn u32(&mut self) -> Result<u32, BoxDynError> {
+        Ok(u32::from_le_bytes(self.arr()?))
+    }
+    fn i64(&mut self) -> Result<i64, BoxDynError> {
+        Ok(i64::from_le_bytes(self.arr()?))
+    }
+    fn bytes(&mut self) -> Result<&'a [u8], BoxDynError> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+}
+
+fn decode_values(bytes: &[u8]) -> Result<Vec<Captured>, BoxDynError> {
+    let mut r = Reader { buf: bytes };
+    if r.u8()? != FORMAT {
+        return Err(msg("unknown format"));
+    }
+    let n = r.u32()? as usize;
+    let mut out = Vec::with_capacity(n.min(1024));
+    for _ in 0..n {
+        let v = match r.u8()? {
+            0 => Captured::Null(sql_type_of(r.u8()?).ok_or_else(|| msg("bad type tag"))?),
+            1 => Captured::Bool(r.u8()? != 0),
+            2 => Captured::I16(i16::from_le_bytes(r.arr()?)),
+            3 => Captured::I32(i32::from_le_bytes(r.arr()?)),
+            4 => Captured::I64(r.i64()?),
+            5 => Captured::F32(u32::from_le_bytes(r.arr()?)),
+            6 => Captured::F64(u64::from_le_bytes(r.arr()?)),
+            7 => Captured::Str(String::from_utf8(r.bytes()?.to_vec())?),
+            8 => Captured::Bytes(r.bytes()?.to_vec()),
+            9 => Captured::Json(serde_json::from_slice(r.bytes()?)?),
+            10 => Captured::TimestampTz(
+                DateTime::from_timestamp_micros(r.i64()?).ok_or_else(|| msg("bad timestamp"))?,
+            ),
+            11 => Captured::Timestamp(
+                DateTime::from_timestamp_micros(r.i64()?)
+                    .ok_or_else(|| msg("bad timestamp"))?
+                    .naive_utc(),
+            ),
+            12 => Captured::Date(
+                NaiveDate::from_num_days_from_ce_opt(i32::from_le_bytes(r.arr()?))
+                    .ok_or_else(|| msg("bad date"))?,
+            ),
+            13 => {
+                let micros = r.i64()?;
+                let secs =
+                    u32::try_from(micros.div_euclid(1_000_000)).map_err(|_| msg("bad time"))?;
+                let nanos = u32::try_from(micros.rem_euclid(1_000_000) * 1_000)
+                    .map_err(|_| msg("bad time"))?;
+                Captured::Time(
+                    NaiveTime::from_num_seconds_from_midnight_opt(secs, nanos)
+                        .ok_or_else(|| msg("bad time"))?,
+                )
+            }
+            14 => Captured::Uuid(Uuid::from_bytes(r.arr()?)),
+            _ => return Err(msg("bad value tag")),
+        };
+        out.push(v);
+    }
+    if !r.buf.is_empty() {
+        return Err(msg("trailing bytes"));
+    }
+    Ok(out)
+}
+
+/// A decoded cached row, read through [`RowReader`] like a database row.
+struct CachedRow(Vec<Captured>);
+
+fn wrong(i: usize) -> BoxDynError {
+    msg(format!("cached column #{i} has another type"))
+}
+
+macro_rules! cached_reads {
+    ($($m:ident -> $t:ty { $($pat:pat => $val:expr),+ }),* $(,)?) => {$(
+        fn $m(&self, i: usize) -> Result<Option<$t>, BoxDynError> {
+            match self.0.get(i) {
+                Some(Captured::Null(_)) => Ok(None),
+                $(Some($pat) => Ok(Some($val)),)+
+                _ => Err(wrong(i)),
+            }
+        }
+    )*};
+}
+
+impl RowReader for CachedRow {
+    cached_reads!(
+        bool -> bool { Captured::Bool(b) => *b },
+        i16 -> i16 { Captured::I16(x) => *x },
+        i32 -> i32 { Captured::I32(x) => *x },
+        i64 -> i64 { Captured::I64(x) => *x },
+        f32 -> f32 { Captured::F32(b) => f32::from_bits(*b) },
+        f64 -> f64 { Captured::F64(b) => f64::from_bits(*b) },
+        string -> String { Captured::Str(s) => s.clone() },
+        bytes -> Vec<u8> { Captured::Bytes(b) => b.clone() },
+        json -> serde_json::Value { Captured::Json(j) => j.clone() },
+        timestamptz -> DateTime<Utc> { Captured::TimestampTz(t) => *t },
+        timestamp -> NaiveDateTime { Captured::Timestamp(t) => *t },
+        date -> NaiveDate { Captured::Date(d) => *d },
+        time -> NaiveTime { Captured::Time(t) => *t },
+        uuid -> Uuid { Captured::Uuid(u) => *u },
+    );
+}

@@ -1,0 +1,554 @@
+//! The flush: registered changes written in one ordered, batched pass.
+//!
+//! Order: tables by their foreign keys, parents first; in each, inserts in
+//! registration order (self-referencing rows after the rows they point to),
+//! then updates by key. Deletes follow, children's tables first, by key
+//! (rows referenced by other deleted rows last).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures_core::future::BoxFuture;
+
+use crate::backend::{AnyConn, Driver, dispatch};
+use crate::entity::{Entity, EntityMeta, Key};
+use crate::error::{Error, Result};
+use crate::session::{Session, bind_key, insert_rows};
+use crate::sql::{self, Shape};
+use crate::uow::{AnyTable, Captured, State, Table, Uow, capture_column, changed_columns};
+
+/// The pending work of one table, taken out of the unit of work.
+pub(crate) trait PlanOps: Send {
+    fn meta(&self) -> &'static EntityMeta;
+    fn has_inserts(&self) -> bool;
+    fn has_deletes(&self) -> bool;
+    fn run_inserts<'a>(
+        &'a mut self,
+        s: &'a Session,
+        conn: &'a mut AnyConn,
+    ) -> BoxFuture<'a, Result<()>>;
+    fn run_updates<'a>(
+        &'a mut self,
+        s: &'a Session,
+        conn: &'a mut AnyConn,
+    ) -> BoxFuture<'a, Result<()>>;
+    fn run_deletes<'a>(
+        &'a mut self,
+        s: &'a Session,
+        conn: &'a mut AnyConn,
+    ) -> BoxFuture<'a, Result<()>>;
+    /// Marks what was written as clean in the unit of work.
+    fn apply(self: Box<Self>, uow: &mut Uow);
+    /// The keys deleted (as captured text; single-column keys only), for
+    /// following `ON DELETE CASCADE` in the identity map.
+    fn deleted_keys(&self) -> Vec<String>;
+    /// The keys (`Debug` text) of the rows updated, deleted or inserted,
+    /// and whether any were deleted: what the shared cache must forget.
+    fn written_keys(&self) -> (Vec<String>, bool);
+}
+
+struct Insert<E: Entity> {
+    /// `None` for a row whose key the database generates.
+    key: Option<E::Key>,
+    seq: u64,
+    rev: u64,
+    value: E,
+}
+
+struct Update<E: Entity> {
+    key: E::Key,
+    rev: u64,
+    value: E,
+    snapshot: Option<E>,
+    expected: Option<i64>,
+}
+
+struct Delete<E: Entity> {
+    key: E::Key,
+    /// `None` for a delete by key of a row the session never held.
+    rev: Option<u64>,
+    seq: u64,
+    expected: Option<i64>,
+    /// The foreign-key value of a self-referencing table, for ordering.
+    parent: Option<String>,
+}
+
+struct TablePlan<E: Entity> {
+    inserts: Vec<Insert<E>>,
+    updates: Vec<Update<E>>,
+    deletes: Vec<Delete<E>>,
+}
+
+/// The column of `meta` that references its own table, if any.
+fn self_reference(meta: &EntityMeta) -> Option<usize> {
+    if meta.primary_key.len() != 1 {
+        return None;
+    }
+    meta.columns
+        .iter()
+        .position(|c| c.references.is_some_and(|r| r().table == meta.table))
+}
+
+pub(crate) fn captured_text(c: &Captured) -> Option<String> {
+    match c {
+        Captured::Null(_) => None,
+        other => Some(format!("{other:?}")),
+    }
+}
+
+/// Takes the pending work of `t` as a plan (or `None` when there is none).
+pub(crate) fn plan_table<E: Entity>(t: &Table<E>) -> Result<Option<Box<dyn PlanOps>>> {
+    let meta = E::META;
+    let mut inserts = Vec::new();
+    let mut updates = Vec::new();
+    let mut deletes = Vec::new();
+    for (key, e) in &t.entries {
+        match e.state {
+            State::Clean => {}
+            State::New => inserts.push(Insert {
+                key: Some(key.clone()),
+                seq: e.seq,
+                rev: e.rev,
+                value: e.current.clone(),
+            }),
+            State::Dirty => updates.push(Update {
+                key: key.clone(),
+                rev: e.rev,
+                value: e.current.clone(),
+                snapshot: e.snapshot.clone(),
+                expected: if e.check_version { e.expected } else { None },
+            }),
+            State::Deleted => deletes.push(Delete {
+                key: key.clone(),
+                rev: Some(e.rev),
+                seq: e.seq,
+                expected: if e.check_version { e.expected } else { None },
+                parent: None,
+            }),
+        }
+    }
+    for r in &t.new_rows {
+        inserts.push(Insert {
+            key: None,
+            seq: r.seq,
+            rev: 0,
+            value: r.value.clone(),
+        });
+    }
+    for (key, seq) in &t.key_deletes {
+        deletes.push(Delete {
+            key: key.clone(),
+            rev: None,
+            seq: *seq,
+            expected: None,
+            parent: None,
+        });
+    }
+    if inserts.is_empty() && updates.is_empty() && deletes.is_empty() {
+        return Ok(None);
+    }
+    inserts.sort_by_key(|i| i.seq);
+    updates.sort_by(|a, b| a.key.cmp(&b.key));
+    deletes.sort_by(|a: &Delete<E>, b: &Delete<E>| a.key.cmp(&b.key));
+    if let Some(fk) = self_reference(meta) {
+        inserts = order_self_referencing_inserts(meta, fk, inserts)?;
+        for d in &mut deletes {
+            if let Some(e) = t.entries.get(&d.key) {
+                let row = e.snapshot.as_ref().unwrap_or(&e.current);
+                d.parent = captured_text(&capture_column(row, fk)?);
+            }
+        }
+        deletes = order_self_referencing_deletes::<E>(meta, deletes)?;
+    }
+    Ok(Some(Box::new(TablePlan {
+        inserts,
+        updates,
+        deletes,
+    })))
+}
+
+fn key_text<E: Entity>(row: &E) -> Result<Option<String>> {
+    let pk = E::META.primary_key[0];
+    Ok(captured_text(&capture_column(row, pk)?))
+}
+
+/// Inserts rows referenced by other pending rows of the same table first,
+/// otherwise keeping registration order.
+fn order_self_referencing_inserts<E: Entity>(
+    meta: &EntityMeta,
+    fk: usize,
+    rows: Vec<Insert<E>>,
+) -> Result<Vec<Insert<E>>> {
+    let mut keys: HashMap<String, usize> = HashMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        if r.key.is_some()
+            && let Some(k) = key_text(&r.value)?
+        {
+            keys.insert(k, i);
+        }
+    }
+    let mut parent: Vec<Option<usize>> = Vec::with_capacity(rows.len());
+    for (i, r) in rows.iter().enumerate() {
+        let p = captured_text(&capture_column(&r.value, fk)?).and_then(|v| keys.get(&v).copied());
+        parent.push(p.filter(|p| *p != i));
+    }
+    let order = dependency_order(&parent).map_err(|cycle| {
+        let keys: Vec<String> = cycle
+            .iter()
+            .map(|i| format!("{:?}", rows[*i].key))
+            .collect();
+        Error::Invalid(format!(
+            "rows of {} reference each other in a cycle ({}); insert one with a NULL {} first",
+            meta.table,
+            keys.join(", "),
+            meta.columns[fk].name
+        ))
+    })?;
+    let mut slots: Vec<Option<Insert<E>>> = rows.into_iter().map(Some).collect();
+    Ok(order.into_iter().filter_map(|i| slots[i].take()).collect())
+}
+
+/// Deletes rows referenced by other deleted rows of the same table last.
+fn order_self_referencing_deletes<E: Entity>(
+    meta: &EntityMeta,
+    rows: Vec<Delete<E>>,
+) -> Result<Vec<Delete<E>>> {
+    let by_key: HashMap<String, usize> = rows
+        .iter()
+        .enumerate()
+        .filter_map(|(i, d)| {
+            d.key
+                .to_values()
+                .ok()
+                .and_then(|v| v.first().map(|v| (value_text(v), i)))
+        })
+        .collect();
+    // Reverse dependency: a row waits for the rows that reference it.
+    let mut waits_for: Vec<Vec<usize>> = vec![Vec::new(); rows.len()];
+    for (i, d) in rows.iter().enumerate() {
+        if let Some(p) = d.parent.as_ref().and_then(|p| by_key.get(p)).copied()
+            && p != i
+        {
+            waits_for[p].push(i);
+        }
+    }
+    let mut done = vec![false; rows.len()];
+    let mut order = Vec::with_capacity(rows.len());
+    while order.len() < rows.len() {
+        let before = order.len();
+        for i in 0..rows.len() {
+            if !done[i] && waits_for[i].iter().all(|c| done[*c]) {
+                done[i] = true;
+                order.push(i);
+            }
+        }
+        if order.len() == before {
+            return Err(Error::Invalid(format!(
+                "rows of {} to delete reference each other in a cycle",
+                meta.table
+            )));
+        }
+    }
+    let mut slots: Vec<Option<Delete<E>>> = rows.into_iter().map(Some).collect();
+    Ok(order.into_iter().filter_map(|i| slots[i].take()).collect())
+}
+
+/// The text a key column captures as, from a dynamic key value.
+fn value_text(v: &sea_query::Value) -> String {
+    use sea_query::Value as V;
+    let c = match v {
+        V::SmallInt(Some(x)) => Captured::I16(*x),
+        V::Int(Some(x)) => Captured::I32(*x),
+        V::BigInt(Some(x)) => Captured::I64(*x),
+        V::String(Some(x)) => Captured::Str(x.clone()),
+        V::Uuid(Some(x)) => Captured::Uuid(*x),
+        other => return format!("{other:?}"),
+    };
+    format!("{c:?}")
+}
+
+/// Orders items so each comes after its parent, keeping the given order
+/// otherwise; on a cycle returns the items in it.
+fn dependency_order(parent: &[Option<usize>]) -> Result<Vec<usize>, Vec<usize>> {
+    let mut done = vec![false; parent.len()];
+    let mut order = Vec::with_capacity(parent.len());
+    while order.len() < parent.len() {
+        let before = order.len();
+        for i in 0..parent.len() {
+            if !done[i] && parent[i].is_none_or(|p| done[p]) {
+                done[i] = true;
+                order.push(i);
+            }
+        }
+        if order.len() == before {
+            return Err((0..parent.len()).filter(|i| !done[*i]).collect());
+        }
+    }
+    Ok(order)
+}
+
+impl<E: Entity> PlanOps for TablePlan<E> {
+    fn meta(&self) -> &'static EntityMeta {
+        E::META
+    }
+
+    fn has_inserts(&self) -> bool {
+        !self.inserts.is_empty()
+    }
+
+    fn has_deletes(&self) -> bool {
+        !self.deletes.is_empty()
+    }
+
+    fn run_inserts<'a>(
+        &'a mut self,
+        s: &'a Session,
+        conn: &'a mut AnyConn,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let mut values: Vec<E> = self.inserts.iter().map(|i| i.value.clone()).collect();
+            insert_rows(s, conn, &mut values).await?;
+            for (i, v) in self.inserts.iter_mut().zip(values) {
+                i.value = v;
+            }
+            Ok(())
+        })
+    }
+
+    fn run_updates<'a>(
+        &'a mut self,
+        s: &'a Session,
+        conn: &'a mut AnyConn,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let meta = E::META;
+            let b = s.backend();
+            for u in &self.updates {
+                let cols = match &u.snapshot {
+                    Some(snap) => changed_columns(snap, &u.value, false)?,
+                    None => meta.update_columns().collect(),
+                };
+                if cols.is_empty() {
+                    continue;
+                }
+                let versioned = meta.version.is_some() && u.expected.is_some();
+                let sql = E::sql_cache().update(b, &cols, versioned, || {
+                    sql::update_columns(b, meta, &cols, versioned)
+                });
+                let done = dispatch!(&mut *conn, |c, DB| {
+                    let mut args = <DB as sqlx::Database>::Arguments::default();
+                    for i in &cols {
+                        u.value.bind_column(*i, &mut args)?;
+                    }
+                    bind_key::<E, _>(&u.key, &mut args)?;
+                    if versioned {
+                        crate::value::Binder::i64(&mut args, u.expected.unwrap_or(0))
+                            .map_err(|e| Error::encode("version", e))?;
+                    }
+                    s.run(Some(meta), &sql, DB::execute(c, sql.clone(), args))
+                        .await?
+                });
+                if done.rows_affected == 0 {
+                    return Err(stale::<E>(&u.key));
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn run_deletes<'a>(
+        &'a mut self,
+        s: &'a Session,
+        conn: &'a mut AnyConn,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let meta = E::META;
+            let b = s.backend();
+            for d in &self.deletes {
+                let versioned = meta.version.is_some() && d.expected.is_some();
+                let shape = if versioned {
+                    Shape::DeleteByKeyVersioned
+                } else {
+                    Shape::DeleteByKey
+                };
+                let sql: Arc<str> =
+                    E::sql_cache().get(b, shape, || sql::delete_by_key(b, meta, versioned));
+                let done = dispatch!(&mut *conn, |c, DB| {
+                    let mut args = <DB as sqlx::Database>::Arguments::default();
+                    bind_key::<E, _>(&d.key, &mut args)?;
+                    if versioned {
+                        crate::value::Binder::i64(&mut args, d.expected.unwrap_or(0))
+                            .map_err(|e| Error::encode("version", e))?;
+                    }
+                    s.run(Some(meta), &sql, DB::execute(c, sql.clone(), args))
+                        .await?
+                });
+                if versioned && done.rows_affected == 0 {
+                    return Err(stale::<E>(&d.key));
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn written_keys(&self) -> (Vec<String>, bool) {
+        let mut keys: Vec<String> = Vec::new();
+        keys.extend(self.updates.iter().map(|u| format!("{:?}", u.key)));
+        keys.extend(self.deletes.iter().map(|d| format!("{:?}", d.key)));
+        keys.extend(
+            self.inserts
+                .iter()
+                .filter_map(|i| i.key.as_ref())
+                .map(|k| format!("{k:?}")),
+        );
+        (keys, !self.deletes.is_empty())
+    }
+
+    fn deleted_keys(&self) -> Vec<String> {
+        if E::META.primary_key.len() != 1 {
+            return Vec::new();
+        }
+        self.deletes
+            .iter()
+            .filter_map(|d| {
+                d.key
+                    .to_values()
+                    .ok()
+                    .and_then(|v| v.first().map(value_text))
+            })
+            .collect()
+    }
+
+    fn apply(self: Box<Self>, uow: &mut Uow) {
+        let t = uow.table::<E>();
+        for ins in self.inserts {
+            match ins.key {
+                None => {
+                    t.new_rows.retain(|r| r.seq != ins.seq);
+                    let key = ins.value.key();
+                    t.entries.insert(
+                        key,
+                        crate::uow::Entry {
+                            current: ins.value.clone(),
+                            snapshot: Some(ins.value),
+                            state: State::Clean,
+                            expected: None,
+                            check_version: true,
+                            seq: ins.seq,
+                            rev: 0,
+                        },
+                    );
+                }
+                Some(key) => {
+                    if let Some(e) = t.entries.get_mut(&key) {
+                        mark_written(e, ins.rev, ins.value);
+                    }
+                }
+            }
+        }
+        for u in self.updates {
+            if let Some(e) = t.entries.get_mut(&u.key) {
+                mark_written(e, u.rev, u.value);
+            }
+        }
+        for d in self.deletes {
+            match d.rev {
+                Some(rev) => {
+                    if t.entries
+                        .get(&d.key)
+                        .is_some_and(|e| e.rev == rev && e.state == State::Deleted)
+                    {
+                        t.entries.shift_remove(&d.key);
+                    }
+                }
+                None => {
+                    if t.key_deletes.get(&d.key) == Some(&d.seq) {
+                        t.key_deletes.shift_remove(&d.key);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Records that `written` is now in the database; an entry registered
+/// again while the flush ran keeps its newer change.
+fn mark_written<E: Entity>(e: &mut crate::uow::Entry<E>, rev: u64, written: E) {
+    if e.rev == rev {
+        e.current = written.clone();
+        e.state = State::Clean;
+    } else if e.state == State::New {
+        e.state = State::Dirty;
+    }
+    e.snapshot = Some(written);
+}
+
+fn stale<E: Entity>(key: &E::Key) -> Error {
+    Error::Stale {
+        table: E::META.table.to_owned(),
+        key: format!("{key:?}"),
+    }
+}
+
+/// Orders plans parents first by their tables' foreign keys.
+pub(crate) fn order_plans(plans: Vec<Box<dyn PlanOps>>) -> Result<Vec<Box<dyn PlanOps>>> {
+    let tables: Vec<&'static str> = plans.iter().map(|p| p.meta().table).collect();
+    let parents: Vec<Vec<usize>> = plans
+        .iter()
+        .map(|p| {
+            let m = p.meta();
+            m.columns
+                .iter()
+                .filter_map(|c| c.references)
+                .map(|r| r().table)
+                .filter(|t| *t != m.table)
+                .filter_map(|t| tables.iter().position(|x| *x == t))
+                .collect()
+        })
+        .collect();
+    let mut done = vec![false; plans.len()];
+    let mut order = Vec::with_capacity(plans.len());
+    while order.len() < plans.len() {
+        let before = order.len();
+        for i in 0..plans.len() {
+            if !done[i] && parents[i].iter().all(|p| done[*p]) {
+                done[i] = true;
+                order.push(i);
+            }
+        }
+        if order.len() == before {
+            let stuck: Vec<usize> = (0..plans.len()).filter(|i| !done[*i]).collect();
+            if stuck
+                .iter()
+                .any(|i| plans[*i].has_inserts() || plans[*i].has_deletes())
+            {
+                let names: Vec<&str> = stuck.iter().map(|i| tables[*i]).collect();
+                return Err(Error::Invalid(format!(
+                    "cannot order the flush: foreign keys form a cycle among {}",
+                    names.join(", ")
+                )));
+            }
+            // Only updates: any order is safe.
+            for i in stuck {
+                done[i] = true;
+                order.push(i);
+            }
+        }
+    }
+    let mut slots: Vec<Option<Box<dyn PlanOps>>> = plans.into_iter().map(Some).collect();
+    Ok(order.into_iter().filter_map(|i| slots[i].take()).collect())
+}
+
+/// Builds the plans of every table with pending work.
+pub(crate) fn plans(uow: &Uow) -> Result<Vec<Box<dyn PlanOps>>> {
+    let mut out = Vec::new();
+    for t in uow.tables() {
+        let t: &dyn AnyTable = t.as_ref();
+        if t.has_pending()
+            && let Some(p) = t.plan()?
+        {
+            out.push(p);
+        }
+    }
+    order_plans(out)
+}

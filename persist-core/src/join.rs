@@ -1,0 +1,364 @@
+//! Joins in typed queries: `s.query::<User>().left_join::<Post>()`.
+//!
+//! ```
+//! # use persist_core::{Db, Entity, Error};
+//! # #[derive(Entity, Clone, Debug)]
+//! # pub struct User { #[persist(primary_key)] pub id: i64, pub name: String }
+//! # #[derive(Entity, Clone, Debug)]
+//! # pub struct Post { #[persist(primary_key)] pub id: i64,
+//! #     #[persist(references = "User")] pub user_id: i64, pub title: String }
+//! # async fn demo(s: &persist_core::Session) -> Result<(), Error> {
+//! let pairs: Vec<(User, Option<Post>)> = s
+//!     .query::<User>()
+//!     .left_join::<Post>()
+//!     .filter(User::NAME.like("A%"))
+//!     .filter(Post::TITLE.ne("draft"))
+//!     .all()
+//!     .await?;
+//! # Ok(()) }
+//! ```
+
+use std::marker::PhantomData;
+
+use sea_query::{Alias, Cond, Expr, ExprTrait, SelectStatement};
+
+use crate::backend::Backend;
+use crate::column::{Column, Filter, Order};
+use crate::entity::{Entity, EntityMeta, RelationKind};
+use crate::error::{Error, Result};
+use crate::query::{IntoOrder, Query};
+use crate::relation::{self, KeyValue, RowMap};
+use crate::value::RowReader;
+
+/// How a join treats left rows without a match; see [`LeftJoin`] and
+/// [`InnerJoin`].
+pub trait JoinKind: Send + Sync + 'static {
+    /// The right-hand value of a result pair.
+    type Out<R: Send>: Send;
+    #[doc(hidden)]
+    const LEFT: bool;
+    #[doc(hidden)]
+    fn wrap<R: Send>(r: Option<R>) -> Result<Self::Out<R>>;
+}
+
+/// `LEFT JOIN`: every left row, with `Some(right)` or `None`.
+#[derive(Debug)]
+pub struct LeftJoin;
+
+/// `INNER JOIN`: only left rows with a match.
+#[derive(Debug)]
+pub struct InnerJoin;
+
+impl JoinKind for LeftJoin {
+    type Out<R: Send> = Option<R>;
+    const LEFT: bool = true;
+    fn wrap<R: Send>(r: Option<R>) -> Result<Option<R>> {
+        Ok(r)
+    }
+}
+
+impl JoinKind for InnerJoin {
+    type Out<R: Send> = R;
+    const LEFT: bool = false;
+    fn wrap<R: Send>(r: Option<R>) -> Result<R> {
+        r.ok_or_else(|| Error::Invalid("inner join returned a row without its right side".into()))
+    }
+}
+
+/// Marks a filter or order on the left entity (inferred; not written).
+#[derive(Debug)]
+pub struct OnLeft;
+/// Marks a filter or order on the right entity (inferred; not written).
+#[derive(Debug)]
+pub struct OnRight;
+
+/// A filter on either side of a join: `Filter<L>` or `Filter<R>`.
+pub trait JoinFilter<L, R, Side> {
+    #[doc(hidden)]
+    fn into_cond(self) -> Result<Cond>;
+}
+
+impl<L, R> JoinFilter<L, R, OnLeft> for Filter<L> {
+    fn into_cond(self) -> Result<Cond> {
+        self.cond
+    }
+}
+
+impl<L, R> JoinFilter<L, R, OnRight> for Filter<R> {
+    fn into_cond(self) -> Result<Cond> {
+        self.cond
+    }
+}
+
+/// A sort key on either side of a join: a column of `L` or `R`, or its
+/// `.asc()` / `.desc()`.
+pub trait JoinOrder<L, R, Side> {
+    #[doc(hidden)]
+    fn into_join_order(self) -> (bool, usize, Order);
+}
+
+impl<L, R, T: IntoOrder<L>> JoinOrder<L, R, OnLeft> for T {
+    fn into_join_order(self) -> (bool, usize, Order) {
+        let (i, o) = self.into_order();
+        (true, i, o)
+    }
+}
+
+impl<L, R, T: IntoOrder<R>> JoinOrder<L, R, OnRight> for T {
+    fn into_join_order(self) -> (bool, usize, Order) {
+        let (i, o) = self.into_order();
+        (false, i, o)
+    }
+}
+
+/// A query on `L` joined with `R`, returning `(L, K::Out<R>)` pairs; made
+/// by [`Query::left_join`], [`Query::inner_join`] and their `_on` forms.
+#[must_use = "a query does nothing until it is run (`all`)"]
+pub struct JoinQuery<'s, L, R, K> {
+    query: Query<'s, L>,
+    /// `left.column = right.column`.
+    on: Result<(usize, usize)>,
+    /// `(left side?, column, direction)`.
+    order: Vec<(bool, usize, Order)>,
+    _marker: PhantomData<fn() -> (R, K)>,
+}
+
+impl<L, R, K> std::fmt::Debug for JoinQuery<'_, L, R, K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinQuery")
+            .field("query", &self.query)
+            .field("on", &self.on)
+            .finish()
+    }
+}
+
+/// The join columns `(left, right)` from the relations and foreign keys
+/// the two entities declare.
+fn resolve_on(l: &'static EntityMeta, r: &'static EntityMeta) -> Result<(usize, usize)> {
+    if l.same_as(r) {
+        return Err(Error::Invalid(format!(
+            "a self-join of {} is not supported; use `load_parents` / `load_related`",
+            l.name
+        )));
+    }
+    let mut found: Vec<(usize, usize)> = Vec::new();
+    let direct = |owner: &EntityMeta, other: &EntityMeta| -> Vec<usize> {
+        owner
+            .relations
+            .iter()
+            .filter(|rel| rel.kind != RelationKind::ManyToMany && (rel.target)().same_as(other))
+            .map(|rel| rel.by)
+            .collect()
+    };
+    let refs = |owner: &EntityMeta, other: &EntityMeta| -> Vec<usize> {
+        owner
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.references.is_some_and(|t| t().same_as(other)))
+            .map(|(i, _)| i)
+            .collect()
+    };
+    let (lpk, rpk) = (
+        relation::single_key_column(l)?,
+        relation::single_key_column(r)?,
+    );
+    // Declared relations first; foreign keys alone only when they are the
+    // only link.
+    for by in direct(l, r) {
+        found.push((lpk, by));
+    }
+    for by in direct(r, l) {
+        found.push((by, rpk));
+    }
+    if found.is_empty() {
+        for c in refs(r, l) {
+            found.push((lpk, c));
+        }
+        for c in refs(l, r) {
+            found.push((c, rpk));
+        }
+    }
+    found.dedup();
+    match found.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(Error::Invalid(format!(
+            "{} and {} have no relation or foreign key to join on; use `left_join_on` / `inner_join_on`",
+            l.name, r.name
+        ))),
+        _ => Err(Error::Invalid(format!(
+            "{} and {} are linked by several foreign keys; choose one with `left_join_on` / `inner_join_on`",
+            l.name, r.name
+        ))),
+    }
+}
+
+impl<'s, L: Entity> Query<'s, L> {
+    /// `LEFT JOIN` with `R` on the relation or foreign key that links the
+    /// two entities: rows `(L, Option<R>)`, a left row once per match.
+    pub fn left_join<R: Entity>(self) -> JoinQuery<'s, L, R, LeftJoin> {
+        JoinQuery::new(self, resolve_on(L::META, R::META))
+    }
+
+    /// `INNER JOIN` with `R` on the relation or foreign key that links the
+    /// two entities: rows `(L, R)`.
+    pub fn inner_join<R: Entity>(self) -> JoinQuery<'s, L, R, InnerJoin> {
+        JoinQuery::new(self, resolve_on(L::META, R::META))
+    }
+
+    /// `LEFT JOIN` with `R` on `left = right`.
+    pub fn left_join_on<R: Entity, A, B>(
+        self,
+        left: Column<L, A>,
+        right: Column<R, B>,
+    ) -> JoinQuery<'s, L, R, LeftJoin> {
+        JoinQuery::new(self, Ok((left.index(), right.index())))
+    }
+
+    /// `INNER JOIN` with `R` on `left = right`.
+    pub fn inner_join_on<R: Entity, A, B>(
+        self,
+        left: Column<L, A>,
+        right: Column<R, B>,
+    ) -> JoinQuery<'s, L, R, InnerJoin> {
+        JoinQuery::new(self, Ok((left.index(), right.index())))
+    }
+}
+
+/// The types a [`PairMap`] decodes, as a marker.
+type Pair<L, R, K> = fn() -> (L, R, K);
+
+struct PairMap<L, R, K> {
+    right_at: usize,
+    right_key: usize,
+    _marker: PhantomData<Pair<L, R, K>>,
+}
+
+impl<L: Entity, R: Entity, K: JoinKind> RowMap for PairMap<L, R, K> {
+    type Out = (L, K::Out<R>);
+    fn map<Row: RowReader>(&self, row: &Row) -> Result<Self::Out> {
+        let left = L::decode_row(row, 0)?;
+        let key = &R::META.columns[self.right_key];
+        let k = relation::read_key(row, self.right_at + self.right_key, key.sql_type, key.name)?;
+        let right = if k == KeyValue::Null {
+            None
+        } else {
+            Some(R::decode_row(row, self.right_at)?)
+        };
+        Ok((left, K::wrap(right)?))
+    }
+}
+
+impl<'s, L: Entity, R: Entity, K: JoinKind> JoinQuery<'s, L, R, K> {
+    fn new(query: Query<'s, L>, on: Result<(usize, usize)>) -> Self {
+        let on = on.and_then(|(l, r)| {
+            if l < L::META.columns.len() && r < R::META.columns.len() {
+                Ok((l, r))
+            } else {
+                Err(Error::Invalid("join column out of range".into()))
+            }
+        });
+        JoinQuery {
+            query,
+            on,
+            order: Vec::new(),
+            _marker: PhantomData,
+        }
+    }
+
+    /// Adds a condition on either side: `User::NAME.eq(…)` or
+    /// `Post::TITLE.like(…)` (several filters are combined with `AND`). A
+    /// condition on the right side of a left join also drops the left rows
+    /// without a match, as in SQL.
+    pub fn filter<Side>(mut self, f: impl JoinFilter<L, R, Side>) -> Self {
+        self.query = self.query.filter_cond(f.into_cond());
+        self
+    }
+
+    /// Sorts by a column of either side. Without any, rows come in the
+    /// order of the left key, then the right key.
+    pub fn order_by<Side>(mut self, o: impl JoinOrder<L, R, Side>) -> Self {
+        self.order.push(o.into_join_order());
+        self
+    }
+
+    /// At most `n` rows (pairs).
+    pub fn limit(mut self, n: u64) -> Self {
+        self.query = self.query.limit(n);
+        self
+    }
+
+    /// Skips the first `n` rows (pairs).
+    pub fn offset(mut self, n: u64) -> Self {
+        self.query = self.query.offset(n);
+        self
+    }
+
+    fn statement(&mut self) -> Result<SelectStatement> {
+        self.query.check()?;
+        let (lc, rc) = std::mem::replace(&mut self.on, Ok((0, 0)))?;
+        let (lm, rm) = (L::META, R::META);
+        let (lt, rt) = (Alias::new(lm.table), Alias::new(rm.table));
+        let col = |t: &Alias, m: &EntityMeta, i: usize| {
+            Expr::col((t.clone(), Alias::new(m.columns[i].name)))
+        };
+        let mut q = sea_query::Query::select();
+        for i in 0..lm.columns.len() {
+            q.expr(col(&lt, lm, i));
+        }
+        for i in 0..rm.columns.len() {
+            q.expr(col(&rt, rm, i));
+        }
+        q.from(lt.clone());
+        let on = col(&lt, lm, lc).equals((rt.clone(), Alias::new(rm.columns[rc].name)));
+        if K::LEFT {
+            q.left_join(rt.clone(), on);
+        } else {
+            q.inner_join(rt.clone(), on);
+        }
+        q.cond_where(self.query.cond.clone());
+        let mut order: Vec<(bool, usize, Order)> = self
+            .query
+            .order
+            .iter()
+            .map(|(i, o)| (true, *i, *o))
+            .collect();
+        order.extend(self.order.iter().copied());
+        if order.is_empty() {
+            order.extend(lm.primary_key.iter().map(|i| (true, *i, Order::Asc)));
+            order.extend(rm.primary_key.iter().map(|i| (false, *i, Order::Asc)));
+        }
+        for (left, i, o) in order {
+            let dir = match o {
+                Order::Asc => sea_query::Order::Asc,
+                Order::Desc => sea_query::Order::Desc,
+            };
+            let (t, m) = if left { (&lt, lm) } else { (&rt, rm) };
+            q.order_by((t.clone(), Alias::new(m.columns[i].name)), dir);
+        }
+        let b = self.query.session.backend();
+        if let Some(n) = self.query.limit {
+            q.limit(n);
+        }
+        if let Some(n) = self.query.offset {
+            if self.query.limit.is_none() && b != Backend::Postgres {
+                // SQLite and MySQL accept OFFSET only after a LIMIT.
+                q.limit(i64::MAX as u64);
+            }
+            q.offset(n);
+        }
+        Ok(q)
+    }
+
+    /// Every matching pair, in one statement.
+    pub async fn all(mut self) -> Result<Vec<(L, K::Out<R>)>> {
+        let q = self.statement()?;
+        let right_key = relation::single_key_column(R::META)?;
+        let map = PairMap::<L, R, K> {
+            right_at: L::META.columns.len(),
+            right_key,
+            _marker: PhantomData,
+        };
+        relation::fetch_mapped(self.query.session, L::META, &q, &map).await
+    }
+}

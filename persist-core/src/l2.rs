@@ -1,0 +1,117 @@
+//! The session's side of the shared cache: which entities are cached, the
+//! read path by key (identity map → cache → database), single-flight
+//! loads, and error handling (a cache failure is logged and counted, and
+//! the database answers).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use crate::cache::{CacheError, CacheKey, CacheMetrics, SharedCache};
+use crate::entity::Entity;
+
+/// A provider and persist's settings for it, held by the `Db`.
+pub(crate) struct CacheLayer {
+    pub provider: Arc<dyn SharedCache>,
+    /// Tables of the entities opted in, with their row TTL.
+    entities: RwLock<HashMap<&'static str, Duration>>,
+    pub query_ttl: Duration,
+    inflight: Mutex<HashMap<CacheKey, Arc<tokio::sync::Mutex<()>>>>,
+    errors: AtomicU64,
+}
+
+impl std::fmt::Debug for CacheLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheLayer")
+            .field("entities", &self.entities)
+            .field("query_ttl", &self.query_ttl)
+            .field("metrics", &self.provider.metrics())
+            .finish()
+    }
+}
+
+/// How long a loader waits for another task loading the same key before
+/// loading itself (a bound, so two sessions can never wait on each other).
+const SINGLE_FLIGHT_WAIT: Duration = Duration::from_secs(1);
+
+/// Rows loaded by transactions older than this are not put: providers keep
+/// invalidation records for at least ten minutes.
+pub(crate) const MAX_PUT_AGE: Duration = Duration::from_secs(60);
+
+impl CacheLayer {
+    pub fn new(
+        provider: Arc<dyn SharedCache>,
+        entities: Vec<(&'static str, Duration)>,
+        query_ttl: Duration,
+    ) -> Self {
+        CacheLayer {
+            provider,
+            entities: RwLock::new(entities.into_iter().collect()),
+            query_ttl,
+            inflight: Mutex::new(HashMap::new()),
+            errors: AtomicU64::new(0),
+        }
+    }
+
+    /// The row TTL of `E`, if `E` is cached.
+    pub fn ttl_of<E: Entity>(&self) -> Option<Duration> {
+        self.entities
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(E::META.table)
+            .copied()
+    }
+
+    pub fn register(&self, table: &'static str, ttl: Duration) {
+        self.entities
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(table, ttl);
+    }
+
+    /// Logs and counts a provider failure; the caller carries on without
+    /// the cache.
+    pub fn failed(&self, what: &str, e: &CacheError) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(operation = what, error = %e, "persist cache unavailable; using the database");
+    }
+
+    pub fn metrics(&self) -> CacheMetrics {
+        let mut m = self.provider.metrics();
+        m.errors = m.errors.max(self.errors.load(Ordering::Relaxed));
+        m
+    }
+
+    /// Waits (boundedly) until no other task of this process is loading
+    /// `key`; the guard marks this task as the loader. Also answers whether
+    /// it had to wait (then the other loader may have filled the cache).
+    pub async fn single_flight(
+        &self,
+        key: &CacheKey,
+    ) -> (Option<tokio::sync::OwnedMutexGuard<()>>, bool) {
+        let lock = {
+            let mut map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            // Forget locks nobody holds, so the map stays small.
+            map.retain(|_, l| Arc::strong_count(l) > 1);
+            map.entry(key.clone()).or_default().clone()
+        };
+        if let Ok(guard) = lock.clone().try_lock_owned() {
+            return (Some(guard), false);
+        }
+        (
+            tokio::time::timeout(SINGLE_FLIGHT_WAIT, lock.lock_owned())
+                .await
+                .ok(),
+            true,
+        )
+    }
+}
+
+/// The cache key of `E`'s row with `key`.
+pub(crate) fn cache_key<E: Entity>(key: &E::Key) -> CacheKey {
+    CacheKey {
+        region: E::META.table.to_owned(),
+        key: format!("{key:?}"),
+    }
+}

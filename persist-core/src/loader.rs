@@ -1,0 +1,345 @@
+//! Batched loading of related rows: one query per relation (per chunk of
+//! keys under the bind limit), never one per parent row.
+//!
+//! ```
+//! # use persist_core::{Db, Entity, Error, Load};
+//! #[derive(Entity, Clone, Debug)]
+//! #[persist(has_many(Post, by = "user_id"))]
+//! pub struct User { #[persist(primary_key, auto_increment)] pub id: i64, pub name: String }
+//!
+//! #[derive(Entity, Clone, Debug)]
+//! pub struct Post {
+//!     #[persist(primary_key, auto_increment)] pub id: i64,
+//!     #[persist(references = "User")] pub user_id: i64,
+//!     pub title: String,
+//! }
+//! # async fn demo(s: &persist_core::Session) -> Result<(), Error> {
+//! let users = s.all::<User>().await?;
+//! let posts: Vec<Vec<Post>> = users.load::<Post>(s).await?;   // one SELECT … WHERE user_id IN (…)
+//! let authors: Vec<Option<User>> = s.load_parents::<User, _>(&posts.concat()).await?;
+//! # Ok(()) }
+//! ```
+
+use std::collections::HashMap;
+use std::future::Future;
+
+use sea_query::{Alias, Cond, Expr, ExprTrait, SelectStatement};
+
+use crate::column::Column;
+use crate::entity::{BelongsTo, Entity, EntityMeta, Related, RelationKind, RelationMeta};
+use crate::error::{Error, Result};
+use crate::query::Query;
+use crate::relation::{self, KeyValue, RowMap};
+use crate::session::Session;
+use crate::value::RowReader;
+
+/// Keys per `IN` list: under every backend's bind limit, and small enough
+/// that the statement stays cheap to parse.
+const KEYS_PER_QUERY: usize = 10_000;
+
+fn col_expr(meta: &EntityMeta, col: usize) -> Expr {
+    Expr::col((Alias::new(meta.table), Alias::new(meta.columns[col].name)))
+}
+
+/// Distinct non-`NULL` key values, in first-seen order, and each input's key.
+struct Keys {
+    per_row: Vec<KeyValue>,
+    values: Vec<sea_query::Value>,
+}
+
+impl Keys {
+    fn collect<T>(
+        rows: &[T],
+        key: impl Fn(&T) -> Result<(KeyValue, sea_query::Value)>,
+    ) -> Result<Keys> {
+        let mut seen = std::collections::HashSet::with_capacity(rows.len());
+        let mut per_row = Vec::with_capacity(rows.len());
+        let mut values = Vec::with_capacity(rows.len());
+        for r in rows {
+            let (k, v) = key(r)?;
+            if k != KeyValue::Null && seen.insert(k.clone()) {
+                values.push(v);
+            }
+            per_row.push(k);
+        }
+        Ok(Keys { per_row, values })
+    }
+
+    fn chunks(&self) -> impl Iterator<Item = &[sea_query::Value]> {
+        self.values.chunks(KEYS_PER_QUERY)
+    }
+
+    /// Hands each input row the group of its key, in input order (a group
+    /// shared by several rows is cloned for all but the last).
+    fn distribute<G: Clone + Default>(&self, mut groups: HashMap<KeyValue, G>) -> Vec<G> {
+        let mut left: HashMap<&KeyValue, usize> = HashMap::new();
+        for k in &self.per_row {
+            *left.entry(k).or_default() += 1;
+        }
+        self.per_row
+            .iter()
+            .map(|k| {
+                let n = left.get_mut(k).map(|n| {
+                    *n -= 1;
+                    *n
+                });
+                match n {
+                    Some(0) => groups.remove(k).unwrap_or_default(),
+                    _ => groups.get(k).cloned().unwrap_or_default(),
+                }
+            })
+            .collect()
+    }
+}
+
+fn check_relation<C: Entity>(owner: &EntityMeta, rel: &RelationMeta) -> Result<()> {
+    let target = (rel.target)();
+    let fk_owner = rel.fk_owner();
+    if !target.same_as(C::META) || rel.by >= fk_owner.columns.len() {
+        return Err(Error::Invalid(format!(
+            "relation {} -> {} does not match its metadata",
+            owner.name,
+            C::META.name
+        )));
+    }
+    Ok(())
+}
+
+/// Decodes a target row followed by the join entity's foreign key.
+struct WithLink<C> {
+    link: usize,
+    link_meta: &'static EntityMeta,
+    link_col: usize,
+    _marker: std::marker::PhantomData<fn() -> C>,
+}
+
+impl<C: Entity> RowMap for WithLink<C> {
+    type Out = (KeyValue, C);
+    fn map<R: RowReader>(&self, row: &R) -> Result<(KeyValue, C)> {
+        let c = &self.link_meta.columns[self.link_col];
+        let k = relation::read_key(row, self.link, c.sql_type, c.name)?;
+        Ok((k, C::decode_row(row, 0)?))
+    }
+}
+
+impl Session {
+    /// The `C` rows related to each of `parents` through the relation `P`
+    /// declares (`has_many`, `has_one` or `many_to_many`), grouped in the
+    /// order of `parents`, each group in `C`'s key order.
+    ///
+    /// One `SELECT … WHERE fk IN (…)` (a join with the join entity for a
+    /// many-to-many) per 10 000 distinct parent keys: loading users, their
+    /// posts and the posts' comments is three statements, however many rows.
+    pub async fn load_related<C: Entity, P: Related<C>>(
+        &self,
+        parents: &[P],
+    ) -> Result<Vec<Vec<C>>> {
+        let rel = P::RELATION;
+        check_relation::<C>(P::META, rel)?;
+        match rel.kind {
+            RelationKind::HasMany | RelationKind::HasOne => {
+                self.children_by_index::<C, P>(rel.by, parents).await
+            }
+            RelationKind::ManyToMany => self.many_to_many::<C, P>(rel, parents).await,
+        }
+    }
+
+    /// The `C` row of each of `parents` through a `has_one` (or the first
+    /// of a `has_many`), in the order of `parents`.
+    pub async fn load_one<C: Entity, P: Related<C>>(
+        &self,
+        parents: &[P],
+    ) -> Result<Vec<Option<C>>> {
+        let groups = self.load_related::<C, P>(parents).await?;
+        Ok(groups.into_iter().map(|g| g.into_iter().next()).collect())
+    }
+
+    /// The `C` rows whose column `fk` holds each parent's key, grouped in
+    /// the order of `parents`: a has-many that is not declared, or one of
+    /// several to the same entity (`Post::EDITOR_ID`). One statement per
+    /// 10 000 distinct keys.
+    pub async fn load_children_by<C: Entity, V, P: Entity>(
+        &self,
+        fk: Column<C, V>,
+        parents: &[P],
+    ) -> Result<Vec<Vec<C>>> {
+        self.children_by_index::<C, P>(fk.index(), parents).await
+    }
+
+    /// The `P` row each of `children` references through its foreign key to
+    /// `P` (`None` for a `NULL` key or a missing row), in the order of
+    /// `children`. One statement per 10 000 distinct keys.
+    pub async fn load_parents<P: Entity, C: BelongsTo<P>>(
+        &self,
+        children: &[C],
+    ) -> Result<Vec<Option<P>>> {
+        self.parents_by_index::<P, C>(C::COLUMN, children).await
+    }
+
+    /// Like [`load_parents`](Session::load_parents) through an explicit
+    /// foreign-key column: for entities with several references to `P`.
+    pub async fn load_parents_by<P: Entity, C: Entity, V>(
+        &self,
+        fk: Column<C, V>,
+        children: &[C],
+    ) -> Result<Vec<Option<P>>> {
+        self.parents_by_index::<P, C>(fk.index(), children).await
+    }
+
+    async fn children_by_index<C: Entity, P: Entity>(
+        &self,
+        fk: usize,
+        parents: &[P],
+    ) -> Result<Vec<Vec<C>>> {
+        let keys = Keys::collect(parents, relation::primary_key::<P>)?;
+        let pk = relation::single_key_column(C::META)?;
+        let mut groups: HashMap<KeyValue, Vec<C>> = HashMap::new();
+        for part in keys.chunks() {
+            let cond = Cond::all().add(col_expr(C::META, fk).is_in(part.iter().cloned()));
+            let rows = Query::<C>::new(self)
+                .filter_cond(Ok(cond))
+                .order_by_index(pk)
+                .all()
+                .await?;
+            for row in rows {
+                let (k, _) = relation::column_key(&row, fk)?;
+                groups.entry(k).or_default().push(row);
+            }
+        }
+        Ok(keys.distribute(groups))
+    }
+
+    async fn parents_by_index<P: Entity, C: Entity>(
+        &self,
+        fk: usize,
+        children: &[C],
+    ) -> Result<Vec<Option<P>>> {
+        if fk >= C::META.columns.len() {
+            return Err(Error::Invalid(format!(
+                "{} has no column #{fk}",
+                C::META.name
+            )));
+        }
+        let keys = Keys::collect(children, |c| relation::column_key(c, fk))?;
+        let pk = relation::single_key_column(P::META)?;
+        let mut found: HashMap<KeyValue, Option<P>> = HashMap::new();
+        for part in keys.chunks() {
+            let cond = Cond::all().add(col_expr(P::META, pk).is_in(part.iter().cloned()));
+            for row in Query::<P>::new(self).filter_cond(Ok(cond)).all().await? {
+                let (k, _) = relation::primary_key(&row)?;
+                found.insert(k, Some(row));
+            }
+        }
+        Ok(keys.distribute(found))
+    }
+
+    async fn many_to_many<C: Entity, P: Entity>(
+        &self,
+        rel: &RelationMeta,
+        parents: &[P],
+    ) -> Result<Vec<Vec<C>>> {
+        let Some((through, to)) = rel.through else {
+            return Err(Error::Invalid(format!(
+                "many-to-many {} -> {} has no join entity",
+                P::META.name,
+                C::META.name
+            )));
+        };
+        let link = through();
+        let keys = Keys::collect(parents, relation::primary_key::<P>)?;
+        let pk = relation::single_key_column(C::META)?;
+        let map = WithLink::<C> {
+            link: C::META.columns.len(),
+            link_meta: link,
+            link_col: rel.by,
+            _marker: std::marker::PhantomData,
+        };
+        let mut groups: HashMap<KeyValue, Vec<C>> = HashMap::new();
+        for part in keys.chunks() {
+            let mut q = SelectStatement::new();
+            for i in 0..C::META.columns.len() {
+                q.expr(col_expr(C::META, i));
+            }
+            q.expr(col_expr(link, rel.by));
+            q.from(Alias::new(C::META.table));
+            q.inner_join(
+                Alias::new(link.table),
+                col_expr(link, to).equals((
+                    Alias::new(C::META.table),
+                    Alias::new(C::META.columns[pk].name),
+                )),
+            );
+            q.cond_where(Cond::all().add(col_expr(link, rel.by).is_in(part.iter().cloned())));
+            q.order_by(
+                (
+                    Alias::new(C::META.table),
+                    Alias::new(C::META.columns[pk].name),
+                ),
+                sea_query::Order::Asc,
+            );
+            for (k, row) in relation::fetch_mapped(self, C::META, &q, &map).await? {
+                groups.entry(k).or_default().push(row);
+            }
+        }
+        Ok(keys.distribute(groups))
+    }
+}
+
+/// Loaders on a slice of loaded rows: `users.load::<Post>(&s)`.
+pub trait Load<T: Entity> {
+    /// See [`Session::load_related`].
+    fn load<'a, C: Entity>(
+        &'a self,
+        s: &'a Session,
+    ) -> impl Future<Output = Result<Vec<Vec<C>>>> + Send + 'a
+    where
+        T: Related<C>;
+
+    /// See [`Session::load_one`].
+    fn load_one<'a, C: Entity>(
+        &'a self,
+        s: &'a Session,
+    ) -> impl Future<Output = Result<Vec<Option<C>>>> + Send + 'a
+    where
+        T: Related<C>;
+
+    /// See [`Session::load_parents`].
+    fn load_parents<'a, P: Entity>(
+        &'a self,
+        s: &'a Session,
+    ) -> impl Future<Output = Result<Vec<Option<P>>>> + Send + 'a
+    where
+        T: BelongsTo<P>;
+}
+
+impl<T: Entity> Load<T> for [T] {
+    fn load<'a, C: Entity>(
+        &'a self,
+        s: &'a Session,
+    ) -> impl Future<Output = Result<Vec<Vec<C>>>> + Send + 'a
+    where
+        T: Related<C>,
+    {
+        s.load_related::<C, T>(self)
+    }
+
+    fn load_one<'a, C: Entity>(
+        &'a self,
+        s: &'a Session,
+    ) -> impl Future<Output = Result<Vec<Option<C>>>> + Send + 'a
+    where
+        T: Related<C>,
+    {
+        s.load_one::<C, T>(self)
+    }
+
+    fn load_parents<'a, P: Entity>(
+        &'a self,
+        s: &'a Session,
+    ) -> impl Future<Output = Result<Vec<Option<P>>>> + Send + 'a
+    where
+        T: BelongsTo<P>,
+    {
+        s.load_parents::<P, T>(self)
+    }
+}

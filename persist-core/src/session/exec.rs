@@ -1,0 +1,146 @@
+//! Statement execution shared by the session's operations and the flush.
+
+use std::sync::Arc;
+
+use super::{Guard, Session};
+use crate::backend::{AnyConn, Backend, Driver, dispatch};
+use crate::entity::{Entity, Key};
+use crate::error::{Error, Result};
+use crate::sql::{self, MAX_INSERT_ROWS};
+use crate::uow::Merge;
+use crate::value::{Binder, RowReader};
+
+/// Sets the timestamps and the initial version of rows about to be inserted.
+pub(crate) fn prepare_insert<E: Entity>(values: &mut [E]) {
+    let now = crate::value::truncate_micros(chrono::Utc::now());
+    for v in values {
+        v.stamp_created(now);
+        if v.version() == Some(0) {
+            v.set_version(1);
+        }
+    }
+}
+
+pub(crate) fn bind_key<E: Entity, B: Binder>(key: &E::Key, b: &mut B) -> Result<()> {
+    key.bind_key(b).map_err(|e| Error::Encode {
+        column: E::META
+            .primary_key
+            .iter()
+            .map(|i| E::META.columns[*i].name)
+            .collect::<Vec<_>>()
+            .join(", "),
+        source: e,
+    })
+}
+
+pub(crate) fn bind_insert_columns<E: Entity, B: Binder>(value: &E, b: &mut B) -> Result<()> {
+    for i in E::META.insert_columns() {
+        value.bind_column(i, b)?;
+    }
+    Ok(())
+}
+
+/// Reads a single integer (a count, or a returned key) from the first column.
+pub(crate) fn count_of<R: RowReader>(row: Option<&R>) -> Result<u64> {
+    let row = row.ok_or(Error::NotFound)?;
+    let n = row
+        .i64(0)
+        .map_err(|e| Error::decode("count", e))?
+        .unwrap_or(0);
+    Ok(n.max(0) as u64)
+}
+
+/// Runs a query returning `E` rows with dynamic arguments; the rows pass
+/// through the identity map.
+pub(crate) async fn fetch_entities<E: Entity>(
+    s: &Session,
+    guard: &mut Guard,
+    sql: Arc<str>,
+    values: Vec<sea_query::Value>,
+) -> Result<Vec<E>> {
+    fetch_entities_merged(s, guard, sql, values, s.default_merge()).await
+}
+
+/// [`fetch_entities`] with an explicit way of merging rows the session holds.
+pub(crate) async fn fetch_entities_merged<E: Entity>(
+    s: &Session,
+    guard: &mut Guard,
+    sql: Arc<str>,
+    values: Vec<sea_query::Value>,
+    merge: Merge,
+) -> Result<Vec<E>> {
+    let tx = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
+    let rows: Vec<E> = dispatch!(tx, |c, DB| {
+        let args = DB::args_from_values(sea_query::Values(values));
+        let rows = s
+            .run(Some(E::META), &sql, DB::fetch_all(c, sql.clone(), args))
+            .await?;
+        rows.iter()
+            .map(|r| E::decode_row(r, 0))
+            .collect::<Result<Vec<E>>>()?
+    });
+    Ok(s.merge_rows(rows, merge))
+}
+
+/// Inserts rows in multi-row statements (as few as the bind limit and
+/// [`MAX_INSERT_ROWS`] allow: one round trip each) and stores generated keys
+/// in them.
+pub(crate) async fn insert_rows<E: Entity>(
+    s: &Session,
+    conn: &mut AnyConn,
+    values: &mut [E],
+) -> Result<()> {
+    if values.is_empty() {
+        return Ok(());
+    }
+    let meta = E::META;
+    let b = s.backend();
+    let ncols = meta.insert_columns().count();
+    let auto = meta.auto_increment.is_some();
+    let db = &s.inner.db.inner;
+    // MySQL hands out consecutive ids to one multi-row insert only with
+    // `innodb_autoinc_lock_mode` below 2; otherwise insert one row at a time.
+    let one_by_one = ncols == 0 || (auto && b == Backend::MySql && !db.mysql_consecutive_ids);
+    let step = db.auto_increment_increment;
+    let per_stmt = if one_by_one {
+        1
+    } else {
+        (b.max_binds() / ncols).clamp(1, MAX_INSERT_ROWS)
+    };
+    for chunk in values.chunks_mut(per_stmt) {
+        let size = chunk.len();
+        let sql = E::sql_cache().insert(b, size, || sql::insert(b, meta, size));
+        dispatch!(&mut *conn, |c, DB| {
+            let mut args = <DB as sqlx::Database>::Arguments::default();
+            for v in chunk.iter() {
+                bind_insert_columns(v, &mut args)?;
+            }
+            if auto && b.has_returning() {
+                let rows = s
+                    .run(Some(meta), &sql, DB::fetch_all(c, sql.clone(), args))
+                    .await?;
+                // RETURNING order is not guaranteed; ids are handed out in
+                // VALUES order, so sorted ids match the rows in order.
+                let mut ids = Vec::with_capacity(rows.len());
+                for r in &rows {
+                    ids.push(r.i64(0).map_err(|e| Error::decode("key", e))?.unwrap_or(0));
+                }
+                ids.sort_unstable();
+                for (v, id) in chunk.iter_mut().zip(ids) {
+                    v.set_generated_key(id)?;
+                }
+            } else {
+                let done = s
+                    .run(Some(meta), &sql, DB::execute(c, sql.clone(), args))
+                    .await?;
+                if auto {
+                    let first = done.last_insert_id.unwrap_or(0) as i64;
+                    for (n, v) in chunk.iter_mut().enumerate() {
+                        v.set_generated_key(first + n as i64 * step)?;
+                    }
+                }
+            }
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,430 @@
+//! The operations of a session: reads through the identity map, immediate
+//! inserts, and registered changes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::exec::{bind_insert_columns, prepare_insert};
+use super::{Session, bind_key, count_of, fetch_entities, insert_rows};
+use crate::backend::{Done, Driver, dispatch};
+use crate::entity::{Entity, Key};
+use crate::error::{Error, Result};
+use crate::query::{Query, RawQuery};
+use crate::repo::Repo;
+use crate::sql::{self, Shape};
+use crate::uow::{Lookup, Merge};
+use crate::value::RowReader;
+
+/// Turns autoflush back on when dropped; see [`Session::no_autoflush`].
+#[derive(Debug)]
+#[must_use = "autoflush is back on as soon as the guard is dropped"]
+pub struct AutoflushGuard {
+    session: Session,
+    previous: bool,
+}
+
+impl Drop for AutoflushGuard {
+    fn drop(&mut self) {
+        self.session
+            .inner
+            .autoflush
+            .store(self.previous, Ordering::Release);
+    }
+}
+
+impl Session {
+    pub(crate) fn default_merge(&self) -> Merge {
+        if self.uow().identity_map {
+            Merge::Track
+        } else {
+            Merge::Fresh
+        }
+    }
+
+    /// Passes rows read from the database through the identity map.
+    pub(crate) fn merge_rows<E: Entity>(&self, rows: Vec<E>, merge: Merge) -> Vec<E> {
+        if merge == Merge::Raw {
+            return rows;
+        }
+        let mut uow = self.uow();
+        let out: Vec<E> = rows
+            .into_iter()
+            .filter_map(|r| uow.loaded(r, merge))
+            .collect();
+        uow.enforce_limit();
+        out
+    }
+
+    // ----- the identity map and autoflush -----------------------------------
+
+    /// Turns autoflush off until the guard is dropped: reads no longer write
+    /// registered changes first (they may then miss them). For bulk work.
+    pub fn no_autoflush(&self) -> AutoflushGuard {
+        let previous = self.inner.autoflush.swap(false, Ordering::AcqRel);
+        AutoflushGuard {
+            session: self.clone(),
+            previous,
+        }
+    }
+
+    /// Forgets every entry of the identity map *and* every registered change
+    /// not yet flushed (call [`flush`](Session::flush) first to keep them).
+    /// For long batch jobs.
+    pub fn clear(&self) {
+        self.uow().clear();
+    }
+
+    /// Forgets `value`'s entry and any change registered for it. Returns
+    /// whether the session held it.
+    pub fn detach<E: Entity>(&self, value: &E) -> bool {
+        self.uow().detach::<E>(&value.key())
+    }
+
+    /// Whether the session holds `value`'s row (loaded, inserted or
+    /// registered).
+    pub fn contains<E: Entity>(&self, value: &E) -> bool {
+        !matches!(self.uow().lookup::<E>(&value.key()), Lookup::Missing)
+    }
+
+    /// Number of rows in the identity map.
+    pub fn identity_map_len(&self) -> usize {
+        self.uow().len()
+    }
+
+    // ----- reads -------------------------------------------------------------
+
+    /// The row with primary key `key`, if any. A composite key is a tuple:
+    /// `s.find::<OrderLine>(&(order_id, line_no))`.
+    ///
+    /// With the identity map on, a key the session already loaded, inserted
+    /// or registered comes back from the map with no SQL, in its in-session
+    /// state; a key registered for delete is not found.
+    pub async fn find<E: Entity>(&self, key: &E::Key) -> Result<Option<E>> {
+        self.check_open()?;
+        if self.uow().identity_map {
+            match self.uow().lookup::<E>(key) {
+                Lookup::Found(v) => return Ok(Some(v)),
+                Lookup::Deleted => return Ok(None),
+                Lookup::Missing => {}
+            }
+        }
+        if let Some(found) = self.find_cached::<E>(key).await? {
+            return Ok(found);
+        }
+        self.load_by_key::<E>(key, self.default_merge()).await
+    }
+
+    /// Reads the row with `key` from the database, unmerged.
+    pub(crate) async fn load_by_key_raw<E: Entity>(&self, key: &E::Key) -> Result<Option<E>> {
+        self.load_by_key::<E>(key, Merge::Raw).await
+    }
+
+    async fn load_by_key<E: Entity>(&self, key: &E::Key, merge: Merge) -> Result<Option<E>> {
+        let mut guard = self.lock_for_read(E::META.table).await?;
+        let b = self.backend();
+        let sql = E::sql_cache().get(b, Shape::FindByKey, || sql::find_by_key(b, E::META));
+        let tx = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
+        let row: Option<E> = dispatch!(tx, |c, DB| {
+            let mut args = <DB as sqlx::Database>::Arguments::default();
+            bind_key::<E, _>(key, &mut args)?;
+            let row = self
+                .run(
+                    Some(E::META),
+                    &sql,
+                    DB::fetch_optional(c, sql.clone(), args),
+                )
+                .await?;
+            row.map(|r| E::decode_row(&r, 0)).transpose()?
+        });
+        Ok(row.and_then(|r| self.merge_rows(vec![r], merge).pop()))
+    }
+
+    /// Reads `value`'s row again from the database and replaces what the
+    /// session holds (pending edits of it included: they are dropped, not
+    /// written). [`Error::NotFound`] if the row is gone.
+    pub async fn refresh<E: Entity>(&self, value: &mut E) -> Result<()> {
+        self.check_open()?;
+        // Drop this row's pending change first, so that the autoflush before
+        // the read does not write what the refresh is meant to discard.
+        self.uow().detach::<E>(&value.key());
+        match self
+            .load_by_key::<E>(&value.key(), Merge::Overwrite)
+            .await?
+        {
+            Some(fresh) => {
+                *value = fresh;
+                Ok(())
+            }
+            None => Err(Error::NotFound),
+        }
+    }
+
+    /// The rows with the given keys, in the order of `keys` (missing keys are
+    /// skipped, duplicates returned once). Keys the identity map holds are
+    /// served from it; the others are read in one statement per chunk of
+    /// keys under the bind limit.
+    pub async fn find_many<E: Entity>(&self, keys: &[E::Key]) -> Result<Vec<E>> {
+        self.check_open()?;
+        let mut found: HashMap<E::Key, Option<E>> = HashMap::with_capacity(keys.len());
+        let mut missing = Vec::new();
+        if self.uow().identity_map {
+            let uow = self.uow();
+            for k in keys {
+                match uow.lookup::<E>(k) {
+                    Lookup::Found(v) => {
+                        found.insert(k.clone(), Some(v));
+                    }
+                    Lookup::Deleted => {
+                        found.insert(k.clone(), None);
+                    }
+                    Lookup::Missing => missing.push(k.clone()),
+                }
+            }
+        } else {
+            missing.extend(keys.iter().cloned());
+        }
+        missing.sort();
+        missing.dedup();
+        let chunk = (self.backend().max_binds() / E::Key::ARITY).clamp(1, 10_000);
+        for part in missing.chunks(chunk) {
+            for row in self.query::<E>().key_in(part).all().await? {
+                found.insert(row.key(), Some(row));
+            }
+        }
+        let mut out = Vec::with_capacity(found.len());
+        for k in keys {
+            if let Some(Some(row)) = found.remove(k) {
+                out.push(row);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every row of the table, in key order.
+    pub async fn all<E: Entity>(&self) -> Result<Vec<E>> {
+        let mut guard = self.lock_for_read(E::META.table).await?;
+        let b = self.backend();
+        let sql = E::sql_cache().get(b, Shape::SelectAll, || {
+            let mut s = sql::select_all(b, E::META);
+            s.push_str(" ORDER BY ");
+            let keys: Vec<String> = E::META
+                .primary_key
+                .iter()
+                .map(|i| b.quote(E::META.columns[*i].name))
+                .collect();
+            s.push_str(&keys.join(", "));
+            s
+        });
+        fetch_entities::<E>(self, &mut guard, sql, Vec::new()).await
+    }
+
+    /// Number of rows in the table (after writing its registered changes).
+    pub async fn count<E: Entity>(&self) -> Result<u64> {
+        let mut guard = self.lock_for_read(E::META.table).await?;
+        let b = self.backend();
+        let sql = E::sql_cache().get(b, Shape::Count, || sql::count(b, E::META));
+        let tx = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
+        dispatch!(tx, |c, DB| {
+            let row = self
+                .run(
+                    Some(E::META),
+                    &sql,
+                    DB::fetch_optional(c, sql.clone(), Default::default()),
+                )
+                .await?;
+            count_of(row.as_ref())
+        })
+    }
+
+    /// Whether a row with primary key `key` exists (answered from the
+    /// identity map when it holds the key).
+    pub async fn exists<E: Entity>(&self, key: &E::Key) -> Result<bool> {
+        self.check_open()?;
+        if self.uow().identity_map {
+            match self.uow().lookup::<E>(key) {
+                Lookup::Found(_) => return Ok(true),
+                Lookup::Deleted => return Ok(false),
+                Lookup::Missing => {}
+            }
+        }
+        let mut guard = self.lock_for_read(E::META.table).await?;
+        let b = self.backend();
+        let sql = E::sql_cache().get(b, Shape::ExistsByKey, || sql::exists_by_key(b, E::META));
+        let tx = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
+        dispatch!(tx, |c, DB| {
+            let mut args = <DB as sqlx::Database>::Arguments::default();
+            bind_key::<E, _>(key, &mut args)?;
+            let row = self
+                .run(
+                    Some(E::META),
+                    &sql,
+                    DB::fetch_optional(c, sql.clone(), args),
+                )
+                .await?;
+            Ok(row.is_some())
+        })
+    }
+
+    /// A typed query on `E`'s table.
+    pub fn query<E: Entity>(&self) -> Query<'_, E> {
+        Query::new(self)
+    }
+
+    /// A raw SQL query whose rows decode into `E`. The statement must select
+    /// `E`'s columns in field order (as `SELECT * FROM t` does on a table
+    /// persist created); bind parameters with [`RawQuery::bind`]. Registered
+    /// changes are flushed first.
+    pub fn raw<E: Entity>(&self, sql: impl sqlx::SqlSafeStr) -> RawQuery<'_, E> {
+        RawQuery::new(self, sql)
+    }
+
+    /// The generic repository of `E` on this session (the generated
+    /// `E::repo(&s)` adds finders to it).
+    pub fn repo<E: Entity>(&self) -> Repo<'_, E> {
+        Repo::new(self)
+    }
+
+    // ----- immediate writes ----------------------------------------------------
+
+    /// Inserts `value` now (after writing registered changes) and returns it
+    /// as stored: with its generated key, `version` (1 if it was 0) and
+    /// timestamps filled in.
+    pub async fn insert<E: Entity>(&self, value: E) -> Result<E> {
+        let mut out = self.insert_many(vec![value]).await?;
+        out.pop().ok_or(Error::NotFound)
+    }
+
+    /// Inserts all `values` now in multi-row `INSERT`s of a few fixed sizes
+    /// under the bind limit, and returns them with generated keys
+    /// (PostgreSQL and SQLite: `RETURNING`; MySQL: `LAST_INSERT_ID()` plus
+    /// consecutive ids).
+    pub async fn insert_many<E: Entity>(&self, values: Vec<E>) -> Result<Vec<E>> {
+        let mut values = values;
+        prepare_insert(&mut values);
+        let mut guard = self.lock().await?;
+        let tx = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
+        let out = insert_rows(self, tx, &mut values).await;
+        self.write(&mut guard, out).await?;
+        self.cache_wrote(E::META, Vec::new(), false);
+        self.uow().inserted(&values);
+        Ok(values)
+    }
+
+    /// Inserts `value`, or updates the existing row with the same key, now.
+    ///
+    /// The conflict target is the primary key; for an entity with an
+    /// auto-increment key it is the first `unique` field instead. On
+    /// PostgreSQL and SQLite (`ON CONFLICT (target) DO UPDATE`) a conflict on
+    /// any *other* unique key is an [`Error::UniqueViolation`]. On MySQL
+    /// (`ON DUPLICATE KEY UPDATE`) a conflict on *any* unique key updates
+    /// that row. The version is written as given, not checked.
+    pub async fn upsert<E: Entity>(&self, value: E) -> Result<E> {
+        let meta = E::META;
+        let target: Vec<usize> = if meta.auto_increment.is_some() {
+            match meta.columns.iter().position(|c| c.unique) {
+                Some(i) => vec![i],
+                None => {
+                    return Err(Error::Invalid(format!(
+                        "upsert on {} needs a unique field besides its auto-increment key",
+                        meta.name
+                    )));
+                }
+            }
+        } else {
+            meta.primary_key.to_vec()
+        };
+        let mut value = value;
+        prepare_insert(std::slice::from_mut(&mut value));
+        let mut guard = self.lock().await?;
+        let b = self.backend();
+        let sql: Arc<str> = Arc::from(sql::upsert(b, meta, &target));
+        let tx = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
+        let out: Result<()> = async {
+            dispatch!(tx, |c, DB| {
+                let mut args = <DB as sqlx::Database>::Arguments::default();
+                bind_insert_columns(&value, &mut args)?;
+                if meta.auto_increment.is_some() && b.has_returning() {
+                    let row = self
+                        .run(Some(meta), &sql, DB::fetch_optional(c, sql.clone(), args))
+                        .await?;
+                    if let Some(row) = row {
+                        let id = row
+                            .i64(0)
+                            .map_err(|e| Error::decode("key", e))?
+                            .unwrap_or(0);
+                        value.set_generated_key(id)?;
+                    }
+                } else {
+                    let done: Done = self
+                        .run(Some(meta), &sql, DB::execute(c, sql.clone(), args))
+                        .await?;
+                    if meta.auto_increment.is_some()
+                        && let Some(id) = done.last_insert_id.filter(|id| *id > 0)
+                    {
+                        value.set_generated_key(id as i64)?;
+                    }
+                }
+                Ok(())
+            })
+        }
+        .await;
+        self.write(&mut guard, out).await?;
+        self.cache_wrote(E::META, vec![format!("{:?}", value.key())], false);
+        let mut uow = self.uow();
+        uow.detach::<E>(&value.key());
+        uow.inserted(std::slice::from_ref(&value));
+        Ok(value)
+    }
+
+    // ----- registered changes ----------------------------------------------------
+
+    /// Registers `value` for insertion at the next flush (batched with the
+    /// other rows of its table). Use it when the key is known or not needed;
+    /// [`Session::insert`] returns generated keys. Adding a key the session
+    /// already holds is [`Error::UniqueViolation`] at once; adding a key
+    /// registered for delete turns both into one update.
+    pub fn add<E: Entity>(&self, value: E) -> Result<()> {
+        self.add_many(vec![value])
+    }
+
+    /// Registers several values for insertion at the next flush.
+    pub fn add_many<E: Entity>(&self, values: Vec<E>) -> Result<()> {
+        self.check_open()?;
+        let mut values = values;
+        prepare_insert(&mut values);
+        let mut uow = self.uow();
+        for v in values {
+            uow.add(v)?;
+        }
+        Ok(())
+    }
+
+    /// Registers an update of `value`. At flush, only the columns that differ
+    /// from the snapshot the session took when it loaded the row are sent;
+    /// an unchanged value registers nothing and sends nothing. A value the
+    /// session never loaded updates every column.
+    ///
+    /// With a `version` field, `value` gets the bumped version at once and
+    /// the flush checks the version it had; `updated_at` is set to now. A
+    /// version mismatch at flush is [`Error::Stale`].
+    pub fn update<E: Entity>(&self, value: &mut E) -> Result<()> {
+        self.check_open()?;
+        let now = crate::value::truncate_micros(chrono::Utc::now());
+        self.uow().update(value, now)
+    }
+
+    /// Registers a delete of `value`'s row (checking its version, if any).
+    pub fn delete<E: Entity>(&self, value: &E) -> Result<()> {
+        self.check_open()?;
+        self.uow().delete::<E>(value.key(), Some(value));
+        Ok(())
+    }
+
+    /// Registers a delete of the row with `key`, without a version check.
+    pub fn delete_by_key<E: Entity>(&self, key: &E::Key) -> Result<()> {
+        self.check_open()?;
+        self.uow().delete::<E>(key.clone(), None);
+        Ok(())
+    }
+}

@@ -1,0 +1,117 @@
+//! Options of one session: isolation, read-only, identity map, retries.
+
+use crate::backend::Backend;
+
+/// Transaction isolation level, where the backend has a choice.
+///
+/// SQLite is always serializable and ignores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// `READ UNCOMMITTED`.
+    ReadUncommitted,
+    /// `READ COMMITTED` (PostgreSQL's default).
+    ReadCommitted,
+    /// `REPEATABLE READ` (MySQL's default).
+    RepeatableRead,
+    /// `SERIALIZABLE`.
+    Serializable,
+}
+
+impl Isolation {
+    fn sql(self) -> &'static str {
+        match self {
+            Isolation::ReadUncommitted => "READ UNCOMMITTED",
+            Isolation::ReadCommitted => "READ COMMITTED",
+            Isolation::RepeatableRead => "REPEATABLE READ",
+            Isolation::Serializable => "SERIALIZABLE",
+        }
+    }
+}
+
+/// Options for [`Db::session_with`](crate::Db::session_with) and
+/// [`Db::transaction_with`](crate::Db::transaction_with).
+#[derive(Debug, Clone, Default)]
+pub struct SessionOptions {
+    pub(crate) isolation: Option<Isolation>,
+    pub(crate) read_only: bool,
+    pub(crate) identity_map: Option<bool>,
+    pub(crate) identity_map_limit: Option<usize>,
+    pub(crate) max_retries: Option<u32>,
+}
+
+impl SessionOptions {
+    /// Default options: a read-write session with the `Db`'s settings.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The isolation level of the session's transactions (PostgreSQL and
+    /// MySQL; SQLite is always serializable).
+    pub fn isolation(mut self, level: Isolation) -> Self {
+        self.isolation = Some(level);
+        self
+    }
+
+    /// A read-only session: `BEGIN READ ONLY` on PostgreSQL, `START
+    /// TRANSACTION READ ONLY` on MySQL, and a plain deferred `BEGIN` on
+    /// SQLite, where read-write sessions begin with `BEGIN IMMEDIATE`.
+    pub fn read_only(mut self) -> Self {
+        self.read_only = true;
+        self
+    }
+
+    /// Whether reads by key are served from the identity map (default: the
+    /// `Db`'s setting, on unless changed). Off, every read goes to the
+    /// database; the session still keeps snapshots for its updates.
+    pub fn identity_map(mut self, on: bool) -> Self {
+        self.identity_map = Some(on);
+        self
+    }
+
+    /// The most entries the identity map keeps; beyond it, the oldest clean
+    /// entries are evicted (entries with pending changes never are).
+    pub fn identity_map_limit(mut self, n: usize) -> Self {
+        self.identity_map_limit = Some(n);
+        self
+    }
+
+    /// How often [`Db::transaction_with`](crate::Db::transaction_with)
+    /// retries on a retryable error (default: the `Db`'s setting).
+    pub fn max_retries(mut self, n: u32) -> Self {
+        self.max_retries = Some(n);
+        self
+    }
+
+    /// The statement that begins a transaction, when not a plain `BEGIN`.
+    pub(crate) fn begin_statement(&self, backend: Backend) -> Option<String> {
+        match backend {
+            // IMMEDIATE takes the write lock at once: two writers then queue
+            // on the busy timeout instead of failing on lock upgrade.
+            Backend::Sqlite => (!self.read_only).then(|| "BEGIN IMMEDIATE".to_owned()),
+            Backend::Postgres => {
+                let mut s = String::from("BEGIN");
+                if let Some(i) = self.isolation {
+                    s.push_str(" ISOLATION LEVEL ");
+                    s.push_str(i.sql());
+                }
+                if self.read_only {
+                    s.push_str(" READ ONLY");
+                }
+                (s.len() > 5).then_some(s)
+            }
+            Backend::MySql => self
+                .read_only
+                .then(|| "START TRANSACTION READ ONLY".to_owned()),
+        }
+    }
+
+    /// MySQL sets the isolation of the next transaction with its own statement.
+    pub(crate) fn mysql_isolation_statement(&self, backend: Backend) -> Option<String> {
+        match (backend, self.isolation) {
+            (Backend::MySql, Some(i)) => {
+                Some(format!("SET TRANSACTION ISOLATION LEVEL {}", i.sql()))
+            }
+            _ => None,
+        }
+    }
+}

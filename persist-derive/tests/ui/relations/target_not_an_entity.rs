@@ -1,0 +1,15 @@
+use persist_core::Entity;
+
+#[derive(Clone)]
+struct Post {
+    id: i64,
+}
+
+#[derive(Entity, Clone)]
+#[persist(has_many(Post, by = "user_id"))]
+struct User {
+    #[persist(primary_key)]
+    id: i64,
+}
+
+fn main() {}
