@@ -42,9 +42,12 @@ pub(crate) trait PlanOps: Send {
     /// The keys deleted (as captured text; single-column keys only), for
     /// following `ON DELETE CASCADE` in the identity map.
     fn deleted_keys(&self) -> Vec<String>;
-    /// The keys (`Debug` text) of the rows updated, deleted or inserted,
-    /// and whether any were deleted: what the shared cache must forget.
+    /// The keys (`Debug` text) of the rows updated or deleted, and whether
+    /// any were deleted: what the shared cache must forget.
     fn written_keys(&self) -> (Vec<String>, bool);
+    /// The inserted rows (key text, encoded row), for the shared cache to
+    /// take after commit.
+    fn inserted_rows(&self) -> Vec<(String, Vec<u8>)>;
 }
 
 struct Insert<E: Entity> {
@@ -395,13 +398,17 @@ impl<E: Entity> PlanOps for TablePlan<E> {
         let mut keys: Vec<String> = Vec::new();
         keys.extend(self.updates.iter().map(|u| format!("{:?}", u.key)));
         keys.extend(self.deletes.iter().map(|d| format!("{:?}", d.key)));
-        keys.extend(
-            self.inserts
-                .iter()
-                .filter_map(|i| i.key.as_ref())
-                .map(|k| format!("{k:?}")),
-        );
         (keys, !self.deletes.is_empty())
+    }
+
+    fn inserted_rows(&self) -> Vec<(String, Vec<u8>)> {
+        self.inserts
+            .iter()
+            .filter_map(|i| {
+                let bytes = crate::cache::encode_row(&i.value).ok()?;
+                Some((format!("{:?}", i.value.key()), bytes))
+            })
+            .collect()
     }
 
     fn deleted_keys(&self) -> Vec<String> {

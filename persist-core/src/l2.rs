@@ -63,6 +63,15 @@ impl CacheLayer {
             .copied()
     }
 
+    /// The row TTL of the entity stored in `table`, if it is cached.
+    pub fn ttl_of_table(&self, table: &str) -> Option<Duration> {
+        self.entities
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(table)
+            .copied()
+    }
+
     pub fn register(&self, table: &'static str, ttl: Duration) {
         self.entities
             .write()

@@ -3,7 +3,7 @@
 //! cached read paths.
 
 use std::collections::BTreeSet;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::Session;
 use crate::backend::Backend;
@@ -28,6 +28,8 @@ pub(crate) struct TxCache {
     keys: BTreeSet<CacheKey>,
     regions: BTreeSet<String>,
     tables: BTreeSet<String>,
+    /// Rows this transaction inserted into cached tables, put after commit.
+    inserted: Vec<(CacheKey, Vec<u8>, Duration)>,
 }
 
 impl Session {
@@ -82,11 +84,50 @@ impl Session {
             regions: tx.regions.into_iter().collect(),
             tables: tx.tables.into_iter().collect(),
         };
+        // Rows this transaction inserted are new keys no one can hold; they
+        // go in first, with the epoch the transaction began at, so a commit
+        // of another transaction that touched them since wins.
+        let fresh = tx.started.is_some_and(|t| t.elapsed() < MAX_PUT_AGE);
+        if let Some(epoch) = tx.epoch.filter(|_| fresh) {
+            for (key, bytes, ttl) in tx.inserted {
+                if changes.keys.contains(&key) || changes.regions.contains(&key.region) {
+                    continue;
+                }
+                if let Err(e) = layer.provider.put_if_fresh(&key, bytes, epoch, ttl).await {
+                    layer.failed("put", &e);
+                    break;
+                }
+            }
+        }
         if changes.is_empty() {
             return;
         }
         if let Err(e) = layer.provider.after_commit(&changes).await {
             layer.failed("after_commit", &e);
+        }
+    }
+
+    /// Whether rows of `table` are cached.
+    pub(crate) fn caches_table(&self, table: &str) -> bool {
+        self.cache_layer()
+            .is_some_and(|l| l.ttl_of_table(table).is_some())
+    }
+
+    /// Records rows inserted into a cached table, to put after commit.
+    pub(crate) fn cache_inserted(&self, meta: &'static EntityMeta, rows: Vec<(String, Vec<u8>)>) {
+        let Some(ttl) = self.cache_layer().and_then(|l| l.ttl_of_table(meta.table)) else {
+            return;
+        };
+        let mut tx = self.tx_cache();
+        for (key, bytes) in rows {
+            tx.inserted.push((
+                CacheKey {
+                    region: meta.table.to_owned(),
+                    key,
+                },
+                bytes,
+                ttl,
+            ));
         }
     }
 
@@ -152,8 +193,10 @@ impl Session {
         if let Some(row) = self.cache_get::<E>(layer, &ck, key).await {
             return Ok(Some(self.merge_rows(vec![row], Merge::Track).pop()));
         }
-        let (_flight, waited) = layer.single_flight(&ck).await;
-        if waited && let Some(row) = self.cache_get::<E>(layer, &ck, key).await {
+        // One load per key at a time in this process; whoever got here
+        // second finds the first one's row.
+        let (_flight, _waited) = layer.single_flight(&ck).await;
+        if let Some(row) = self.cache_get::<E>(layer, &ck, key).await {
             return Ok(Some(self.merge_rows(vec![row], Merge::Track).pop()));
         }
         let row = self.load_by_key_raw::<E>(key).await?;

@@ -279,6 +279,9 @@ impl Session {
         for p in &plans {
             let (keys, deleted) = p.written_keys();
             self.cache_wrote(p.meta(), keys, deleted);
+            if self.caches_table(p.meta().table) {
+                self.cache_inserted(p.meta(), p.inserted_rows());
+            }
         }
         for p in plans {
             let meta = p.meta();

@@ -307,6 +307,13 @@ impl Session {
         let out = insert_rows(self, tx, &mut values).await;
         self.write(&mut guard, out).await?;
         self.cache_wrote(E::META, Vec::new(), false);
+        if self.caches_table(E::META.table) {
+            let rows = values
+                .iter()
+                .filter_map(|v| Some((format!("{:?}", v.key()), crate::cache::encode_row(v).ok()?)))
+                .collect();
+            self.cache_inserted(E::META, rows);
+        }
         self.uow().inserted(&values);
         Ok(values)
     }

@@ -3,6 +3,7 @@
 
 mod aggregates;
 mod bulk;
+mod cache;
 mod common;
 mod crud;
 mod errors;
@@ -23,6 +24,17 @@ mod versioning;
 
 suite! {
     smoke: [roundtrip],
+    cache: [
+        insert_commit_then_cached,
+        rollback_leaves_cache_unchanged,
+        uncommitted_update_is_invisible,
+        bulk_update_evicts,
+        slow_loader_cannot_put_back_old_row,
+        concurrent_misses_load_once,
+        malformed_cached_value_is_a_miss,
+        query_cache_until_a_write_commits,
+        two_processes_share_redis,
+    ],
     crud: [
         insert_returns_generated_key,
         insert_many_returns_keys_in_order,
