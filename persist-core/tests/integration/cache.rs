@@ -541,3 +541,113 @@ pub async fn two_processes_share_redis(db: Db) -> TestResult {
     )
     .await
 }
+
+/// A `redis-server` of the test's own on a spare port, killed on drop.
+struct OwnRedis {
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl OwnRedis {
+    fn start() -> OwnRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a spare port");
+        let mut r = OwnRedis { port, child: None };
+        r.restart();
+        r
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn restart(&mut self) {
+        let port = self.port.to_string();
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port,
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "own redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub async fn redis_outage_falls_back_to_the_database(db: Db) -> TestResult {
+    let mut redis = OwnRedis::start();
+    let cache = RedisCache::builder(redis.url(), prefix("outage"), TTL)
+        .op_timeout(Duration::from_millis(300))
+        .connect_timeout(Duration::from_millis(200))
+        .build()
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+    let cache: Arc<dyn SharedCache> = Arc::new(cache);
+    with_cached_db(&db, "redis_outage", cache, |db, _| async move {
+        let s = db.session().await?;
+        let a = s.insert(customer("a@x", "before")).await?;
+        s.commit().await?;
+        let s = db.session().await?;
+        assert_eq!(
+            s.find::<Customer>(&a.id).await?.map(|c| c.name),
+            Some("before".into())
+        );
+        assert_eq!(s.statement_count(), 0, "cached while Redis is up");
+        s.commit().await?;
+
+        redis.kill();
+        // Reads come from the database; writes still commit.
+        let s = db.session().await?;
+        let mut row = s.find::<Customer>(&a.id).await?.ok_or(Error::NotFound)?;
+        assert_eq!(s.statement_count(), 1, "the database answered");
+        row.name = "during".into();
+        s.update(&mut row)?;
+        s.commit().await?;
+        let errors = db.cache_metrics().map(|m| m.errors).unwrap_or(0);
+        assert!(errors > 0, "the failures were counted");
+
+        // Redis is back (empty, as a restarted server without persistence):
+        // nothing stale is served.
+        redis.restart();
+        for _ in 0..3 {
+            let s = db.session().await?;
+            assert_eq!(
+                s.find::<Customer>(&a.id).await?.map(|c| c.name),
+                Some("during".into())
+            );
+            s.commit().await?;
+        }
+        Ok(())
+    })
+    .await
+}

@@ -34,6 +34,7 @@ suite! {
         malformed_cached_value_is_a_miss,
         query_cache_until_a_write_commits,
         two_processes_share_redis,
+        redis_outage_falls_back_to_the_database,
     ],
     crud: [
         insert_returns_generated_key,
