@@ -107,8 +107,8 @@ pub struct CacheMetrics {
 /// A shared cache provider. Object-safe: persist holds it as
 /// `Arc<dyn SharedCache>`.
 pub trait SharedCache: Send + Sync + 'static {
-    /// The current epoch: a counter that every [`after_commit`]
-    /// (SharedCache::after_commit) advances. Sessions take it before a
+    /// The current epoch: a counter that every
+    /// [`after_commit`](SharedCache::after_commit) advances. Sessions take it before a
     /// transaction begins and pass it to [`put_if_fresh`](SharedCache::put_if_fresh).
     fn epoch(&self) -> CacheFuture<'_, u64>;
 

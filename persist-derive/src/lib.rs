@@ -2,7 +2,7 @@
 //!
 //! Use them through `persist_core`, which re-exports both; the attribute
 //! reference is in persist-core's README. Each entry point is one line into
-//! [`expand`], which works on `proc_macro2` tokens so that the expansion can be
+//! `expand`, which works on `proc_macro2` tokens so that the expansion can be
 //! tested without the compiler.
 //!
 //! The pipeline runs one way: `internals::attr` parses the `#[persist(…)]`

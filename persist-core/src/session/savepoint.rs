@@ -11,8 +11,8 @@ use crate::error::{Error, Result};
 /// A savepoint in a session's transaction, made by [`Session::savepoint`].
 ///
 /// [`rollback`](Savepoint::rollback) undoes what the database did since the
-/// savepoint *and* drops the registrations made since it; [`release`]
-/// (Savepoint::release) keeps both. Savepoints nest; ending an outer one
+/// savepoint *and* drops the registrations made since it;
+/// [`release`](Savepoint::release) keeps both. Savepoints nest; ending an outer one
 /// ends the inner ones with it. A savepoint dropped without either is kept
 /// until the transaction ends.
 #[must_use = "a savepoint is ended with `rollback` or `release`"]
