@@ -73,6 +73,11 @@ pub struct EntityMeta {
     /// `many_to_many`), in declaration order. Belongs-to relations are the
     /// columns with [`ColumnMeta::references`].
     pub relations: &'static [RelationMeta],
+    /// Row TTL in the shared cache when the entity opts in with
+    /// `#[persist(cache(ttl = "60s"))]` (see
+    /// [`DbBuilder::cache_entity`](crate::DbBuilder::cache_entity) for the
+    /// run-time way).
+    pub cache_ttl: Option<std::time::Duration>,
 }
 
 /// Metadata of one column.

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use crate::cache::{CacheError, CacheKey, CacheMetrics, SharedCache};
-use crate::entity::Entity;
+use crate::entity::{Entity, EntityMeta};
 
 /// A provider and persist's settings for it, held by the `Db`.
 pub(crate) struct CacheLayer {
@@ -56,20 +56,18 @@ impl CacheLayer {
 
     /// The row TTL of `E`, if `E` is cached.
     pub fn ttl_of<E: Entity>(&self) -> Option<Duration> {
-        self.entities
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(E::META.table)
-            .copied()
+        self.ttl_for(E::META)
     }
 
-    /// The row TTL of the entity stored in `table`, if it is cached.
-    pub fn ttl_of_table(&self, table: &str) -> Option<Duration> {
+    /// The row TTL of `meta`'s entity: registered at run time, else from
+    /// `#[persist(cache(ttl = "…"))]`.
+    pub fn ttl_for(&self, meta: &EntityMeta) -> Option<Duration> {
         self.entities
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .get(table)
+            .get(meta.table)
             .copied()
+            .or(meta.cache_ttl)
     }
 
     pub fn register(&self, table: &'static str, ttl: Duration) {

@@ -107,15 +107,15 @@ impl Session {
         }
     }
 
-    /// Whether rows of `table` are cached.
-    pub(crate) fn caches_table(&self, table: &str) -> bool {
+    /// Whether rows of `meta`'s entity are cached.
+    pub(crate) fn caches(&self, meta: &EntityMeta) -> bool {
         self.cache_layer()
-            .is_some_and(|l| l.ttl_of_table(table).is_some())
+            .is_some_and(|l| l.ttl_for(meta).is_some())
     }
 
     /// Records rows inserted into a cached table, to put after commit.
     pub(crate) fn cache_inserted(&self, meta: &'static EntityMeta, rows: Vec<(String, Vec<u8>)>) {
-        let Some(ttl) = self.cache_layer().and_then(|l| l.ttl_of_table(meta.table)) else {
+        let Some(ttl) = self.cache_layer().and_then(|l| l.ttl_for(meta)) else {
             return;
         };
         let mut tx = self.tx_cache();

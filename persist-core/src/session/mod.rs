@@ -279,7 +279,7 @@ impl Session {
         for p in &plans {
             let (keys, deleted) = p.written_keys();
             self.cache_wrote(p.meta(), keys, deleted);
-            if self.caches_table(p.meta().table) {
+            if self.caches(p.meta()) {
                 self.cache_inserted(p.meta(), p.inserted_rows());
             }
         }

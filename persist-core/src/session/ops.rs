@@ -307,7 +307,7 @@ impl Session {
         let out = insert_rows(self, tx, &mut values).await;
         self.write(&mut guard, out).await?;
         self.cache_wrote(E::META, Vec::new(), false);
-        if self.caches_table(E::META.table) {
+        if self.caches(E::META) {
             let rows = values
                 .iter()
                 .filter_map(|v| Some((format!("{:?}", v.key()), crate::cache::encode_row(v).ok()?)))

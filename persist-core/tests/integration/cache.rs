@@ -651,3 +651,57 @@ pub async fn redis_outage_falls_back_to_the_database(db: Db) -> TestResult {
     })
     .await
 }
+
+/// Opted in by the derive attribute, not at run time.
+#[derive(persist_core::Entity, Clone, Debug, PartialEq)]
+#[persist(table = "cached_notes", cache(ttl = "5m"))]
+pub struct CachedNote {
+    #[persist(primary_key, auto_increment)]
+    pub id: i64,
+    pub body: String,
+}
+
+pub async fn derive_attribute_opts_in(db: Db) -> TestResult {
+    let Some((url, teardown)) =
+        common::isolated_url(db.backend(), "derive_attribute_opts_in").await
+    else {
+        return Ok(());
+    };
+    let result = async {
+        assert_eq!(
+            <CachedNote as persist_core::Entity>::META.cache_ttl,
+            Some(Duration::from_secs(300))
+        );
+        let cdb = Db::builder()
+            .cache(InProcessCache::new())
+            .connect(&url)
+            .await?;
+        cdb.create_tables::<CachedNote>().await?;
+        let s = cdb.session().await?;
+        let n = s
+            .insert(CachedNote {
+                id: 0,
+                body: "hi".into(),
+            })
+            .await?;
+        s.commit().await?;
+        let s = cdb.session().await?;
+        assert_eq!(s.find::<CachedNote>(&n.id).await?, Some(n.clone()));
+        assert_eq!(s.statement_count(), 0, "served by the shared cache");
+        // Entities without the attribute (or a registration) are not cached.
+        cdb.create_tables::<Customer>().await?;
+        let s = cdb.session().await?;
+        let c = s.insert(customer("a@x", "A")).await?;
+        s.commit().await?;
+        let s = cdb.session().await?;
+        assert_eq!(s.find::<Customer>(&c.id).await?.map(|c| c.id), Some(c.id));
+        assert_eq!(s.statement_count(), 1);
+        // The session's transaction holds a connection; `close` waits for it.
+        s.commit().await?;
+        cdb.close().await;
+        Ok(())
+    }
+    .await;
+    teardown.await;
+    result
+}

@@ -35,6 +35,7 @@ suite! {
         query_cache_until_a_write_commits,
         two_processes_share_redis,
         redis_outage_falls_back_to_the_database,
+        derive_attribute_opts_in,
     ],
     crud: [
         insert_returns_generated_key,

@@ -22,6 +22,10 @@ pub fn meta(entity: &Entity<'_>) -> TokenStream {
     let created_at = option_usize(entity.column_where(|f| f.attrs.created_at.is_some()));
     let updated_at = option_usize(entity.column_where(|f| f.attrs.updated_at.is_some()));
     let relations = entity.relations.iter().filter_map(relation_meta);
+    let cache_ttl = match entity.cache_ttl_ms {
+        Some(ms) => quote!(::core::option::Option::Some(::core::time::Duration::from_millis(#ms))),
+        None => quote!(::core::option::Option::None),
+    };
     quote! {
         #p::EntityMeta {
             name: #name,
@@ -33,6 +37,7 @@ pub fn meta(entity: &Entity<'_>) -> TokenStream {
             created_at: #created_at,
             updated_at: #updated_at,
             relations: &[#(#relations),*],
+            cache_ttl: #cache_ttl,
         }
     }
 }

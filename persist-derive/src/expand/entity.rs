@@ -266,6 +266,7 @@ fn stub_entity_impl(entity: &Entity<'_>) -> TokenStream {
                 created_at: ::core::option::Option::None,
                 updated_at: ::core::option::Option::None,
                 relations: &[],
+                cache_ttl: ::core::option::Option::None,
             };
             fn key(&self) -> Self::Key { #unimplemented }
             fn bind_column<__B: #p::Binder>(&self, _: usize, _: &mut __B) -> #p::Result<()> { #unimplemented }

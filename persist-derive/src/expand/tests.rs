@@ -163,7 +163,7 @@ fn every_entity_error_at_once() {
         errors(out),
         [
             "`table` must not be empty",
-            "unknown persist attribute `nme`; expected one of: table, rename_all, has_many, has_one, many_to_many",
+            "unknown persist attribute `nme`; expected one of: table, rename_all, has_many, has_one, many_to_many, cache",
             "unknown rename_all value `Title Case`; expected one of: snake_case, camelCase, PascalCase, SCREAMING_SNAKE_CASE, kebab-case, lowercase, UPPERCASE",
             "duplicate persist attribute `column`",
             "unknown persist attribute `colum`; expected one of: primary_key, auto_increment, column, unique, index, references, version, json, skip, default, created_at, updated_at",

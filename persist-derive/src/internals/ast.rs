@@ -25,6 +25,8 @@ pub struct Entity<'a> {
     pub fields: Vec<Field<'a>>,
     /// Relations declared with container attributes, in declaration order.
     pub relations: Vec<attr::Relation>,
+    /// `cache(ttl = "…")` in milliseconds.
+    pub cache_ttl_ms: Option<u64>,
 }
 
 /// One field of an entity.
@@ -136,6 +138,7 @@ impl<'a> Entity<'a> {
             table,
             fields,
             relations,
+            cache_ttl_ms: attrs.cache_ttl_ms,
         })
     }
 

@@ -22,6 +22,8 @@ pub struct Container {
     pub rename_all: Option<RenameRule>,
     /// `has_many(…)`, `has_one(…)`, `many_to_many(…)`, in order.
     pub relations: Vec<Relation>,
+    /// `cache(ttl = "60s")`: the row TTL in the shared cache, in milliseconds.
+    pub cache_ttl_ms: Option<u64>,
 }
 
 /// Which relation a container key declares.
@@ -129,6 +131,7 @@ impl Container {
     pub fn from_ast(cx: &Ctxt, attrs: &[Attribute]) -> Self {
         let mut table = Slot::new(cx, symbol::TABLE);
         let mut rename_all = Slot::new(cx, symbol::RENAME_ALL);
+        let mut cache = Slot::new(cx, symbol::CACHE);
         let mut relations = Vec::new();
         for_each_meta(cx, attrs, |meta| {
             let kind = if meta.path == symbol::HAS_MANY {
@@ -153,6 +156,10 @@ impl Container {
                 if let Some(rule) = rename_rule(cx, &meta)? {
                     rename_all.set(&meta.path, rule);
                 }
+            } else if meta.path == symbol::CACHE {
+                if let Some(ms) = cache_ttl(cx, &meta)? {
+                    cache.set(&meta.path, ms);
+                }
             } else {
                 unknown(cx, &meta, symbol::CONTAINER_KEYS)?;
             }
@@ -162,6 +169,7 @@ impl Container {
             table: table.get(),
             rename_all: rename_all.get(),
             relations,
+            cache_ttl_ms: cache.get(),
         }
     }
 }
@@ -391,6 +399,49 @@ fn skip_value(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
 }
 
 /// The string of `key = "…"`; reports any other shape and gives `None`.
+/// Parses `cache(ttl = "60s")` (or a bare `cache`, 60 seconds) into
+/// milliseconds.
+fn cache_ttl(cx: &Ctxt, meta: &ParseNestedMeta<'_>) -> syn::Result<Option<u64>> {
+    const DEFAULT_MS: u64 = 60_000;
+    if !meta.input.peek(syn::token::Paren) {
+        return Ok(Some(DEFAULT_MS));
+    }
+    let mut ttl = Slot::new(cx, symbol::TTL);
+    meta.parse_nested_meta(|inner| {
+        if inner.path == symbol::TTL {
+            if let Some(lit) = lit_str(cx, symbol::TTL, &inner)? {
+                match parse_duration_ms(&lit.value()) {
+                    Some(ms) if ms > 0 => ttl.set(&inner.path, ms),
+                    _ => cx.error_spanned_by(
+                        &lit,
+                        "expected a duration such as \"500ms\", \"60s\", \"5m\" or \"1h\"",
+                    ),
+                }
+            }
+            Ok(())
+        } else {
+            unknown(cx, &inner, symbol::CACHE_KEYS)
+        }
+    })?;
+    Ok(Some(ttl.get().unwrap_or(DEFAULT_MS)))
+}
+
+/// `"500ms"`, `"60s"`, `"5m"`, `"1h"` in milliseconds.
+fn parse_duration_ms(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let factor = match unit.trim() {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return None,
+    };
+    n.checked_mul(factor)
+}
+
 fn lit_str(cx: &Ctxt, key: Symbol, meta: &ParseNestedMeta<'_>) -> syn::Result<Option<LitStr>> {
     if !meta.input.peek(Token![=]) {
         cx.error_spanned_by(&meta.path, format!("expected `{key} = \"...\"`"));

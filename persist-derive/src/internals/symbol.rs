@@ -23,6 +23,8 @@ pub const BY: Symbol = Symbol("by");
 pub const TO: Symbol = Symbol("to");
 pub const THROUGH: Symbol = Symbol("through");
 pub const ON_DELETE: Symbol = Symbol("on_delete");
+pub const CACHE: Symbol = Symbol("cache");
+pub const TTL: Symbol = Symbol("ttl");
 
 // Field keys.
 pub const PRIMARY_KEY: Symbol = Symbol("primary_key");
@@ -42,7 +44,10 @@ pub const UPDATED_AT: Symbol = Symbol("updated_at");
 pub const RENAME: Symbol = Symbol("rename");
 
 /// Keys accepted on an entity struct, in the order error messages list them.
-pub const CONTAINER_KEYS: &[Symbol] = &[TABLE, RENAME_ALL, HAS_MANY, HAS_ONE, MANY_TO_MANY];
+pub const CONTAINER_KEYS: &[Symbol] = &[TABLE, RENAME_ALL, HAS_MANY, HAS_ONE, MANY_TO_MANY, CACHE];
+
+/// Keys inside `cache(…)`.
+pub const CACHE_KEYS: &[Symbol] = &[TTL];
 
 /// Keys accepted inside `has_many(…)`, `has_one(…)` and `many_to_many(…)`.
 pub const RELATION_KEYS: &[Symbol] = &[BY, TO, THROUGH, ON_DELETE];
