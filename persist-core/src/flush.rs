@@ -338,19 +338,9 @@ impl<E: Entity> PlanOps for TablePlan<E> {
                 let sql = E::sql_cache().update(b, &cols, versioned, || {
                     sql::update_columns(b, meta, &cols, versioned)
                 });
-                let done = dispatch!(&mut *conn, |c, DB| {
-                    let mut args = <DB as sqlx::Database>::Arguments::default();
-                    for i in &cols {
-                        u.value.bind_column(*i, &mut args)?;
-                    }
-                    bind_key::<E, _>(&u.key, &mut args)?;
-                    if versioned {
-                        crate::value::Binder::i64(&mut args, u.expected.unwrap_or(0))
-                            .map_err(|e| Error::encode("version", e))?;
-                    }
-                    s.run(Some(meta), &sql, DB::execute(c, sql.clone(), args))
-                        .await?
-                });
+                let expected = u.expected.filter(|_| versioned);
+                let done =
+                    execute_keyed(s, conn, &sql, &cols, Some(&u.value), &u.key, expected).await?;
                 if done.rows_affected == 0 {
                     return Err(stale::<E>(&u.key));
                 }
@@ -376,16 +366,8 @@ impl<E: Entity> PlanOps for TablePlan<E> {
                 };
                 let sql: Arc<str> =
                     E::sql_cache().get(b, shape, || sql::delete_by_key(b, meta, versioned));
-                let done = dispatch!(&mut *conn, |c, DB| {
-                    let mut args = <DB as sqlx::Database>::Arguments::default();
-                    bind_key::<E, _>(&d.key, &mut args)?;
-                    if versioned {
-                        crate::value::Binder::i64(&mut args, d.expected.unwrap_or(0))
-                            .map_err(|e| Error::encode("version", e))?;
-                    }
-                    s.run(Some(meta), &sql, DB::execute(c, sql.clone(), args))
-                        .await?
-                });
+                let expected = d.expected.filter(|_| versioned);
+                let done = execute_keyed::<E>(s, conn, &sql, &[], None, &d.key, expected).await?;
                 if versioned && done.rows_affected == 0 {
                     return Err(stale::<E>(&d.key));
                 }
@@ -476,6 +458,34 @@ impl<E: Entity> PlanOps for TablePlan<E> {
             }
         }
     }
+}
+
+/// Runs a keyed `UPDATE` or `DELETE`: binds columns `cols` of `value`, then
+/// the key, then the version to check (if any).
+async fn execute_keyed<E: Entity>(
+    s: &Session,
+    conn: &mut AnyConn,
+    sql: &Arc<str>,
+    cols: &[usize],
+    value: Option<&E>,
+    key: &E::Key,
+    expected: Option<i64>,
+) -> Result<crate::backend::Done> {
+    dispatch!(conn, |c, DB| {
+        let mut args = <DB as sqlx::Database>::Arguments::default();
+        if let Some(v) = value {
+            for i in cols {
+                v.bind_column(*i, &mut args)?;
+            }
+        }
+        bind_key::<E, _>(key, &mut args)?;
+        if let Some(version) = expected {
+            crate::value::Binder::i64(&mut args, version)
+                .map_err(|e| Error::encode("version", e))?;
+        }
+        s.run(Some(E::META), sql, DB::execute(c, sql.clone(), args))
+            .await
+    })
 }
 
 /// Records that `written` is now in the database; an entry registered
