@@ -41,6 +41,34 @@ fn prefix(test: &str) -> String {
     )
 }
 
+/// Inserts one customer and commits.
+async fn seed(db: &Db, email: &str, name: &str) -> Result<Customer, Error> {
+    let s = db.session().await?;
+    let row = s.insert(customer(email, name)).await?;
+    s.commit().await?;
+    Ok(row)
+}
+
+/// The cache key of customer `id`.
+fn customer_key(id: i64) -> CacheKey {
+    CacheKey {
+        region: "customers".into(),
+        key: format!("{id:?}"),
+    }
+}
+
+/// Removes customer `id` from `cache`, as a commit that changed it would.
+async fn evict(cache: &dyn SharedCache, id: i64) {
+    let changes = ChangeSet {
+        keys: vec![customer_key(id)],
+        ..ChangeSet::default()
+    };
+    cache
+        .after_commit(&changes)
+        .await
+        .expect("the cache answers");
+}
+
 /// A fresh isolated database and a `Db` on it with `cache`, caching
 /// `Customer` rows. Runs `body`, then tears the database down.
 async fn with_cached_db<F, Fut>(
@@ -79,9 +107,7 @@ pub async fn insert_commit_then_cached(db: Db) -> TestResult {
         "insert_commit_then_cached",
         cache.clone(),
         |db, _| async move {
-            let s = db.session().await?;
-            let a = s.insert(customer("a@x", "A")).await?;
-            s.commit().await?;
+            let a = seed(&db, "a@x", "A").await?;
             assert_eq!(
                 cache.metrics().puts,
                 1,
@@ -133,9 +159,7 @@ pub async fn uncommitted_update_is_invisible(db: Db) -> TestResult {
         "uncommitted_update_invisible",
         cache.clone(),
         |db, _| async move {
-            let s = db.session().await?;
-            let a = s.insert(customer("a@x", "A")).await?;
-            s.commit().await?;
+            let a = seed(&db, "a@x", "A").await?;
 
             // A writer changes the row and flushes, but has not committed.
             let writer = db.session().await?;
@@ -270,21 +294,9 @@ pub async fn slow_loader_cannot_put_back_old_row(db: Db) -> TestResult {
         release: release.clone(),
     });
     with_cached_db(&db, "slow_loader_race", cache.clone(), |db, _| async move {
-        let s = db.session().await?;
-        let a = s.insert(customer("a@x", "old")).await?;
-        s.commit().await?;
+        let a = seed(&db, "a@x", "old").await?;
         // Start from a cold cache for the key.
-        let changes = ChangeSet {
-            keys: vec![CacheKey {
-                region: "customers".into(),
-                key: format!("{:?}", a.id),
-            }],
-            ..ChangeSet::default()
-        };
-        cache
-            .after_commit(&changes)
-            .await
-            .expect("in-process cache answers");
+        evict(cache.as_ref(), a.id).await;
 
         // Task A misses and loads the old row, then stops before its put.
         cache.armed.store(true, Ordering::SeqCst);
@@ -344,20 +356,8 @@ pub async fn concurrent_misses_load_once(db: Db) -> TestResult {
         "concurrent_misses_load_once",
         cache.clone(),
         |db, _| async move {
-            let s = db.session().await?;
-            let a = s.insert(customer("a@x", "A")).await?;
-            s.commit().await?;
-            let changes = ChangeSet {
-                keys: vec![CacheKey {
-                    region: "customers".into(),
-                    key: format!("{:?}", a.id),
-                }],
-                ..ChangeSet::default()
-            };
-            cache
-                .after_commit(&changes)
-                .await
-                .expect("in-process cache answers");
+            let a = seed(&db, "a@x", "A").await?;
+            evict(cache.as_ref(), a.id).await;
 
             let before = db.statement_count();
             let mut tasks = Vec::new();
@@ -396,9 +396,7 @@ pub async fn malformed_cached_value_is_a_miss(db: Db) -> TestResult {
         "malformed_value_miss",
         cache.clone(),
         |db, _| async move {
-            let s = db.session().await?;
-            let a = s.insert(customer("a@x", "A")).await?;
-            s.commit().await?;
+            let a = seed(&db, "a@x", "A").await?;
             let key = CacheKey {
                 region: "customers".into(),
                 key: format!("{:?}", a.id),
@@ -614,9 +612,7 @@ pub async fn redis_outage_falls_back_to_the_database(db: Db) -> TestResult {
         .map_err(|e| Error::Invalid(e.to_string()))?;
     let cache: Arc<dyn SharedCache> = Arc::new(cache);
     with_cached_db(&db, "redis_outage", cache, |db, _| async move {
-        let s = db.session().await?;
-        let a = s.insert(customer("a@x", "before")).await?;
-        s.commit().await?;
+        let a = seed(&db, "a@x", "before").await?;
         let s = db.session().await?;
         assert_eq!(
             s.find::<Customer>(&a.id).await?.map(|c| c.name),
