@@ -397,17 +397,8 @@ pub async fn malformed_cached_value_is_a_miss(db: Db) -> TestResult {
         cache.clone(),
         |db, _| async move {
             let a = seed(&db, "a@x", "A").await?;
-            let key = CacheKey {
-                region: "customers".into(),
-                key: format!("{:?}", a.id),
-            };
-            cache
-                .after_commit(&ChangeSet {
-                    keys: vec![key.clone()],
-                    ..ChangeSet::default()
-                })
-                .await
-                .expect("answers");
+            let key = customer_key(a.id);
+            evict(cache.as_ref(), a.id).await;
             let epoch = cache.epoch().await.expect("answers");
             assert!(
                 cache
