@@ -40,6 +40,19 @@ pub(crate) fn bind_insert_columns<E: Entity, B: Binder>(value: &E, b: &mut B) ->
     Ok(())
 }
 
+/// Reads a generated key returned by `RETURNING`, in the key column's own
+/// width (PostgreSQL answers an `integer` key as INT4, which sqlx will not
+/// read as `i64`).
+pub(crate) fn generated_key<R: RowReader>(meta: &crate::entity::EntityMeta, r: &R) -> Result<i64> {
+    let ty = meta.auto_increment.map(|i| meta.columns[i].sql_type);
+    let key = match ty {
+        Some(crate::value::SqlType::SmallInt) => r.i16(0).map(|v| v.map(i64::from)),
+        Some(crate::value::SqlType::Int) => r.i32(0).map(|v| v.map(i64::from)),
+        _ => r.i64(0),
+    };
+    Ok(key.map_err(|e| Error::decode("key", e))?.unwrap_or(0))
+}
+
 /// Reads a single integer (a count, or a returned key) from the first column.
 pub(crate) fn count_of<R: RowReader>(row: Option<&R>) -> Result<u64> {
     let row = row.ok_or(Error::NotFound)?;
@@ -123,7 +136,7 @@ pub(crate) async fn insert_rows<E: Entity>(
                 // VALUES order, so sorted ids match the rows in order.
                 let mut ids = Vec::with_capacity(rows.len());
                 for r in &rows {
-                    ids.push(r.i64(0).map_err(|e| Error::decode("key", e))?.unwrap_or(0));
+                    ids.push(generated_key(meta, r)?);
                 }
                 ids.sort_unstable();
                 for (v, id) in chunk.iter_mut().zip(ids) {

@@ -14,7 +14,6 @@ use crate::query::{Query, RawQuery};
 use crate::repo::Repo;
 use crate::sql::{self, Shape};
 use crate::uow::{Lookup, Merge};
-use crate::value::RowReader;
 
 /// Turns autoflush back on when dropped; see [`Session::no_autoflush`].
 #[derive(Debug)]
@@ -356,10 +355,7 @@ impl Session {
                         .run(Some(meta), &sql, DB::fetch_optional(c, sql.clone(), args))
                         .await?;
                     if let Some(row) = row {
-                        let id = row
-                            .i64(0)
-                            .map_err(|e| Error::decode("key", e))?
-                            .unwrap_or(0);
+                        let id = super::exec::generated_key(meta, &row)?;
                         value.set_generated_key(id)?;
                     }
                 } else {

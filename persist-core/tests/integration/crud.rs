@@ -439,3 +439,45 @@ pub async fn generated_finders(db: Db) -> TestResult {
     );
     Ok(())
 }
+
+pub async fn i32_auto_keys_come_back(db: Db) -> TestResult {
+    db.create_tables::<SmallKey>().await?;
+    let s = db.session().await?;
+    let one = s
+        .insert(SmallKey {
+            id: 0,
+            label: "a".into(),
+        })
+        .await?;
+    let many = s
+        .insert_many(vec![
+            SmallKey {
+                id: 0,
+                label: "b".into(),
+            },
+            SmallKey {
+                id: 0,
+                label: "c".into(),
+            },
+        ])
+        .await?;
+    assert!(one.id > 0);
+    assert_eq!(many[0].id, one.id + 1);
+    assert_eq!(many[1].id, one.id + 2);
+    let up = s
+        .upsert(SmallKey {
+            id: 0,
+            label: "c".into(),
+        })
+        .await?;
+    assert_eq!(up.id, many[1].id, "the upsert hit the existing row");
+    s.add(SmallKey {
+        id: 0,
+        label: "d".into(),
+    })?;
+    s.commit().await?;
+    let s = db.session().await?;
+    assert_eq!(s.count::<SmallKey>().await?, 4);
+    assert_eq!(s.find::<SmallKey>(&one.id).await?, Some(one));
+    Ok(())
+}

@@ -50,6 +50,7 @@ suite! {
         upsert_inserts_then_updates,
         composite_key_crud,
         generated_finders,
+        i32_auto_keys_come_back,
     ],
     query: [
         comparisons,

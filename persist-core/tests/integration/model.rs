@@ -173,3 +173,13 @@ pub struct AllTypes {
     pub opt_prefs: Option<Prefs>,
     pub kind: AccountKind,
 }
+
+/// An `i32` auto-increment key (PostgreSQL returns it as INT4).
+#[derive(Entity, Clone, Debug, PartialEq)]
+#[persist(table = "small_keys")]
+pub struct SmallKey {
+    #[persist(primary_key, auto_increment)]
+    pub id: i32,
+    #[persist(unique)]
+    pub label: String,
+}
