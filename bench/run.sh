@@ -1,14 +1,23 @@
 #!/usr/bin/env bash
-# Runs persist's benchmarks with short settings (a few minutes in all) and
-# prints a table of the mean time per iteration. Needs the machine's
+# Runs persist's benchmarks with short settings and prints a table of the
+# mean time per iteration: `cache` (L2 cache, a few minutes) and `anchors`
+# (persist against raw sqlx, Diesel, SeaORM and rusqlite, issue 6; about
+# 10 minutes), then writes BENCHMARKS.md and BENCHMARKS.csv at the repository
+# root from the anchors figures (bench/report.py). Needs the machine's
 # PostgreSQL (127.0.0.1:5432, database `test`) and Redis (127.0.0.1:6379).
 # Extra arguments go to criterion (a filter such as `postgres`, or
 # `--warm-up-time 3 --measurement-time 10` for steadier figures).
+# BENCHES="anchors" runs only one bench; the run is pinned to CPU 0
+# (`taskset -c 0`, where available) as the issue's anchor figures were.
 set -euo pipefail
 cd "$(dirname "$0")"
 stamp=$(mktemp)
 trap 'rm -f "$stamp"' EXIT
-cargo bench --bench cache -- --warm-up-time 1 --measurement-time 2 "$@"
+pin=()
+command -v taskset >/dev/null && pin=(taskset -c 0)
+for bench in ${BENCHES:-cache anchors}; do
+    "${pin[@]}" cargo bench --bench "$bench" -- --warm-up-time 1 --measurement-time 2 "$@"
+done
 
 # Summary of this run from criterion's estimates
 # (target/criterion/<group>/<bench>/new/estimates.json, newer than $stamp).
@@ -41,3 +50,8 @@ if pg:
             if hit:
                 print(f"PostgreSQL lookup / {b} {v} hit: {pg / hit:.1f}x {target}".rstrip())
 PY
+
+# BENCHMARKS.md / BENCHMARKS.csv from this run's anchors figures.
+if [[ " ${BENCHES:-cache anchors} " == *" anchors "* ]]; then
+    python3 report.py --since "$stamp"
+fi
