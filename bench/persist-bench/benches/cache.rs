@@ -96,11 +96,7 @@ async fn open(variant: Variant, url: &str) -> Subject {
         }
     }
     .expect("connect");
-    Subject {
-        db,
-        near,
-        prefix,
-    }
+    Subject { db, near, prefix }
 }
 
 /// One lookup as an application does it: a fresh session, find, commit.
