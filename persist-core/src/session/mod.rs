@@ -396,9 +396,7 @@ impl Session {
         sql: &str,
         fut: impl Future<Output = Result<T, sqlx::Error>>,
     ) -> Result<T> {
-        self.inner.statements.fetch_add(1, Ordering::Relaxed);
-        self.inner.db.count_statement();
-        self.count_tx_statement();
+        self.count_statement();
         let span = tracing::debug_span!(
             "persist.statement",
             sql = sql,
@@ -412,9 +410,16 @@ impl Session {
     /// Counts a statement whose rows are streamed (traced as an event: the
     /// stream outlives any span around its start).
     pub(crate) fn count_stream_statement(&self, sql: &str) {
+        self.count_statement();
+        tracing::debug!(sql = sql, "persist.statement (stream)");
+    }
+
+    /// Counts one statement for the session, its `Db` and its transaction
+    /// (the query cache asks whether a query is its transaction's first).
+    fn count_statement(&self) {
         self.inner.statements.fetch_add(1, Ordering::Relaxed);
         self.inner.db.count_statement();
-        tracing::debug!(sql = sql, "persist.statement (stream)");
+        self.count_tx_statement();
     }
 
     /// Runs a write now; a failure marks the session failed and rolls back.
