@@ -91,27 +91,18 @@ impl CacheLayer {
     }
 
     /// Waits (boundedly) until no other task of this process is loading
-    /// `key`; the guard marks this task as the loader. Also answers whether
-    /// it had to wait (then the other loader may have filled the cache).
-    pub async fn single_flight(
-        &self,
-        key: &CacheKey,
-    ) -> (Option<tokio::sync::OwnedMutexGuard<()>>, bool) {
+    /// `key`; the guard marks this task as the loader (`None` when the wait
+    /// timed out and this task loads anyway).
+    pub async fn single_flight(&self, key: &CacheKey) -> Option<tokio::sync::OwnedMutexGuard<()>> {
         let lock = {
             let mut map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
             // Forget locks nobody holds, so the map stays small.
             map.retain(|_, l| Arc::strong_count(l) > 1);
             map.entry(key.clone()).or_default().clone()
         };
-        if let Ok(guard) = lock.clone().try_lock_owned() {
-            return (Some(guard), false);
-        }
-        (
-            tokio::time::timeout(SINGLE_FLIGHT_WAIT, lock.lock_owned())
-                .await
-                .ok(),
-            true,
-        )
+        tokio::time::timeout(SINGLE_FLIGHT_WAIT, lock.lock_owned())
+            .await
+            .ok()
     }
 }
 

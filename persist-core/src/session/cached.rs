@@ -195,7 +195,7 @@ impl Session {
         }
         // One load per key at a time in this process; whoever got here
         // second finds the first one's row.
-        let (_flight, _waited) = layer.single_flight(&ck).await;
+        let _flight = layer.single_flight(&ck).await;
         if let Some(row) = self.cache_get::<E>(layer, &ck, key).await {
             return Ok(Some(self.merge_rows(vec![row], Merge::Track).pop()));
         }
