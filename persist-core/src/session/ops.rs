@@ -101,12 +101,8 @@ impl Session {
     /// state; a key registered for delete is not found.
     pub async fn find<E: Entity>(&self, key: &E::Key) -> Result<Option<E>> {
         self.check_open()?;
-        if self.uow().identity_map {
-            match self.uow().lookup::<E>(key) {
-                Lookup::Found(v) => return Ok(Some(v)),
-                Lookup::Deleted => return Ok(None),
-                Lookup::Missing => {}
-            }
+        if let Some(held) = self.held::<E>(key) {
+            return Ok(held);
         }
         if let Some(found) = self.find_cached::<E>(key).await? {
             return Ok(found);
@@ -117,6 +113,21 @@ impl Session {
     /// Reads the row with `key` from the database, unmerged.
     pub(crate) async fn load_by_key_raw<E: Entity>(&self, key: &E::Key) -> Result<Option<E>> {
         self.load_by_key::<E>(key, Merge::Raw).await
+    }
+
+    /// What the identity map answers for `key`: `Some(Some(row))` for a row
+    /// it holds, `Some(None)` for a key registered for delete, `None` when
+    /// the database must answer (key not held, or the map is off).
+    fn held<E: Entity>(&self, key: &E::Key) -> Option<Option<E>> {
+        let uow = self.uow();
+        if !uow.identity_map {
+            return None;
+        }
+        match uow.lookup::<E>(key) {
+            Lookup::Found(v) => Some(Some(v)),
+            Lookup::Deleted => Some(None),
+            Lookup::Missing => None,
+        }
     }
 
     async fn load_by_key<E: Entity>(&self, key: &E::Key, merge: Merge) -> Result<Option<E>> {
@@ -240,12 +251,8 @@ impl Session {
     /// identity map when it holds the key).
     pub async fn exists<E: Entity>(&self, key: &E::Key) -> Result<bool> {
         self.check_open()?;
-        if self.uow().identity_map {
-            match self.uow().lookup::<E>(key) {
-                Lookup::Found(_) => return Ok(true),
-                Lookup::Deleted => return Ok(false),
-                Lookup::Missing => {}
-            }
+        if let Some(held) = self.held::<E>(key) {
+            return Ok(held.is_some());
         }
         let mut guard = self.lock_for_read(E::META.table).await?;
         let b = self.backend();
