@@ -48,6 +48,8 @@ pub(crate) struct DbInner {
     pub(crate) identity_map: bool,
     pub(crate) identity_map_limit: Option<usize>,
     pub(crate) cache: Option<CacheLayer>,
+    /// SQLite: statements take the direct path.
+    pub(crate) sqlite_direct: bool,
 }
 
 /// A provider as the builder holds it.
@@ -73,6 +75,7 @@ pub struct DbBuilder {
     cache: Option<Provider>,
     cached_entities: Vec<(&'static str, Duration)>,
     query_cache_ttl: Duration,
+    sqlite_direct: bool,
 }
 
 impl Default for DbBuilder {
@@ -88,6 +91,7 @@ impl Default for DbBuilder {
             cache: None,
             cached_entities: Vec::new(),
             query_cache_ttl: Duration::from_secs(60),
+            sqlite_direct: true,
         }
     }
 }
@@ -129,6 +133,21 @@ impl DbBuilder {
     /// retryable error (default 3; see [`Error::is_retryable`]).
     pub fn max_retries(mut self, n: u32) -> Self {
         self.max_retries = n;
+        self
+    }
+
+    /// Whether SQLite statements take the direct path (default on): a
+    /// session runs them on the raw handle of its sqlx connection, on its own
+    /// thread, and decodes rows straight from SQLite, instead of through
+    /// sqlx's worker thread and row channel. Off, every statement runs
+    /// through sqlx. Results and errors are the same either way; the direct
+    /// path is several times faster on reads. No effect on other backends.
+    ///
+    /// A statement that would wait for another connection's lock, a string
+    /// of several statements, a streamed query and transaction control run
+    /// through sqlx in either mode.
+    pub fn sqlite_direct(mut self, on: bool) -> Self {
+        self.sqlite_direct = on;
         self
     }
 
@@ -200,6 +219,7 @@ impl DbBuilder {
                 .cache
                 .clone()
                 .map(|p| CacheLayer::new(p.0, self.cached_entities.clone(), self.query_cache_ttl)),
+            sqlite_direct: self.sqlite_direct,
         };
         #[cfg(feature = "mysql")]
         #[allow(irrefutable_let_patterns)]
@@ -224,7 +244,7 @@ impl DbBuilder {
             use std::str::FromStr;
             let mut opts = sqlx::sqlite::SqliteConnectOptions::from_str(url)?
                 .foreign_keys(true)
-                .busy_timeout(Duration::from_secs(10));
+                .busy_timeout(crate::backend::SQLITE_BUSY_TIMEOUT);
             let in_memory = url.contains(":memory:") || url.contains("mode=memory");
             if !in_memory && !url.contains("journal_mode") {
                 // WAL lets readers run beside the one writer, as sessions of
@@ -412,7 +432,10 @@ impl Db {
     pub(crate) async fn acquire(&self) -> Result<AnyConn> {
         Ok(match &self.inner.pool {
             #[cfg(feature = "sqlite")]
-            AnyPool::Sqlite(p) => AnyConn::Sqlite(p.acquire().await?),
+            AnyPool::Sqlite(p) => AnyConn::Sqlite(crate::backend::SqliteConn::new(
+                p.acquire().await?,
+                self.inner.sqlite_direct,
+            )),
             #[cfg(feature = "postgres")]
             AnyPool::Postgres(p) => AnyConn::Postgres(p.acquire().await?),
             #[cfg(feature = "mysql")]
@@ -426,11 +449,15 @@ impl Db {
             let sql: Arc<str> = Arc::from(sql);
             self.count_statement();
             let span = tracing::debug_span!("persist.statement", sql = %sql);
-            crate::backend::dispatch!(&mut conn, |c, DB| {
+            let done = crate::backend::dispatch!(&mut conn, |c, DB| {
                 <DB as crate::backend::Driver>::execute(c, sql, Default::default())
                     .instrument(span)
-                    .await?;
+                    .await
             });
+            done.map_err(|e| match e {
+                crate::backend::StmtError::Db(e) => Error::Database(e),
+                crate::backend::StmtError::Row(e) => e,
+            })?;
         }
         Ok(())
     }

@@ -472,7 +472,7 @@ async fn execute_keyed<E: Entity>(
     expected: Option<i64>,
 ) -> Result<crate::backend::Done> {
     dispatch!(conn, |c, DB| {
-        let mut args = <DB as sqlx::Database>::Arguments::default();
+        let mut args = <DB as crate::backend::Driver>::Args::default();
         if let Some(v) = value {
             for i in cols {
                 v.bind_column(*i, &mut args)?;

@@ -343,15 +343,15 @@ impl<'s, E: Entity> Query<'s, E> {
         let tx = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
         dispatch!(tx, |c, DB| {
             let args = DB::args_from_values(values);
-            let row = self
+            let n = self
                 .session
                 .run(
                     Some(E::META),
                     &sql,
-                    DB::fetch_optional(c, sql.clone(), args),
+                    DB::fetch_optional(c, sql.clone(), args, &crate::backend::FirstInt),
                 )
                 .await?;
-            count_of(row.as_ref())
+            count_of(n)
         })
     }
 

@@ -198,13 +198,7 @@ pub(crate) fn read_key<R: RowReader>(
     Ok(k.unwrap_or(KeyValue::Null))
 }
 
-/// Decodes one result row of a dynamic query.
-pub(crate) trait RowMap: Sync {
-    /// What one row becomes.
-    type Out: Send;
-    /// Decodes `row`.
-    fn map<R: RowReader>(&self, row: &R) -> Result<Self::Out>;
-}
+pub(crate) use crate::backend::RowMap;
 
 /// Runs a `SELECT` on the session (after its autoflush) and decodes every
 /// row with `m`; `meta` names the table in traces and errors.
@@ -220,9 +214,7 @@ pub(crate) async fn fetch_mapped<M: RowMap>(
     let tx = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
     dispatch!(tx, |c, DB| {
         let args = DB::args_from_values(values);
-        let rows = s
-            .run(Some(meta), &sql, DB::fetch_all(c, sql.clone(), args))
-            .await?;
-        rows.iter().map(|r| m.map(r)).collect()
+        s.run(Some(meta), &sql, DB::fetch_all(c, sql.clone(), args, m))
+            .await
     })
 }

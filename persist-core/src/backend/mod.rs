@@ -11,6 +11,7 @@ use std::sync::Arc;
 use futures_core::future::BoxFuture;
 use futures_core::stream::BoxStream;
 
+use crate::error::{Error, Result};
 use crate::value::{Binder, RowReader};
 
 #[cfg(feature = "mysql")]
@@ -22,6 +23,9 @@ mod postgres;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 mod sqlite;
+#[cfg(feature = "sqlite")]
+#[allow(unsafe_code)]
+mod sqlite_direct;
 
 /// The kind of database a [`Db`](crate::Db) talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -58,34 +62,124 @@ pub(crate) struct Done {
     pub last_insert_id: Option<u64>,
 }
 
+/// Decodes one result row (an entity, a tuple of a join, a key, a count).
+pub(crate) trait RowMap: Sync {
+    /// What one row becomes.
+    type Out: Send;
+    /// Decodes `row`.
+    fn map<R: RowReader>(&self, row: &R) -> Result<Self::Out>;
+}
+
+/// Why a statement failed: the database (or driver) refused it, or one of
+/// its rows did not decode.
+#[derive(Debug)]
+pub(crate) enum StmtError {
+    Db(sqlx::Error),
+    Row(Error),
+}
+
+impl From<sqlx::Error> for StmtError {
+    fn from(e: sqlx::Error) -> Self {
+        StmtError::Db(e)
+    }
+}
+
+impl From<Error> for StmtError {
+    fn from(e: Error) -> Self {
+        StmtError::Row(e)
+    }
+}
+
 /// What persist needs of one sqlx database type.
-pub(crate) trait Driver: sqlx::Database<Arguments: Binder, Row: RowReader> {
-    fn fetch_all<'c>(
-        conn: &'c mut Self::Connection,
-        sql: Arc<str>,
-        args: Self::Arguments,
-    ) -> BoxFuture<'c, Result<Vec<Self::Row>, sqlx::Error>>;
+///
+/// Statements run on [`Driver::Conn`], the connection as a session holds it
+/// (for SQLite a wrapper that can reach the database directly); sqlx itself
+/// (transactions, savepoints) is only reached through [`Driver::sqlx`].
+pub(crate) trait Driver: sqlx::Database<Row: RowReader> {
+    /// The connection a session holds.
+    type Conn: Send;
+    /// The bind arguments of one statement.
+    type Args: Binder + Default + Send;
 
-    fn fetch_optional<'c>(
-        conn: &'c mut Self::Connection,
-        sql: Arc<str>,
-        args: Self::Arguments,
-    ) -> BoxFuture<'c, Result<Option<Self::Row>, sqlx::Error>>;
+    /// The sqlx connection, for sqlx's own calls (transactions). SQLite's
+    /// direct path is released first: sqlx must never run while it is held.
+    fn sqlx(conn: &mut Self::Conn) -> &mut Self::Connection;
 
+    /// sqlx's transaction depth, read without releasing the direct path
+    /// (a lock/unlock per statement is slow, and a tight loop of them has
+    /// been seen to hang sqlx's SQLite worker).
+    fn transaction_depth(conn: &Self::Conn) -> usize;
+
+    /// Runs a query and decodes every row with `m`.
+    fn fetch_all<'c, M: RowMap>(
+        conn: &'c mut Self::Conn,
+        sql: Arc<str>,
+        args: Self::Args,
+        m: &'c M,
+    ) -> BoxFuture<'c, Result<Vec<M::Out>, StmtError>>;
+
+    /// Runs a query and decodes its first row, if any, with `m`.
+    fn fetch_optional<'c, M: RowMap>(
+        conn: &'c mut Self::Conn,
+        sql: Arc<str>,
+        args: Self::Args,
+        m: &'c M,
+    ) -> BoxFuture<'c, Result<Option<M::Out>, StmtError>>;
+
+    /// Streams the rows of a query (always through sqlx).
     fn fetch<'c>(
-        conn: &'c mut Self::Connection,
+        conn: &'c mut Self::Conn,
         sql: Arc<str>,
-        args: Self::Arguments,
+        args: Self::Args,
     ) -> BoxStream<'c, Result<Self::Row, sqlx::Error>>;
 
+    /// Runs a statement that returns no rows.
     fn execute<'c>(
-        conn: &'c mut Self::Connection,
+        conn: &'c mut Self::Conn,
         sql: Arc<str>,
-        args: Self::Arguments,
-    ) -> BoxFuture<'c, Result<Done, sqlx::Error>>;
+        args: Self::Args,
+    ) -> BoxFuture<'c, Result<Done, StmtError>>;
 
     /// Converts sea-query values (dynamic queries) into this backend's arguments.
-    fn args_from_values(values: sea_query::Values) -> Self::Arguments;
+    fn args_from_values(values: sea_query::Values) -> Self::Args;
+}
+
+/// Decodes a row into the entity `E` (its columns first).
+pub(crate) struct Decoded<E>(std::marker::PhantomData<fn() -> E>);
+
+impl<E> Decoded<E> {
+    pub(crate) const NEW: Decoded<E> = Decoded(std::marker::PhantomData);
+}
+
+impl<E: crate::entity::Entity> RowMap for Decoded<E> {
+    type Out = E;
+    #[inline]
+    fn map<R: RowReader>(&self, row: &R) -> Result<E> {
+        E::decode_row(row, 0)
+    }
+}
+
+/// Reads the first column as an integer (a count, a returned key).
+pub(crate) struct FirstInt;
+
+impl RowMap for FirstInt {
+    type Out = i64;
+    fn map<R: RowReader>(&self, row: &R) -> Result<i64> {
+        Ok(row
+            .i64(0)
+            .map_err(|e| Error::decode("count", e))?
+            .unwrap_or(0))
+    }
+}
+
+/// Reads nothing: whether a row came back is the answer.
+pub(crate) struct AnyRow;
+
+impl RowMap for AnyRow {
+    type Out = ();
+    fn map<R: RowReader>(&self, _row: &R) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Which sea-query builder renders SQL for a backend.
@@ -154,16 +248,19 @@ pub(crate) enum AnyPool {
 #[derive(Debug)]
 pub(crate) enum AnyConn {
     #[cfg(feature = "sqlite")]
-    Sqlite(sqlx::pool::PoolConnection<sqlx::Sqlite>),
+    Sqlite(sqlite::SqliteConn),
     #[cfg(feature = "postgres")]
     Postgres(sqlx::pool::PoolConnection<sqlx::Postgres>),
     #[cfg(feature = "mysql")]
     MySql(sqlx::pool::PoolConnection<sqlx::MySql>),
 }
 
+#[cfg(feature = "sqlite")]
+pub(crate) use sqlite::{BUSY_TIMEOUT as SQLITE_BUSY_TIMEOUT, SqliteConn};
+
 /// Runs `$body` with `$c` bound to the backend's connection (`&mut
-/// DB::Connection`) and `$DB` naming its sqlx database type. The only match
-/// over backends that operations need.
+/// <DB as Driver>::Conn`) and `$DB` naming its sqlx database type. The only
+/// match over backends that operations need.
 macro_rules! dispatch {
     ($e:expr, |$c:ident, $DB:ident| $body:expr) => {
         match $e {
@@ -171,7 +268,7 @@ macro_rules! dispatch {
             $crate::backend::AnyConn::Sqlite(pc) => {
                 #[allow(unused)]
                 type $DB = ::sqlx::Sqlite;
-                let $c: &mut ::sqlx::SqliteConnection = &mut *pc;
+                let $c: &mut $crate::backend::SqliteConn = pc;
                 $body
             }
             #[cfg(feature = "postgres")]
@@ -194,37 +291,60 @@ macro_rules! dispatch {
 
 pub(crate) use dispatch;
 
-/// Implements the statement methods of [`Driver`] for one sqlx database.
-macro_rules! driver_exec {
-    ($DB:ty) => {
-        fn fetch_all<'c>(
-            conn: &'c mut <$DB as ::sqlx::Database>::Connection,
-            sql: ::std::sync::Arc<str>,
-            args: <$DB as ::sqlx::Database>::Arguments,
-        ) -> ::futures_core::future::BoxFuture<
-            'c,
-            Result<Vec<<$DB as ::sqlx::Database>::Row>, ::sqlx::Error>,
-        > {
-            Box::pin(::sqlx::query_with::<$DB, _>(::sqlx::AssertSqlSafe(sql), args).fetch_all(conn))
+/// Implements [`Driver`]'s statements through sqlx for a database whose
+/// session connection is sqlx's own (`$exec` turns sqlx's result of
+/// `execute` into [`Done`]).
+macro_rules! driver_sqlx {
+    ($DB:ty, |$r:ident| $done:expr) => {
+        type Conn = <$DB as ::sqlx::Database>::Connection;
+        type Args = <$DB as ::sqlx::Database>::Arguments;
+
+        #[inline]
+        fn sqlx(conn: &mut Self::Conn) -> &mut Self::Connection {
+            conn
         }
 
-        fn fetch_optional<'c>(
-            conn: &'c mut <$DB as ::sqlx::Database>::Connection,
+        #[inline]
+        fn transaction_depth(conn: &Self::Conn) -> usize {
+            <<$DB as ::sqlx::Database>::TransactionManager as ::sqlx_core::transaction::TransactionManager>::get_transaction_depth(conn)
+        }
+
+        fn fetch_all<'c, M: $crate::backend::RowMap>(
+            conn: &'c mut Self::Conn,
             sql: ::std::sync::Arc<str>,
-            args: <$DB as ::sqlx::Database>::Arguments,
-        ) -> ::futures_core::future::BoxFuture<
-            'c,
-            Result<Option<<$DB as ::sqlx::Database>::Row>, ::sqlx::Error>,
-        > {
-            Box::pin(
-                ::sqlx::query_with::<$DB, _>(::sqlx::AssertSqlSafe(sql), args).fetch_optional(conn),
-            )
+            args: Self::Args,
+            m: &'c M,
+        ) -> ::futures_core::future::BoxFuture<'c, Result<Vec<M::Out>, $crate::backend::StmtError>> {
+            Box::pin(async move {
+                let rows = ::sqlx::query_with::<$DB, _>(::sqlx::AssertSqlSafe(sql), args)
+                    .fetch_all(conn)
+                    .await?;
+                let mut out = Vec::with_capacity(rows.len());
+                for r in &rows {
+                    out.push(m.map(r)?);
+                }
+                Ok(out)
+            })
+        }
+
+        fn fetch_optional<'c, M: $crate::backend::RowMap>(
+            conn: &'c mut Self::Conn,
+            sql: ::std::sync::Arc<str>,
+            args: Self::Args,
+            m: &'c M,
+        ) -> ::futures_core::future::BoxFuture<'c, Result<Option<M::Out>, $crate::backend::StmtError>> {
+            Box::pin(async move {
+                let row = ::sqlx::query_with::<$DB, _>(::sqlx::AssertSqlSafe(sql), args)
+                    .fetch_optional(conn)
+                    .await?;
+                Ok(row.map(|r| m.map(&r)).transpose()?)
+            })
         }
 
         fn fetch<'c>(
-            conn: &'c mut <$DB as ::sqlx::Database>::Connection,
+            conn: &'c mut Self::Conn,
             sql: ::std::sync::Arc<str>,
-            args: <$DB as ::sqlx::Database>::Arguments,
+            args: Self::Args,
         ) -> ::futures_core::stream::BoxStream<
             'c,
             Result<<$DB as ::sqlx::Database>::Row, ::sqlx::Error>,
@@ -232,13 +352,27 @@ macro_rules! driver_exec {
             ::sqlx::query_with::<$DB, _>(::sqlx::AssertSqlSafe(sql), args).fetch(conn)
         }
 
-        fn args_from_values(values: ::sea_query::Values) -> <$DB as ::sqlx::Database>::Arguments {
+        fn execute<'c>(
+            conn: &'c mut Self::Conn,
+            sql: ::std::sync::Arc<str>,
+            args: Self::Args,
+        ) -> ::futures_core::future::BoxFuture<'c, Result<$crate::backend::Done, $crate::backend::StmtError>> {
+            Box::pin(async move {
+                let $r = ::sqlx::query_with::<$DB, _>(::sqlx::AssertSqlSafe(sql), args)
+                    .execute(conn)
+                    .await?;
+                Ok($done)
+            })
+        }
+
+        fn args_from_values(values: ::sea_query::Values) -> Self::Args {
             ::sqlx::IntoArguments::<$DB>::into_arguments(::sea_query_sqlx::SqlxValues(values))
         }
     };
 }
 
-pub(crate) use driver_exec;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(crate) use driver_sqlx;
 
 /// Binder methods that add the value as sqlx encodes it natively.
 macro_rules! native_binds {

@@ -1,12 +1,11 @@
 //! MySQL and MariaDB: argument binding, row reading and statement execution.
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
-use futures_core::future::BoxFuture;
 use sqlx::mysql::{MySql, MySqlArguments, MySqlRow};
 use sqlx::{Arguments, Row};
 use uuid::Uuid;
 
-use super::{Done, Driver, driver_exec, native_binds, native_reads};
+use super::{Done, Driver, driver_sqlx, native_binds, native_reads};
 use crate::error::BoxDynError;
 use crate::value::{Binder, RowReader, SqlType};
 
@@ -46,21 +45,8 @@ impl RowReader for MySqlRow {
 }
 
 impl Driver for MySql {
-    driver_exec!(MySql);
-
-    fn execute<'c>(
-        conn: &'c mut sqlx::MySqlConnection,
-        sql: std::sync::Arc<str>,
-        args: MySqlArguments,
-    ) -> BoxFuture<'c, Result<Done, sqlx::Error>> {
-        Box::pin(async move {
-            let r = sqlx::query_with::<MySql, _>(sqlx::AssertSqlSafe(sql), args)
-                .execute(conn)
-                .await?;
-            Ok(Done {
-                rows_affected: r.rows_affected(),
-                last_insert_id: Some(r.last_insert_id()),
-            })
-        })
-    }
+    driver_sqlx!(MySql, |r| Done {
+        rows_affected: r.rows_affected(),
+        last_insert_id: Some(r.last_insert_id()),
+    });
 }

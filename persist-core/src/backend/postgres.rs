@@ -1,13 +1,12 @@
 //! PostgreSQL: argument binding, row reading and statement execution.
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
-use futures_core::future::BoxFuture;
 use sqlx::postgres::{PgArguments, PgRow, Postgres};
 use sqlx::types::Json;
 use sqlx::{Arguments, Row};
 use uuid::Uuid;
 
-use super::{Done, Driver, driver_exec, native_binds, native_reads};
+use super::{Done, Driver, driver_sqlx, native_binds, native_reads};
 use crate::error::BoxDynError;
 use crate::value::{Binder, RowReader, SqlType};
 
@@ -61,21 +60,8 @@ impl RowReader for PgRow {
 }
 
 impl Driver for Postgres {
-    driver_exec!(Postgres);
-
-    fn execute<'c>(
-        conn: &'c mut sqlx::PgConnection,
-        sql: std::sync::Arc<str>,
-        args: PgArguments,
-    ) -> BoxFuture<'c, Result<Done, sqlx::Error>> {
-        Box::pin(async move {
-            let r = sqlx::query_with::<Postgres, _>(sqlx::AssertSqlSafe(sql), args)
-                .execute(conn)
-                .await?;
-            Ok(Done {
-                rows_affected: r.rows_affected(),
-                last_insert_id: None,
-            })
-        })
-    }
+    driver_sqlx!(Postgres, |r| Done {
+        rows_affected: r.rows_affected(),
+        last_insert_id: None,
+    });
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::{Guard, Session};
-use crate::backend::{AnyConn, Backend, Driver, dispatch};
+use crate::backend::{AnyConn, Backend, Decoded, Driver, RowMap, dispatch};
 use crate::entity::{Entity, Key};
 use crate::error::{Error, Result};
 use crate::sql::{self, MAX_INSERT_ROWS};
@@ -53,14 +53,19 @@ pub(crate) fn generated_key<R: RowReader>(meta: &crate::entity::EntityMeta, r: &
     Ok(key.map_err(|e| Error::decode("key", e))?.unwrap_or(0))
 }
 
-/// Reads a single integer (a count, or a returned key) from the first column.
-pub(crate) fn count_of<R: RowReader>(row: Option<&R>) -> Result<u64> {
-    let row = row.ok_or(Error::NotFound)?;
-    let n = row
-        .i64(0)
-        .map_err(|e| Error::decode("count", e))?
-        .unwrap_or(0);
-    Ok(n.max(0) as u64)
+/// Reads the generated key a `RETURNING` row carries.
+pub(crate) struct GeneratedKey(pub(crate) &'static crate::entity::EntityMeta);
+
+impl RowMap for GeneratedKey {
+    type Out = i64;
+    fn map<R: RowReader>(&self, row: &R) -> Result<i64> {
+        generated_key(self.0, row)
+    }
+}
+
+/// A count read by [`FirstInt`](crate::backend::FirstInt): absent is an error.
+pub(crate) fn count_of(n: Option<i64>) -> Result<u64> {
+    Ok(n.ok_or(Error::NotFound)?.max(0) as u64)
 }
 
 /// Runs a query returning `E` rows with dynamic arguments; the rows pass
@@ -85,12 +90,12 @@ pub(crate) async fn fetch_entities_merged<E: Entity>(
     let tx = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
     let rows: Vec<E> = dispatch!(tx, |c, DB| {
         let args = DB::args_from_values(sea_query::Values(values));
-        let rows = s
-            .run(Some(E::META), &sql, DB::fetch_all(c, sql.clone(), args))
-            .await?;
-        rows.iter()
-            .map(|r| E::decode_row(r, 0))
-            .collect::<Result<Vec<E>>>()?
+        s.run(
+            Some(E::META),
+            &sql,
+            DB::fetch_all(c, sql.clone(), args, &Decoded::<E>::NEW),
+        )
+        .await?
     });
     Ok(s.merge_rows(rows, merge))
 }
@@ -124,20 +129,20 @@ pub(crate) async fn insert_rows<E: Entity>(
         let size = chunk.len();
         let sql = E::sql_cache().insert(b, size, || sql::insert(b, meta, size));
         dispatch!(&mut *conn, |c, DB| {
-            let mut args = <DB as sqlx::Database>::Arguments::default();
+            let mut args = <DB as crate::backend::Driver>::Args::default();
             for v in chunk.iter() {
                 bind_insert_columns(v, &mut args)?;
             }
             if auto && b.has_returning() {
-                let rows = s
-                    .run(Some(meta), &sql, DB::fetch_all(c, sql.clone(), args))
+                let mut ids = s
+                    .run(
+                        Some(meta),
+                        &sql,
+                        DB::fetch_all(c, sql.clone(), args, &GeneratedKey(meta)),
+                    )
                     .await?;
                 // RETURNING order is not guaranteed; ids are handed out in
                 // VALUES order, so sorted ids match the rows in order.
-                let mut ids = Vec::with_capacity(rows.len());
-                for r in &rows {
-                    ids.push(generated_key(meta, r)?);
-                }
                 ids.sort_unstable();
                 for (v, id) in chunk.iter_mut().zip(ids) {
                     v.set_generated_key(id)?;

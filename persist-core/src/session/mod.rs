@@ -16,7 +16,7 @@ use sqlx_core::transaction::TransactionManager;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 use tracing::Instrument;
 
-use crate::backend::{AnyConn, Backend, dispatch};
+use crate::backend::{AnyConn, Backend, Driver, StmtError, dispatch};
 use crate::db::Db;
 use crate::entity::{Entity, EntityMeta};
 use crate::error::{Error, Result};
@@ -97,6 +97,7 @@ impl Drop for State {
 fn release(conn: Option<AnyConn>) {
     if let Some(mut conn) = conn {
         dispatch!(&mut conn, |c, DB| {
+            let c = DB::sqlx(c);
             if <DB as sqlx::Database>::TransactionManager::get_transaction_depth(c) > 0 {
                 <DB as sqlx::Database>::TransactionManager::start_rollback(c);
             }
@@ -216,7 +217,8 @@ impl Session {
         let options = &self.inner.options;
         let backend = self.backend();
         dispatch!(conn, |c, DB| {
-            if <DB as sqlx::Database>::TransactionManager::get_transaction_depth(c) == 0 {
+            if DB::transaction_depth(c) == 0 {
+                let c = DB::sqlx(c);
                 // The cache epoch is taken before the snapshot can exist.
                 self.cache_begin().await;
                 if let Some(set) = options.mysql_isolation_statement(backend) {
@@ -311,6 +313,7 @@ impl Session {
             return Ok(());
         };
         let outcome: Result<()> = dispatch!(conn, |c, DB| {
+            let c = DB::sqlx(c);
             let mut r = Ok(());
             while <DB as sqlx::Database>::TransactionManager::get_transaction_depth(c) > 0 {
                 if let Err(e) = <DB as sqlx::Database>::TransactionManager::rollback(c).await {
@@ -345,6 +348,7 @@ impl Session {
         let conn = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
         let backend = self.backend();
         let outcome: Result<()> = dispatch!(conn, |c, DB| {
+            let c = DB::sqlx(c);
             let mut r = Ok(());
             while <DB as sqlx::Database>::TransactionManager::get_transaction_depth(c) > 0 {
                 if let Err(e) = <DB as sqlx::Database>::TransactionManager::commit(c).await {
@@ -394,7 +398,7 @@ impl Session {
         &self,
         meta: Option<&'static EntityMeta>,
         sql: &str,
-        fut: impl Future<Output = Result<T, sqlx::Error>>,
+        fut: impl Future<Output = Result<T, StmtError>>,
     ) -> Result<T> {
         self.count_statement();
         let span = tracing::debug_span!(
@@ -402,9 +406,10 @@ impl Session {
             sql = sql,
             table = meta.map(|m| m.table)
         );
-        fut.instrument(span)
-            .await
-            .map_err(|e| crate::errmap::map(self.backend(), meta, e))
+        fut.instrument(span).await.map_err(|e| match e {
+            StmtError::Db(e) => crate::errmap::map(self.backend(), meta, e),
+            StmtError::Row(e) => e,
+        })
     }
 
     /// Counts a statement whose rows are streamed (traced as an event: the

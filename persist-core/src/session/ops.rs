@@ -5,9 +5,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use super::exec::GeneratedKey;
 use super::exec::{bind_insert_columns, prepare_insert};
 use super::{Session, bind_key, count_of, fetch_entities, insert_rows};
-use crate::backend::{Done, Driver, dispatch};
+use crate::backend::{AnyRow, Decoded, Done, Driver, FirstInt, dispatch};
 use crate::entity::{Entity, Key};
 use crate::error::{Error, Result};
 use crate::query::{Query, RawQuery};
@@ -136,16 +137,14 @@ impl Session {
         let sql = E::sql_cache().get(b, Shape::FindByKey, || sql::find_by_key(b, E::META));
         let tx = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
         let row: Option<E> = dispatch!(tx, |c, DB| {
-            let mut args = <DB as sqlx::Database>::Arguments::default();
+            let mut args = <DB as crate::backend::Driver>::Args::default();
             bind_key::<E, _>(key, &mut args)?;
-            let row = self
-                .run(
-                    Some(E::META),
-                    &sql,
-                    DB::fetch_optional(c, sql.clone(), args),
-                )
-                .await?;
-            row.map(|r| E::decode_row(&r, 0)).transpose()?
+            self.run(
+                Some(E::META),
+                &sql,
+                DB::fetch_optional(c, sql.clone(), args, &Decoded::<E>::NEW),
+            )
+            .await?
         });
         Ok(row.and_then(|r| self.merge_rows(vec![r], merge).pop()))
     }
@@ -236,14 +235,14 @@ impl Session {
         let sql = E::sql_cache().get(b, Shape::Count, || sql::count(b, E::META));
         let tx = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
         dispatch!(tx, |c, DB| {
-            let row = self
+            let n = self
                 .run(
                     Some(E::META),
                     &sql,
-                    DB::fetch_optional(c, sql.clone(), Default::default()),
+                    DB::fetch_optional(c, sql.clone(), Default::default(), &FirstInt),
                 )
                 .await?;
-            count_of(row.as_ref())
+            count_of(n)
         })
     }
 
@@ -259,13 +258,13 @@ impl Session {
         let sql = E::sql_cache().get(b, Shape::ExistsByKey, || sql::exists_by_key(b, E::META));
         let tx = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
         dispatch!(tx, |c, DB| {
-            let mut args = <DB as sqlx::Database>::Arguments::default();
+            let mut args = <DB as crate::backend::Driver>::Args::default();
             bind_key::<E, _>(key, &mut args)?;
             let row = self
                 .run(
                     Some(E::META),
                     &sql,
-                    DB::fetch_optional(c, sql.clone(), args),
+                    DB::fetch_optional(c, sql.clone(), args, &AnyRow),
                 )
                 .await?;
             Ok(row.is_some())
@@ -355,14 +354,17 @@ impl Session {
         let tx = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
         let out: Result<()> = async {
             dispatch!(tx, |c, DB| {
-                let mut args = <DB as sqlx::Database>::Arguments::default();
+                let mut args = <DB as crate::backend::Driver>::Args::default();
                 bind_insert_columns(&value, &mut args)?;
                 if meta.auto_increment.is_some() && b.has_returning() {
-                    let row = self
-                        .run(Some(meta), &sql, DB::fetch_optional(c, sql.clone(), args))
+                    let id = self
+                        .run(
+                            Some(meta),
+                            &sql,
+                            DB::fetch_optional(c, sql.clone(), args, &GeneratedKey(meta)),
+                        )
                         .await?;
-                    if let Some(row) = row {
-                        let id = super::exec::generated_key(meta, &row)?;
+                    if let Some(id) = id {
                         value.set_generated_key(id)?;
                     }
                 } else {

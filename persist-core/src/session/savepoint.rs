@@ -37,6 +37,7 @@ impl Session {
         let snapshot = self.uow().clone();
         let conn = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
         let depth = dispatch!(conn, |c, DB| {
+            let c = <DB as crate::backend::Driver>::sqlx(c);
             <DB as sqlx::Database>::TransactionManager::begin(c, None).await?;
             <DB as sqlx::Database>::TransactionManager::get_transaction_depth(c)
         });
@@ -80,6 +81,7 @@ impl Savepoint {
         let conn = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
         let target = self.depth;
         dispatch!(conn, |c, DB| {
+            let c = <DB as crate::backend::Driver>::sqlx(c);
             if <DB as sqlx::Database>::TransactionManager::get_transaction_depth(c) < target {
                 return Err(Error::Invalid("the savepoint has already ended".into()));
             }
@@ -106,6 +108,7 @@ impl Savepoint {
         let conn = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
         let target = self.depth;
         dispatch!(conn, |c, DB| {
+            let c = <DB as crate::backend::Driver>::sqlx(c);
             while <DB as sqlx::Database>::TransactionManager::get_transaction_depth(c) >= target {
                 <DB as sqlx::Database>::TransactionManager::commit(c).await?;
             }

@@ -185,8 +185,9 @@ async fn teardown(c: Cleanup) {
 }
 
 /// Runs `test` against a fresh isolated database of `backend`, on its own
-/// runtime (no pool crosses runtimes), with a timeout.
-pub fn run(backend: Backend, test_name: &str, test: TestFn) {
+/// runtime (no pool crosses runtimes), with a timeout. `sqlite_direct`
+/// picks SQLite's path (direct, or sqlx's fallback); other backends ignore it.
+pub fn run(backend: Backend, sqlite_direct: bool, test_name: &str, test: TestFn) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -196,8 +197,13 @@ pub fn run(backend: Backend, test_name: &str, test: TestFn) {
         let Some(iso) = isolate(backend, test_name).await else {
             return;
         };
+        let path = if sqlite_direct { "direct" } else { "sqlx" };
         let outcome = tokio::time::timeout(TIMEOUT, async {
-            let db = Db::builder().max_connections(5).connect(&iso.url).await?;
+            let db = Db::builder()
+                .max_connections(5)
+                .sqlite_direct(sqlite_direct)
+                .connect(&iso.url)
+                .await?;
             let r = test(db.clone()).await;
             db.close().await;
             r
@@ -205,8 +211,8 @@ pub fn run(backend: Backend, test_name: &str, test: TestFn) {
         .await;
         teardown(iso.cleanup).await;
         match outcome {
-            Err(_) => panic!("{test_name} on {backend:?} timed out after {TIMEOUT:?}"),
-            Ok(Err(e)) => panic!("{test_name} on {backend:?} failed: {e:?}"),
+            Err(_) => panic!("{test_name} on {backend:?} ({path}) timed out after {TIMEOUT:?}"),
+            Ok(Err(e)) => panic!("{test_name} on {backend:?} ({path}) failed: {e:?}"),
             Ok(Ok(())) => {}
         }
     });
@@ -222,15 +228,17 @@ pub async fn isolated_url(
 }
 
 /// Declares the suite: every listed test, once per backend, named
-/// `<backend>::<module>::<test>`.
+/// `<backend>::<module>::<test>`. SQLite runs twice: `sqlite` on the direct
+/// path (the default), `sqlite_sqlx` through sqlx's driver.
 #[macro_export]
 macro_rules! suite {
     ($($module:ident: [$($test:ident),* $(,)?]),* $(,)?) => {
-        $crate::suite!(@backend sqlite Sqlite; $($module: [$($test),*]),*);
-        $crate::suite!(@backend postgres Postgres; $($module: [$($test),*]),*);
-        $crate::suite!(@backend mysql MySql; $($module: [$($test),*]),*);
+        $crate::suite!(@backend sqlite Sqlite true; $($module: [$($test),*]),*);
+        $crate::suite!(@backend sqlite_sqlx Sqlite false; $($module: [$($test),*]),*);
+        $crate::suite!(@backend postgres Postgres true; $($module: [$($test),*]),*);
+        $crate::suite!(@backend mysql MySql true; $($module: [$($test),*]),*);
     };
-    (@backend $b:ident $B:ident; $($module:ident: [$($test:ident),*]),*) => {
+    (@backend $b:ident $B:ident $direct:literal; $($module:ident: [$($test:ident),*]),*) => {
         mod $b {
             $(
                 mod $module {
@@ -239,6 +247,7 @@ macro_rules! suite {
                         fn $test() {
                             $crate::common::run(
                                 ::persist_core::Backend::$B,
+                                $direct,
                                 concat!(stringify!($module), "::", stringify!($test)),
                                 |db| Box::pin($crate::$module::$test(db)),
                             );

@@ -18,6 +18,7 @@ mod relations;
 mod schema;
 mod sessions;
 mod smoke;
+mod sqlite_direct;
 mod types;
 mod uow;
 mod versioning;

@@ -23,7 +23,7 @@ fn nanos_time() -> NaiveTime {
     NaiveTime::from_hms_nano_opt(13, 14, 15, 555_666_777).expect("valid")
 }
 
-fn sample() -> AllTypes {
+pub(crate) fn sample() -> AllTypes {
     AllTypes {
         id: 0,
         a_i8: i8::MIN,

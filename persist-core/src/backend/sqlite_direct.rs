@@ -1,0 +1,585 @@
+//! SQLite's direct path: statements run on the raw `sqlite3*` handle of
+//! sqlx's own connection, on the caller's thread, with rows decoded straight
+//! from the statement into the entity.
+//!
+//! sqlx's SQLite driver runs every statement on a worker thread and sends
+//! each row through a channel (a few microseconds a statement, a hop per
+//! row). [`SqliteConnection::lock_handle`] stops the worker and hands out
+//! the handle; while the lock is held nothing of sqlx touches the database.
+//! The lock is taken once, by the first statement of a transaction, and
+//! released (its statements finalized) before anything of sqlx runs again:
+//! [`Direct`] is owned by [`SqliteConn`](super::SqliteConn), whose only way
+//! to the sqlx connection drops it first.
+//!
+//! The only `unsafe` of persist is in this module.
+//!
+//! While locked, the busy timeout is zero: a statement that would wait for
+//! another connection's lock returns at once and runs through sqlx instead,
+//! which waits on its worker thread rather than on the caller's.
+
+use std::collections::HashMap;
+use std::ffi::{CStr, c_int, c_void};
+use std::ptr::{self, NonNull};
+
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone, Utc};
+use libsqlite3_sys as ffi;
+use sqlx::SqliteConnection;
+use sqlx::error::{DatabaseError, ErrorKind};
+use sqlx::sqlite::LockedSqliteHandle;
+use uuid::Uuid;
+
+use super::sqlite::Arg;
+use super::{RowMap, StmtError};
+use crate::error::BoxDynError;
+use crate::value::RowReader;
+
+/// How many prepared statements one lock keeps (a transaction rarely
+/// needs more; dynamic queries with varying SQL are dropped past it).
+const MAX_STATEMENTS: usize = 64;
+
+/// The direct path of one SQLite connection, locked.
+pub(crate) struct Direct {
+    /// Prepared statements by SQL text; finalized on drop, before `_lock`.
+    stmts: HashMap<Box<str>, Stmt>,
+    db: NonNull<ffi::sqlite3>,
+    /// The busy timeout to restore (milliseconds).
+    busy_ms: c_int,
+    /// sqlx's lock on the connection. Its lifetime is widened to `'static`:
+    /// see [`Direct::lock`].
+    _lock: LockedSqliteHandle<'static>,
+}
+
+// SAFETY: the handle and statements are only used through `&mut Direct`,
+// one thread at a time; SQLite connections opened by sqlx are usable from
+// any thread (never at once, which the lock guarantees).
+unsafe impl Send for Direct {}
+
+/// One prepared statement.
+struct Stmt(NonNull<ffi::sqlite3_stmt>);
+
+/// What a statement run on the direct path gave.
+pub(crate) enum Ran<T> {
+    /// It ran.
+    Done(T),
+    /// It cannot run here (several statements in one string, or a lock held
+    /// by another connection); nothing of it happened: run it through sqlx.
+    Fallback,
+}
+
+impl Direct {
+    /// Takes the lock of `conn` (the worker thread parks until it is
+    /// dropped). `busy` is the connection's busy timeout, restored on drop.
+    pub(crate) async fn lock(
+        conn: &mut SqliteConnection,
+        busy: std::time::Duration,
+    ) -> Result<Direct, sqlx::Error> {
+        let mut handle = conn.lock_handle().await?;
+        let db = handle.as_raw_handle();
+        // SAFETY: the guard inside `LockedSqliteHandle` refers to the mutex in
+        // sqlx's worker state, which sits behind an `Arc` owned by the
+        // connection: it does not move when the connection does and lives as
+        // long as the connection. `SqliteConn` declares `direct` before the
+        // connection (dropped first) and hands the connection out only after
+        // dropping `direct`, so the guard never outlives its mutex and no
+        // sqlx call reaches the connection while it is held.
+        let handle: LockedSqliteHandle<'static> = unsafe { std::mem::transmute(handle) };
+        // SAFETY: `db` is the open handle, locked for this thread.
+        unsafe { ffi::sqlite3_busy_timeout(db.as_ptr(), 0) };
+        Ok(Direct {
+            stmts: HashMap::new(),
+            db,
+            busy_ms: c_int::try_from(busy.as_millis()).unwrap_or(c_int::MAX),
+            _lock: handle,
+        })
+    }
+
+    /// The prepared statement of `sql` (prepared on first use), or `None`
+    /// when `sql` is not exactly one statement.
+    fn prepare(&mut self, sql: &str) -> Result<Option<NonNull<ffi::sqlite3_stmt>>, StmtError> {
+        if let Some(s) = self.stmts.get(sql) {
+            return Ok(Some(s.0));
+        }
+        let len =
+            c_int::try_from(sql.len()).map_err(|_| sqlx::Error::Protocol("SQL too long".into()))?;
+        let mut stmt = ptr::null_mut();
+        let mut tail = ptr::null();
+        // SAFETY: `sql` is valid for `len` bytes; out-pointers are valid.
+        let rc = unsafe {
+            ffi::sqlite3_prepare_v3(
+                self.db.as_ptr(),
+                sql.as_ptr().cast(),
+                len,
+                ffi::SQLITE_PREPARE_PERSISTENT,
+                &mut stmt,
+                &mut tail,
+            )
+        };
+        if rc != ffi::SQLITE_OK {
+            return Err(self.error());
+        }
+        let Some(stmt) = NonNull::new(stmt) else {
+            return Ok(None); // only whitespace or comments
+        };
+        // SAFETY: `tail` points into `sql` (or one past its end).
+        let used = unsafe { tail.cast::<u8>().offset_from(sql.as_ptr()) } as usize;
+        if !sql[used.min(sql.len())..].trim().is_empty() {
+            // SAFETY: `stmt` was just prepared and is not stored.
+            unsafe { ffi::sqlite3_finalize(stmt.as_ptr()) };
+            return Ok(None);
+        }
+        if self.stmts.len() >= MAX_STATEMENTS {
+            self.stmts.clear();
+        }
+        self.stmts.insert(sql.into(), Stmt(stmt));
+        Ok(Some(stmt))
+    }
+
+    /// Runs `sql` with `args`, decoding at most `max` rows with `m`.
+    pub(crate) fn query<M: RowMap>(
+        &mut self,
+        sql: &str,
+        args: &[Arg],
+        m: &M,
+        max: usize,
+    ) -> Result<Ran<Vec<M::Out>>, StmtError> {
+        let Some(stmt) = self.prepare(sql)? else {
+            return Ok(Ran::Fallback);
+        };
+        let mut run = Running::bind(self.db, stmt, args)?;
+        let mut out = Vec::new();
+        while out.len() < max {
+            match run.step() {
+                ffi::SQLITE_ROW => out.push(m.map(&run.row())?),
+                ffi::SQLITE_DONE => break,
+                rc if out.is_empty() && busy(rc) => return Ok(Ran::Fallback),
+                _ => return Err(self.error()),
+            }
+        }
+        Ok(Ran::Done(out))
+    }
+
+    /// Runs `sql` with `args` to its end; answers the rows it changed.
+    pub(crate) fn execute(&mut self, sql: &str, args: &[Arg]) -> Result<Ran<u64>, StmtError> {
+        let Some(stmt) = self.prepare(sql)? else {
+            return Ok(Ran::Fallback);
+        };
+        let mut run = Running::bind(self.db, stmt, args)?;
+        let mut first = true;
+        loop {
+            match run.step() {
+                ffi::SQLITE_ROW => first = false,
+                ffi::SQLITE_DONE => break,
+                rc if first && busy(rc) => return Ok(Ran::Fallback),
+                _ => return Err(self.error()),
+            }
+        }
+        // SAFETY: `stmt` is a live statement of `db`.
+        let changes = if unsafe { ffi::sqlite3_stmt_readonly(stmt.as_ptr()) } != 0 {
+            0
+        } else {
+            // SAFETY: `db` is the open, locked handle.
+            unsafe { ffi::sqlite3_changes64(self.db.as_ptr()) }
+        };
+        Ok(Ran::Done(changes.max(0) as u64))
+    }
+
+    /// The connection's last error, as sqlx reports a database error.
+    fn error(&self) -> StmtError {
+        // SAFETY: `db` is the open, locked handle; `sqlite3_errmsg` returns a
+        // NUL-terminated string valid until the next call on it.
+        let (code, message) = unsafe {
+            let code = ffi::sqlite3_extended_errcode(self.db.as_ptr());
+            let msg = CStr::from_ptr(ffi::sqlite3_errmsg(self.db.as_ptr()));
+            (code, msg.to_string_lossy().into_owned())
+        };
+        StmtError::Db(sqlx::Error::Database(Box::new(DirectError {
+            code,
+            message,
+        })))
+    }
+}
+
+impl Drop for Direct {
+    fn drop(&mut self) {
+        for (_, s) in self.stmts.drain() {
+            // SAFETY: each statement belongs to `db`, is reset (see
+            // `Running`) and is finalized once, while the lock is held.
+            unsafe { ffi::sqlite3_finalize(s.0.as_ptr()) };
+        }
+        // SAFETY: as above; `_lock` (the lock) drops after this body.
+        unsafe { ffi::sqlite3_busy_timeout(self.db.as_ptr(), self.busy_ms) };
+    }
+}
+
+fn busy(rc: c_int) -> bool {
+    matches!(rc & 0xff, ffi::SQLITE_BUSY | ffi::SQLITE_LOCKED)
+}
+
+/// A statement with its arguments bound, reset and unbound when dropped (so
+/// no statement keeps a read transaction open or points at freed text).
+struct Running<'a> {
+    stmt: NonNull<ffi::sqlite3_stmt>,
+    _args: std::marker::PhantomData<&'a [Arg]>,
+}
+
+impl<'a> Running<'a> {
+    fn bind(
+        db: NonNull<ffi::sqlite3>,
+        stmt: NonNull<ffi::sqlite3_stmt>,
+        args: &'a [Arg],
+    ) -> Result<Running<'a>, StmtError> {
+        let run = Running {
+            stmt,
+            _args: std::marker::PhantomData,
+        };
+        let s = stmt.as_ptr();
+        // SAFETY: `s` is a reset statement of `db`; text and blobs are bound
+        // as SQLITE_STATIC: `args` outlives `run`, which unbinds on drop.
+        unsafe {
+            let count = ffi::sqlite3_bind_parameter_count(s);
+            for (i, a) in args.iter().enumerate().take(count.max(0) as usize) {
+                let n = i as c_int + 1;
+                let rc = match a {
+                    Arg::Null => ffi::sqlite3_bind_null(s, n),
+                    Arg::Int(v) => ffi::sqlite3_bind_int64(s, n, *v),
+                    Arg::Double(v) => ffi::sqlite3_bind_double(s, n, *v),
+                    Arg::Text(v) => ffi::sqlite3_bind_text64(
+                        s,
+                        n,
+                        v.as_ptr().cast(),
+                        v.len() as u64,
+                        ffi::SQLITE_STATIC(),
+                        ffi::SQLITE_UTF8 as u8,
+                    ),
+                    Arg::Blob(v) => ffi::sqlite3_bind_blob64(
+                        s,
+                        n,
+                        v.as_ptr().cast::<c_void>(),
+                        v.len() as u64,
+                        ffi::SQLITE_STATIC(),
+                    ),
+                };
+                if rc != ffi::SQLITE_OK {
+                    let code = ffi::sqlite3_extended_errcode(db.as_ptr());
+                    let msg = CStr::from_ptr(ffi::sqlite3_errmsg(db.as_ptr()));
+                    return Err(StmtError::Db(sqlx::Error::Database(Box::new(
+                        DirectError {
+                            code,
+                            message: msg.to_string_lossy().into_owned(),
+                        },
+                    ))));
+                }
+            }
+        }
+        Ok(run)
+    }
+
+    fn step(&mut self) -> c_int {
+        // SAFETY: a bound statement of the locked connection.
+        unsafe { ffi::sqlite3_step(self.stmt.as_ptr()) }
+    }
+
+    fn row(&self) -> RawRow<'_> {
+        RawRow {
+            stmt: self.stmt,
+            _run: std::marker::PhantomData,
+        }
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        // SAFETY: the statement is live; reset ends its read, clearing the
+        // bindings forgets pointers into the arguments.
+        unsafe {
+            ffi::sqlite3_reset(self.stmt.as_ptr());
+            ffi::sqlite3_clear_bindings(self.stmt.as_ptr());
+        }
+    }
+}
+
+/// The current row of a stepping statement.
+struct RawRow<'r> {
+    stmt: NonNull<ffi::sqlite3_stmt>,
+    _run: std::marker::PhantomData<&'r Running<'r>>,
+}
+
+/// SQLite's storage classes of a value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Class {
+    Integer,
+    Float,
+    Text,
+    Blob,
+    Null,
+}
+
+impl RawRow<'_> {
+    fn class(&self, i: usize) -> Result<Class, BoxDynError> {
+        let s = self.stmt.as_ptr();
+        // SAFETY: the statement is on a row; the index is checked first.
+        let t = unsafe {
+            if i >= ffi::sqlite3_column_count(s).max(0) as usize {
+                return Err(format!("no column at index {i}").into());
+            }
+            ffi::sqlite3_column_type(s, i as c_int)
+        };
+        Ok(match t {
+            ffi::SQLITE_INTEGER => Class::Integer,
+            ffi::SQLITE_FLOAT => Class::Float,
+            ffi::SQLITE_TEXT => Class::Text,
+            ffi::SQLITE_BLOB => Class::Blob,
+            _ => Class::Null,
+        })
+    }
+
+    fn int(&self, i: usize) -> Result<Option<i64>, BoxDynError> {
+        match self.class(i)? {
+            Class::Null => Ok(None),
+            // SAFETY: a checked column of the current row.
+            Class::Integer => Ok(Some(unsafe {
+                ffi::sqlite3_column_int64(self.stmt.as_ptr(), i as c_int)
+            })),
+            other => Err(mismatch("an integer", other)),
+        }
+    }
+
+    fn float(&self, i: usize) -> Result<Option<f64>, BoxDynError> {
+        match self.class(i)? {
+            Class::Null => Ok(None),
+            // SAFETY: a checked column of the current row.
+            Class::Integer | Class::Float => Ok(Some(unsafe {
+                ffi::sqlite3_column_double(self.stmt.as_ptr(), i as c_int)
+            })),
+            other => Err(mismatch("a number", other)),
+        }
+    }
+
+    /// The column as text (numbers are converted by SQLite), borrowed until
+    /// the next call on this row.
+    fn text(&self, i: usize) -> Result<Option<&str>, BoxDynError> {
+        match self.class(i)? {
+            Class::Null => Ok(None),
+            Class::Blob => Err(mismatch("text", Class::Blob)),
+            _ => {
+                let s = self.stmt.as_ptr();
+                // SAFETY: a checked column; SQLite returns UTF-8 of the given
+                // length, valid until the column is read again or the row
+                // changes (both need `&mut` on the statement or a new call
+                // on this column, which the borrow prevents being made while
+                // the slice lives in the caller).
+                let bytes = unsafe {
+                    let p = ffi::sqlite3_column_text(s, i as c_int);
+                    let n = ffi::sqlite3_column_bytes(s, i as c_int).max(0) as usize;
+                    if p.is_null() {
+                        &[][..]
+                    } else {
+                        std::slice::from_raw_parts(p, n)
+                    }
+                };
+                Ok(Some(std::str::from_utf8(bytes)?))
+            }
+        }
+    }
+
+    fn blob(&self, i: usize) -> Result<Option<&[u8]>, BoxDynError> {
+        match self.class(i)? {
+            Class::Null => Ok(None),
+            Class::Blob | Class::Text => {
+                let s = self.stmt.as_ptr();
+                // SAFETY: as in `text`.
+                let bytes = unsafe {
+                    let p = ffi::sqlite3_column_blob(s, i as c_int);
+                    let n = ffi::sqlite3_column_bytes(s, i as c_int).max(0) as usize;
+                    if p.is_null() {
+                        &[][..]
+                    } else {
+                        std::slice::from_raw_parts(p.cast::<u8>(), n)
+                    }
+                };
+                Ok(Some(bytes))
+            }
+            other => Err(mismatch("a blob", other)),
+        }
+    }
+
+    fn datetime(&self, i: usize) -> Result<Option<DateTime<FixedOffset>>, BoxDynError> {
+        let dt = match self.class(i)? {
+            Class::Null => return Ok(None),
+            Class::Text => {
+                let t = self.text(i)?.unwrap_or_default();
+                datetime_from_text(t).ok_or_else(|| format!("invalid datetime: {t}"))?
+            }
+            Class::Integer => {
+                let v = self.int(i)?.unwrap_or_default();
+                Utc.fix()
+                    .timestamp_opt(v, 0)
+                    .single()
+                    .ok_or_else(|| format!("invalid datetime: {v}"))?
+            }
+            Class::Float => {
+                let v = self.float(i)?.unwrap_or_default();
+                datetime_from_julian(v).ok_or_else(|| format!("invalid datetime: {v}"))?
+            }
+            Class::Blob => return Err(mismatch("a datetime", Class::Blob)),
+        };
+        Ok(Some(dt))
+    }
+}
+
+fn mismatch(wanted: &str, got: Class) -> BoxDynError {
+    format!("mismatched types: expected {wanted}, the column holds {got:?}").into()
+}
+
+/// The formats sqlx's SQLite driver reads (the same rows must read the same
+/// on both paths).
+fn datetime_from_text(value: &str) -> Option<DateTime<FixedOffset>> {
+    if let Ok(dt) = DateTime::parse_from_rfc3339(value) {
+        return Some(dt);
+    }
+    const FORMATS: [&str; 12] = [
+        "%F %T%.f",
+        "%F %R",
+        "%F %RZ",
+        "%F %R%:z",
+        "%F %T%.fZ",
+        "%F %T%.f%:z",
+        "%FT%R",
+        "%FT%RZ",
+        "%FT%R%:z",
+        "%FT%T%.f",
+        "%FT%T%.fZ",
+        "%FT%T%.f%:z",
+    ];
+    for f in FORMATS {
+        if let Ok(dt) = DateTime::parse_from_str(value, f) {
+            return Some(dt);
+        }
+        if let Ok(dt) = NaiveDateTime::parse_from_str(value, f) {
+            return Some(Utc.fix().from_utc_datetime(&dt));
+        }
+    }
+    None
+}
+
+fn datetime_from_julian(value: f64) -> Option<DateTime<FixedOffset>> {
+    let ts = (value - 2_440_587.5) * 86_400.0;
+    if !ts.is_finite() {
+        return None;
+    }
+    let secs = ts.trunc() as i64;
+    let nanos = (ts.fract() * 1e9).abs() as u32;
+    Utc.fix().timestamp_opt(secs, nanos).single()
+}
+
+impl RowReader for RawRow<'_> {
+    fn bool(&self, i: usize) -> Result<Option<bool>, BoxDynError> {
+        Ok(self.int(i)?.map(|v| v != 0))
+    }
+    fn i16(&self, i: usize) -> Result<Option<i16>, BoxDynError> {
+        Ok(self.int(i)?.map(i16::try_from).transpose()?)
+    }
+    fn i32(&self, i: usize) -> Result<Option<i32>, BoxDynError> {
+        Ok(self.int(i)?.map(i32::try_from).transpose()?)
+    }
+    fn i64(&self, i: usize) -> Result<Option<i64>, BoxDynError> {
+        self.int(i)
+    }
+    fn f32(&self, i: usize) -> Result<Option<f32>, BoxDynError> {
+        Ok(self.float(i)?.map(|v| v as f32))
+    }
+    fn f64(&self, i: usize) -> Result<Option<f64>, BoxDynError> {
+        self.float(i)
+    }
+    fn string(&self, i: usize) -> Result<Option<String>, BoxDynError> {
+        Ok(self.text(i)?.map(str::to_owned))
+    }
+    fn bytes(&self, i: usize) -> Result<Option<Vec<u8>>, BoxDynError> {
+        Ok(self.blob(i)?.map(<[u8]>::to_vec))
+    }
+    fn json(&self, i: usize) -> Result<Option<serde_json::Value>, BoxDynError> {
+        match self.text(i)? {
+            None => Ok(None),
+            Some(s) => Ok(Some(serde_json::from_str(s)?)),
+        }
+    }
+    fn timestamptz(&self, i: usize) -> Result<Option<DateTime<Utc>>, BoxDynError> {
+        Ok(self
+            .datetime(i)?
+            .map(|d| Utc.from_utc_datetime(&d.naive_utc())))
+    }
+    fn timestamp(&self, i: usize) -> Result<Option<NaiveDateTime>, BoxDynError> {
+        Ok(self.datetime(i)?.map(|d| d.naive_local()))
+    }
+    fn date(&self, i: usize) -> Result<Option<NaiveDate>, BoxDynError> {
+        match self.text(i)? {
+            None => Ok(None),
+            Some(s) => Ok(Some(NaiveDate::parse_from_str(s, "%F")?)),
+        }
+    }
+    fn time(&self, i: usize) -> Result<Option<NaiveTime>, BoxDynError> {
+        let Some(s) = self.text(i)? else {
+            return Ok(None);
+        };
+        const FORMATS: [&str; 7] = ["%T.f", "%T%.f", "%R", "%RZ", "%T%.fZ", "%R%:z", "%T%.f%:z"];
+        for f in FORMATS {
+            if let Ok(t) = NaiveTime::parse_from_str(s, f) {
+                return Ok(Some(t));
+            }
+        }
+        Err(format!("invalid time: {s}").into())
+    }
+    fn uuid(&self, i: usize) -> Result<Option<Uuid>, BoxDynError> {
+        match self.class(i)? {
+            Class::Null => Ok(None),
+            Class::Blob => Ok(Some(Uuid::from_slice(self.blob(i)?.unwrap_or_default())?)),
+            other => Err(mismatch("a UUID blob", other)),
+        }
+    }
+}
+
+/// A database error raised on the direct path, reported as sqlx reports
+/// SQLite's (same codes, same kinds), so errors map the same on both paths.
+#[derive(Debug)]
+struct DirectError {
+    /// The extended result code.
+    code: c_int,
+    message: String,
+}
+
+impl std::fmt::Display for DirectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "(code: {}) {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for DirectError {}
+
+impl DatabaseError for DirectError {
+    fn message(&self) -> &str {
+        &self.message
+    }
+    fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+        Some(self.code.to_string().into())
+    }
+    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+    fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+    fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+        self
+    }
+    fn kind(&self) -> ErrorKind {
+        match self.code {
+            ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
+                ErrorKind::UniqueViolation
+            }
+            ffi::SQLITE_CONSTRAINT_FOREIGNKEY => ErrorKind::ForeignKeyViolation,
+            ffi::SQLITE_CONSTRAINT_NOTNULL => ErrorKind::NotNullViolation,
+            ffi::SQLITE_CONSTRAINT_CHECK => ErrorKind::CheckViolation,
+            _ => ErrorKind::Other,
+        }
+    }
+}
