@@ -457,6 +457,12 @@ impl<E: Entity> PlanOps for TablePlan<E> {
                 }
             }
         }
+        // What is still pending: entries registered again while the flush ran.
+        t.marks = t
+            .entries
+            .values()
+            .filter(|e| e.state != State::Clean)
+            .count();
     }
 }
 

@@ -61,6 +61,10 @@ pub(crate) struct Table<E: Entity> {
     pub new_rows: Vec<NewRow<E>>,
     /// Deletes by key of rows the session holds no value of (with their seq).
     pub key_deletes: IndexMap<E::Key, u64>,
+    /// Registrations since the entries were last counted: zero means no
+    /// entry is pending, so a read's autoflush check need not scan a large
+    /// identity map. Registering bumps it; a flush recounts it.
+    pub marks: usize,
 }
 
 impl<E: Entity> Clone for Table<E> {
@@ -69,6 +73,7 @@ impl<E: Entity> Clone for Table<E> {
             entries: self.entries.clone(),
             new_rows: self.new_rows.clone(),
             key_deletes: self.key_deletes.clone(),
+            marks: self.marks,
         }
     }
 }
@@ -108,7 +113,7 @@ impl<E: Entity> AnyTable for Table<E> {
     fn has_pending(&self) -> bool {
         !self.new_rows.is_empty()
             || !self.key_deletes.is_empty()
-            || self.entries.values().any(|e| e.state != State::Clean)
+            || (self.marks > 0 && self.entries.values().any(|e| e.state != State::Clean))
     }
     fn len(&self) -> usize {
         self.entries.len()
@@ -226,6 +231,7 @@ impl Uow {
                     entries: IndexMap::new(),
                     new_rows: Vec::new(),
                     key_deletes: IndexMap::new(),
+                    marks: 0,
                 }));
                 self.index.insert(TypeId::of::<E>(), self.tables.len() - 1);
                 self.tables.len() - 1
@@ -400,6 +406,7 @@ impl Uow {
     pub fn add<E: Entity>(&mut self, value: E) -> Result<()> {
         let seq = self.next_seq();
         let t = self.table::<E>();
+        t.marks += 1;
         if E::META.auto_increment.is_some() {
             t.new_rows.push(NewRow { value, seq });
             return Ok(());
@@ -468,6 +475,7 @@ impl Uow {
     pub fn update<E: Entity>(&mut self, value: &mut E, now: DateTime<Utc>) -> Result<()> {
         let seq = self.next_seq();
         let t = self.table::<E>();
+        t.marks += 1;
         let key = value.key();
         match t.entries.get_mut(&key) {
             Some(e) if e.state == State::Deleted => Err(Error::Invalid(format!(
@@ -542,6 +550,7 @@ impl Uow {
     pub fn delete<E: Entity>(&mut self, key: E::Key, value: Option<&E>) {
         let seq = self.next_seq();
         let t = self.table::<E>();
+        t.marks += 1;
         match t.entries.get_mut(&key) {
             Some(e) if e.state == State::New => {
                 // Never written: forgetting it is the whole delete.
