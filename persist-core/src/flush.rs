@@ -330,7 +330,18 @@ impl<E: Entity> PlanOps for TablePlan<E> {
         s: &'a Session,
         conn: &'a mut AnyConn,
     ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move { insert_rows(s, conn, &mut self.values).await })
+        Box::pin(async move {
+            // Batches of a few fixed sizes, so that the statements (persist's
+            // SQL text and the driver's prepared statements) are reused.
+            let max = sql::max_insert_rows(s.backend(), E::META);
+            let mut rest = &mut self.values[..];
+            for n in sql::insert_batches(rest.len(), max) {
+                let (part, tail) = std::mem::take(&mut rest).split_at_mut(n);
+                insert_rows(s, conn, part).await?;
+                rest = tail;
+            }
+            Ok(())
+        })
     }
 
     fn run_updates<'a>(
