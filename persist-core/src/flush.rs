@@ -76,8 +76,18 @@ struct Delete<E: Entity> {
     parent: Option<String>,
 }
 
+/// A row to insert, once the plan is ordered: its value lives in
+/// [`TablePlan::values`], at the same index, so the batch binds it in place.
+struct Inserted<E: Entity> {
+    key: Option<E::Key>,
+    seq: u64,
+    rev: u64,
+}
+
 struct TablePlan<E: Entity> {
-    inserts: Vec<Insert<E>>,
+    inserts: Vec<Inserted<E>>,
+    /// The values of `inserts`, in order; generated keys are written here.
+    values: Vec<E>,
     updates: Vec<Update<E>>,
     deletes: Vec<Delete<E>>,
 }
@@ -163,8 +173,20 @@ pub(crate) fn plan_table<E: Entity>(t: &Table<E>) -> Result<Option<Box<dyn PlanO
         }
         deletes = order_self_referencing_deletes::<E>(meta, deletes)?;
     }
+    let (inserts, values) = inserts
+        .into_iter()
+        .map(|i| {
+            let row = Inserted {
+                key: i.key,
+                seq: i.seq,
+                rev: i.rev,
+            };
+            (row, i.value)
+        })
+        .unzip();
     Ok(Some(Box::new(TablePlan {
         inserts,
+        values,
         updates,
         deletes,
     })))
@@ -309,10 +331,14 @@ impl<E: Entity> PlanOps for TablePlan<E> {
         conn: &'a mut AnyConn,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let mut values: Vec<E> = self.inserts.iter().map(|i| i.value.clone()).collect();
-            insert_rows(s, conn, &mut values).await?;
-            for (i, v) in self.inserts.iter_mut().zip(values) {
-                i.value = v;
+            // Batches of a few fixed sizes, so that the statements (persist's
+            // SQL text and the driver's prepared statements) are reused.
+            let max = sql::max_insert_rows(s.backend(), E::META);
+            let mut rest = &mut self.values[..];
+            for n in sql::insert_batches(rest.len(), max) {
+                let (part, tail) = std::mem::take(&mut rest).split_at_mut(n);
+                insert_rows(s, conn, part).await?;
+                rest = tail;
             }
             Ok(())
         })
@@ -384,11 +410,11 @@ impl<E: Entity> PlanOps for TablePlan<E> {
     }
 
     fn inserted_rows(&self) -> Vec<(String, Vec<u8>)> {
-        self.inserts
+        self.values
             .iter()
-            .filter_map(|i| {
-                let bytes = crate::cache::encode_row(&i.value).ok()?;
-                Some((format!("{:?}", i.value.key()), bytes))
+            .filter_map(|v| {
+                let bytes = crate::cache::encode_row(v).ok()?;
+                Some((format!("{:?}", v.key()), bytes))
             })
             .collect()
     }
@@ -410,16 +436,29 @@ impl<E: Entity> PlanOps for TablePlan<E> {
 
     fn apply(self: Box<Self>, uow: &mut Uow) {
         let t = uow.table::<E>();
-        for ins in self.inserts {
+        // The rows with generated keys leave `new_rows` (rows added while the
+        // flush ran stay): one pass, not one per row.
+        let mut written: Vec<u64> = self
+            .inserts
+            .iter()
+            .filter(|i| i.key.is_none())
+            .map(|i| i.seq)
+            .collect();
+        if !written.is_empty() {
+            written.sort_unstable();
+            t.new_rows
+                .retain(|r| written.binary_search(&r.seq).is_err());
+            t.entries.reserve(written.len());
+        }
+        for (ins, value) in self.inserts.into_iter().zip(self.values) {
             match ins.key {
                 None => {
-                    t.new_rows.retain(|r| r.seq != ins.seq);
-                    let key = ins.value.key();
+                    let key = value.key();
                     t.entries.insert(
                         key,
                         crate::uow::Entry {
-                            current: ins.value.clone(),
-                            snapshot: Some(ins.value),
+                            current: value.clone(),
+                            snapshot: Some(value),
                             state: State::Clean,
                             expected: None,
                             check_version: true,
@@ -430,7 +469,7 @@ impl<E: Entity> PlanOps for TablePlan<E> {
                 }
                 Some(key) => {
                     if let Some(e) = t.entries.get_mut(&key) {
-                        mark_written(e, ins.rev, ins.value);
+                        mark_written(e, ins.rev, value);
                     }
                 }
             }

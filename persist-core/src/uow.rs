@@ -48,6 +48,10 @@ pub(crate) struct Entry<E> {
     pub rev: u64,
 }
 
+/// A map keyed by primary keys. Hashing the key is most of the
+/// cost of an identity-map hit: foldhash, seeded per map, instead of SipHash.
+pub(crate) type KeyMap<K, V> = IndexMap<K, V, foldhash::fast::RandomState>;
+
 /// A pending insert of a row whose key the database generates.
 #[derive(Clone)]
 pub(crate) struct NewRow<E> {
@@ -57,10 +61,10 @@ pub(crate) struct NewRow<E> {
 
 /// What the session holds of one entity type.
 pub(crate) struct Table<E: Entity> {
-    pub entries: IndexMap<E::Key, Entry<E>>,
+    pub entries: KeyMap<E::Key, Entry<E>>,
     pub new_rows: Vec<NewRow<E>>,
     /// Deletes by key of rows the session holds no value of (with their seq).
-    pub key_deletes: IndexMap<E::Key, u64>,
+    pub key_deletes: KeyMap<E::Key, u64>,
     /// Registrations since the entries were last counted: zero means no
     /// entry is pending, so a read's autoflush check need not scan a large
     /// identity map. Registering bumps it; a flush recounts it.
@@ -187,7 +191,7 @@ pub(crate) enum Lookup<E> {
 /// The identity map and registered changes of a session.
 pub(crate) struct Uow {
     tables: Vec<Box<dyn AnyTable>>,
-    index: HashMap<TypeId, usize>,
+    index: HashMap<TypeId, usize, foldhash::fast::RandomState>,
     seq: u64,
     /// Whether reads by key are served from the map.
     pub identity_map: bool,
@@ -211,7 +215,7 @@ impl Uow {
     pub fn new(identity_map: bool, limit: Option<usize>) -> Self {
         Uow {
             tables: Vec::new(),
-            index: HashMap::new(),
+            index: HashMap::default(),
             seq: 0,
             identity_map,
             limit,
@@ -228,9 +232,9 @@ impl Uow {
             Some(i) => *i,
             None => {
                 self.tables.push(Box::new(Table::<E> {
-                    entries: IndexMap::new(),
+                    entries: KeyMap::default(),
                     new_rows: Vec::new(),
-                    key_deletes: IndexMap::new(),
+                    key_deletes: KeyMap::default(),
                     marks: 0,
                 }));
                 self.index.insert(TypeId::of::<E>(), self.tables.len() - 1);

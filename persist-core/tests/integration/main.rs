@@ -118,6 +118,8 @@ suite! {
     locking: [for_update_blocks_second_session, skip_locked_skips_locked_rows],
     uow: [
         parents_first_one_batched_child_insert,
+        flush_inserts_in_fixed_batch_sizes,
+        flush_then_find_generated_keys,
         children_deleted_before_parents,
         self_referencing_rows,
         delete_then_add_is_one_update,

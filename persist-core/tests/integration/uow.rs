@@ -366,6 +366,102 @@ fn assert_stale(r: Result<(), Error>, table: &str, key: &str) {
 
 // ----- flush order and batching ------------------------------------------------
 
+/// Whether MySQL inserts rows with generated keys one at a time
+/// (`innodb_autoinc_lock_mode` 2 hands out no consecutive ids).
+async fn one_by_one(db: &Db, s: &Session) -> Result<bool, Error> {
+    Ok(db.backend() == Backend::MySql
+        && s.raw::<crate::model::IntRow>("SELECT CAST(@@innodb_autoinc_lock_mode AS SIGNED)")
+            .one()
+            .await?
+            .value
+            >= 2)
+}
+
+pub async fn flush_inserts_in_fixed_batch_sizes(db: Db) -> TestResult {
+    use crate::model::Note;
+    db.create_tables::<Note>().await?;
+    let s = db.session().await?;
+    let one_by_one = one_by_one(&db, &s).await?;
+    s.rollback().await?;
+    let log = SqlLog::new();
+    let notes = |from: usize, to: usize| -> Vec<Note> {
+        (from..to)
+            .map(|i| Note {
+                id: 0,
+                body: format!("n{i}"),
+            })
+            .collect()
+    };
+    // 1,234 rows: not one statement of 1,234 rows (a size no other flush
+    // may use again) but sizes every flush of the table shares.
+    s.add_many(notes(0, 1_234))?;
+    let (r, n) = statements_of(&s, log.run(s.flush())).await;
+    r?;
+    let rows: Vec<usize> = log.take().iter().map(|q| placeholders(q)).collect();
+    if one_by_one {
+        assert_eq!(n, 1_234);
+    } else {
+        assert_eq!(rows, [1_000, 200, 20, 14], "rows of each INSERT");
+        assert_eq!(n, 4);
+    }
+    // Every row is in the identity map under its generated key.
+    assert_eq!(s.identity_map_len(), 1_234);
+    // A round count is one statement; the same sizes come back.
+    s.add_many(notes(1_234, 2_234))?;
+    let (r, n) = statements_of(&s, log.run(s.commit())).await;
+    r?;
+    if !one_by_one {
+        assert_eq!(n, 1);
+        assert_eq!(
+            log.take()
+                .iter()
+                .map(|q| placeholders(q))
+                .collect::<Vec<_>>(),
+            [1_000]
+        );
+    }
+    assert_eq!(s.identity_map_len(), 0, "commit empties the map");
+    let stored = stored::<Note>(&db).await?;
+    assert_eq!(stored.len(), 2_234);
+    for (i, n) in stored.iter().enumerate() {
+        assert_eq!(n.body, format!("n{i}"), "keys follow registration order");
+    }
+    Ok(())
+}
+
+pub async fn flush_then_find_generated_keys(db: Db) -> TestResult {
+    use crate::model::Note;
+    db.create_tables::<Note>().await?;
+    let s = db.session().await?;
+    s.add_many(
+        (0..50)
+            .map(|i| Note {
+                id: 0,
+                body: format!("n{i}"),
+            })
+            .collect(),
+    )?;
+    s.flush().await?;
+    let ids: Vec<i64> = s.all::<Note>().await?.iter().map(|n| n.id).collect();
+    assert_eq!(ids.len(), 50);
+    // The flushed rows were registered under the keys the database chose:
+    // finding them sends nothing.
+    for (i, id) in ids.iter().enumerate() {
+        let (found, n) = statements_of(&s, s.find::<Note>(id)).await;
+        assert_eq!((found?.map(|n| n.body), n), (Some(format!("n{i}")), 0));
+    }
+    // Adding more after the flush: only the new rows go out next.
+    s.add(Note {
+        id: 0,
+        body: "late".into(),
+    })?;
+    let (r, n) = statements_of(&s, s.commit()).await;
+    r?;
+    assert_eq!(n, 1);
+    assert_eq!(stored::<Note>(&db).await?.len(), 51);
+    Ok(())
+}
+
 pub async fn parents_first_one_batched_child_insert(db: Db) -> TestResult {
     db.create_tables::<(Parent, Child)>().await?;
     let s = db.session().await?;
