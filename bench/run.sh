@@ -4,19 +4,22 @@
 # against raw sqlx, Diesel, SeaORM, rusqlite and tokio-postgres on a SQLite
 # WAL file, SQLite in memory and PostgreSQL), then writes BENCHMARKS.md,
 # BENCHMARKS.csv and BENCHMARKS-<backend>.svg from the anchors figures
-# (bench/report.py). The whole run takes under 15 minutes on the 2-core
+# (bench/report.py). The whole run takes about 14 minutes on the 2-core
 # machine. Needs the machine's PostgreSQL (127.0.0.1:5432, database `test`)
 # and Redis (127.0.0.1:6379).
 #
 # Environment:
 #   BENCHES="anchors"           run only these benches (default: cache anchors)
 #   BENCH_OUT=DIR               where the report goes (default: the repository root)
+#   WARM_UP=0.5 MEASURE=2       criterion's warm-up and measurement time per
+#                               benchmark, in seconds (with WARM_UP=1 the suite
+#                               takes about 2 minutes longer, over 15)
 #   PERSIST_BENCH_FEATURES=...  cargo features of persist-bench (default:
 #                               sqlite-direct-toggle, the `persist-sqlx` contender,
 #                               which needs persist-core's DbBuilder::sqlite_direct;
 #                               set it empty to build without)
-# Extra arguments go to criterion (a filter such as `postgres`, or
-# `--warm-up-time 3 --measurement-time 10` for steadier figures). The run is
+# Extra arguments go to criterion (a filter such as `postgres`; for steadier
+# figures set WARM_UP=3 MEASURE=10). The run is
 # pinned to CPU 0 (`taskset -c 0`, where available) as the issue's anchor
 # figures were. Criterion's bootstrap is cut to 10,000 resamples: it only
 # feeds the confidence intervals, not the medians the report uses.
@@ -32,7 +35,7 @@ feature_args=()
 [[ -n "$features" ]] && feature_args=(--features "$features")
 for bench in ${BENCHES:-cache anchors}; do
     "${pin[@]}" cargo bench "${feature_args[@]}" --bench "$bench" -- \
-        --warm-up-time 1 --measurement-time 2 --nresamples 10000 "$@"
+        --warm-up-time "${WARM_UP:-0.5}" --measurement-time "${MEASURE:-2}" --nresamples 10000 "$@"
 done
 
 # Summary of this run from criterion's estimates
