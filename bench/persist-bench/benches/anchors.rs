@@ -41,7 +41,7 @@
 //! `<backend>/<workload>/<contender>`.
 //!
 //! Run with `bash bench/run.sh` (short settings), or
-//! `cargo bench --bench anchors -- --warm-up-time 1 --measurement-time 2`.
+//! `cargo bench --bench anchors -- --warm-up-time 0.5 --measurement-time 2`.
 
 use std::cell::Cell;
 use std::collections::HashMap;
