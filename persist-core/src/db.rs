@@ -253,10 +253,16 @@ impl DbBuilder {
                     .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
                     .synchronous(sqlx::sqlite::SqliteSynchronous::Normal);
             }
-            let pool = self
-                .pool_options(if in_memory { 1 } else { 10 })
-                .connect_with(opts)
-                .await?;
+            let mut pool = self.pool_options(if in_memory { 1 } else { 10 });
+            if in_memory {
+                // The database lives as long as one of its connections: the
+                // pool must never close its last one for being idle or old.
+                pool = pool
+                    .min_connections(self.min_connections.max(1))
+                    .idle_timeout(None)
+                    .max_lifetime(None);
+            }
+            let pool = pool.connect_with(opts).await?;
             return Ok((AnyPool::Sqlite(pool), Backend::Sqlite));
         }
         #[cfg(feature = "postgres")]

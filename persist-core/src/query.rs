@@ -239,7 +239,8 @@ impl<'s, E: Entity> Query<'s, E> {
         self
     }
 
-    async fn fetch(&self, q: SelectStatement) -> Result<Vec<E>> {
+    /// Runs `q`; `plain` says it is [`Query::is_plain`]'s statement as built.
+    async fn fetch(&self, q: SelectStatement, plain: bool) -> Result<Vec<E>> {
         if self.cached
             && self.lock.is_none()
             && !self.overwrite
@@ -262,21 +263,35 @@ impl<'s, E: Entity> Query<'s, E> {
                 })
                 .await;
         }
-        let (sql, values) = self.session.backend().sea().build_select(&q);
+        let b = self.session.backend();
+        let (sql, values) = if plain {
+            // A fixed shape: its SQL is built once per entity and backend.
+            let sql = E::sql_cache().get(b, crate::sql::Shape::SelectPlain, || {
+                b.sea().build_select(&q).0
+            });
+            (sql, Vec::new())
+        } else {
+            let (sql, values) = b.sea().build_select(&q);
+            (Arc::from(sql), values.0)
+        };
         let mut guard = self.session.lock_for_read(E::META.table).await?;
         let merge = if self.overwrite {
             crate::uow::Merge::Overwrite
         } else {
             self.session.default_merge()
         };
-        crate::session::fetch_entities_merged::<E>(
-            self.session,
-            &mut guard,
-            Arc::from(sql),
-            values.0,
-            merge,
-        )
-        .await
+        crate::session::fetch_entities_merged::<E>(self.session, &mut guard, sql, values, merge)
+            .await
+    }
+
+    /// Whether this is the plain `SELECT` of every row (no filter, order,
+    /// limit, offset or lock).
+    fn is_plain(&self) -> bool {
+        self.cond.is_empty()
+            && self.order.is_empty()
+            && self.limit.is_none()
+            && self.offset.is_none()
+            && self.lock.is_none()
     }
 
     /// All matching rows.
@@ -284,7 +299,8 @@ impl<'s, E: Entity> Query<'s, E> {
         self.check()?;
         let mut q = self.base_select();
         crate::select::apply_lock(&mut q, self.lock);
-        self.fetch(q).await
+        let plain = self.is_plain();
+        self.fetch(q, plain).await
     }
 
     /// Exactly one row: [`Error::NotFound`] for none, [`Error::TooManyRows`]
@@ -301,7 +317,7 @@ impl<'s, E: Entity> Query<'s, E> {
         if self.limit.is_none_or(|n| n > 2) {
             q.limit(2);
         }
-        let mut rows = self.fetch(q).await?;
+        let mut rows = self.fetch(q, false).await?;
         match rows.len() {
             0 => Ok(None),
             1 => Ok(rows.pop()),

@@ -9,6 +9,8 @@ use crate::backend::Backend;
 #[repr(usize)]
 pub(crate) enum Shape {
     SelectAll,
+    /// `query().all()` with no filter, order, limit or lock.
+    SelectPlain,
     FindByKey,
     InsertOne,
     DeleteByKey,
@@ -17,7 +19,7 @@ pub(crate) enum Shape {
     ExistsByKey,
 }
 
-const SHAPES: usize = 7;
+const SHAPES: usize = 8;
 
 /// Most rows one multi-row `INSERT` carries (fewer when the bind limit says
 /// so). Fewer, larger statements are faster (10,000 rows of two columns: one

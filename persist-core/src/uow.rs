@@ -335,7 +335,8 @@ impl Uow {
         let Some(t) = self.table_ref::<E>() else {
             return Lookup::Missing;
         };
-        if t.key_deletes.contains_key(key) {
+        // Deletes by key are rare: skip hashing the key for an empty map.
+        if !t.key_deletes.is_empty() && t.key_deletes.contains_key(key) {
             return Lookup::Deleted;
         }
         match t.entries.get(key) {
