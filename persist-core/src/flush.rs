@@ -167,7 +167,7 @@ pub(crate) fn plan_table<E: Entity>(t: &Table<E>) -> Result<Option<Box<dyn PlanO
         inserts = order_self_referencing_inserts(meta, fk, inserts)?;
         for d in &mut deletes {
             if let Some(e) = t.entries.get(&d.key) {
-                let row = e.snapshot.as_ref().unwrap_or(&e.current);
+                let row = e.snapshot().unwrap_or(&e.current);
                 d.parent = captured_text(&capture_column(row, fk)?);
             }
         }
@@ -457,8 +457,8 @@ impl<E: Entity> PlanOps for TablePlan<E> {
                     t.entries.insert(
                         key,
                         crate::uow::Entry {
-                            current: value.clone(),
-                            snapshot: Some(value),
+                            current: value,
+                            snapshot: None,
                             state: State::Clean,
                             expected: None,
                             check_version: true,
@@ -537,12 +537,18 @@ async fn execute_keyed<E: Entity>(
 /// again while the flush ran keeps its newer change.
 fn mark_written<E: Entity>(e: &mut crate::uow::Entry<E>, rev: u64, written: E) {
     if e.rev == rev {
-        e.current = written.clone();
+        e.current = written;
+        e.snapshot = None;
         e.state = State::Clean;
-    } else if e.state == State::New {
-        e.state = State::Dirty;
+    } else {
+        if matches!(e.state, State::New | State::Clean) {
+            // Registered again while the flush ran (an undone update leaves
+            // it clean): what the session holds differs from what was
+            // written, so it stays to be written.
+            e.state = State::Dirty;
+        }
+        e.snapshot = Some(written);
     }
-    e.snapshot = Some(written);
 }
 
 fn stale<E: Entity>(key: &E::Key) -> Error {

@@ -33,8 +33,11 @@ pub(crate) enum State {
 #[derive(Clone)]
 pub(crate) struct Entry<E> {
     pub current: E,
-    /// The row as last read from or written to the database; `None` when the
-    /// session never loaded it (an update then writes every column).
+    /// The row as last read from or written to the database, for an entry
+    /// that is not clean; `None` when the session never loaded it (an update
+    /// then writes every column). A clean entry's snapshot is `current`
+    /// (not stored twice: loading 10,000 rows clones each once, not twice);
+    /// read it through [`Entry::snapshot`].
     pub snapshot: Option<E>,
     pub state: State,
     /// The version an update or delete checks when there is no snapshot.
@@ -46,6 +49,27 @@ pub(crate) struct Entry<E> {
     /// Bumped on every registration, so a flush can tell whether the entry
     /// changed again while it ran.
     pub rev: u64,
+}
+
+impl<E> Entry<E> {
+    /// The row as last read from or written to the database.
+    pub fn snapshot(&self) -> Option<&E> {
+        if self.state == State::Clean {
+            Some(&self.current)
+        } else {
+            self.snapshot.as_ref()
+        }
+    }
+
+    /// Leaves the clean state: the snapshot is kept apart from `current`
+    /// from now on, and `current` becomes `value`.
+    fn leave_clean(&mut self, value: E) {
+        if self.state == State::Clean {
+            self.snapshot = Some(std::mem::replace(&mut self.current, value));
+        } else {
+            self.current = value;
+        }
+    }
 }
 
 /// A map keyed by primary keys. Hashing the key is most of the
@@ -141,7 +165,7 @@ impl<E: Entity> AnyTable for Table<E> {
     fn forget_referencing(&mut self, col: usize, keys: &HashSet<String>) -> Vec<String> {
         let mut gone = Vec::new();
         self.entries.retain(|_, e| {
-            let row = e.snapshot.as_ref().unwrap_or(&e.current);
+            let row = e.snapshot().unwrap_or(&e.current);
             let hit = capture_column(row, col)
                 .ok()
                 .and_then(|c| crate::flush::captured_text(&c))
@@ -361,7 +385,7 @@ impl Uow {
         match t.entries.get_mut(&key) {
             Some(e) if merge == Merge::Overwrite || e.state == State::Clean => {
                 e.current = row.clone();
-                e.snapshot = Some(row.clone());
+                e.snapshot = None;
                 e.state = State::Clean;
                 e.rev += 1;
                 Some(row)
@@ -375,7 +399,7 @@ impl Uow {
                     key,
                     Entry {
                         current: row.clone(),
-                        snapshot: Some(row.clone()),
+                        snapshot: None,
                         state: State::Clean,
                         expected: None,
                         check_version: true,
@@ -396,7 +420,7 @@ impl Uow {
                 row.key(),
                 Entry {
                     current: row.clone(),
-                    snapshot: Some(row.clone()),
+                    snapshot: None,
                     state: State::Clean,
                     expected: None,
                     check_version: true,
@@ -503,7 +527,7 @@ impl Uow {
                 } else {
                     value.version()
                 };
-                if let Some(snap) = &e.snapshot
+                if let Some(snap) = e.snapshot()
                     && expected == snap.version()
                     && changed_columns(snap, value, true)?.is_empty()
                 {
@@ -511,7 +535,10 @@ impl Uow {
                     if let Some(v) = snap.version() {
                         value.set_version(v);
                     }
-                    e.current = snap.clone();
+                    if let Some(snap) = e.snapshot.take() {
+                        // A pending change undone: back to the snapshot.
+                        e.current = snap;
+                    }
                     e.state = State::Clean;
                     e.rev += 1;
                     return Ok(());
@@ -520,7 +547,7 @@ impl Uow {
                     value.set_version(v + 1);
                 }
                 value.stamp_updated(now);
-                e.current = value.clone();
+                e.leave_clean(value.clone());
                 e.expected = expected;
                 e.check_version = true;
                 e.state = State::Dirty;
@@ -568,13 +595,18 @@ impl Uow {
                     let own_bump = e.state == State::Dirty && e.current.version() == v.version();
                     if !own_bump {
                         e.expected = v.version();
-                    } else if e.snapshot.is_some() && e.expected.is_none() {
-                        e.expected = e.snapshot.as_ref().and_then(|s| s.version());
+                    } else if e.snapshot().is_some() && e.expected.is_none() {
+                        e.expected = e.snapshot().and_then(|s| s.version());
                     }
                 } else if e.expected.is_none() {
-                    e.expected = e.snapshot.as_ref().and_then(|s| s.version());
+                    e.expected = e.snapshot().and_then(|s| s.version());
                 }
                 e.check_version = value.is_some();
+                if e.state == State::Clean {
+                    // Kept for a later `add` of the key, which becomes an
+                    // update of the changed columns.
+                    e.snapshot = Some(e.current.clone());
+                }
                 e.state = State::Deleted;
                 e.rev += 1;
             }
