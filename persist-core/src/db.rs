@@ -314,6 +314,12 @@ impl Db {
         self.inner.cache.as_ref().map(|c| c.metrics())
     }
 
+    /// Whether SQLite statements take the direct path
+    /// ([`DbBuilder::sqlite_direct`]; always `false` on other backends).
+    pub fn sqlite_direct(&self) -> bool {
+        self.inner.backend == Backend::Sqlite && self.inner.sqlite_direct
+    }
+
     /// Which backend this is.
     pub fn backend(&self) -> Backend {
         self.inner.backend

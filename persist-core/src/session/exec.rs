@@ -100,6 +100,9 @@ pub(crate) async fn fetch_entities_merged<E: Entity>(
     Ok(s.merge_rows(rows, merge))
 }
 
+/// Rows one `INSERT` carries on SQLite's direct path.
+const SQLITE_DIRECT_INSERT_ROWS: usize = 50;
+
 /// Inserts rows in multi-row statements (as few as the bind limit and
 /// [`MAX_INSERT_ROWS`] allow: one round trip each) and stores generated keys
 /// in them.
@@ -122,6 +125,12 @@ pub(crate) async fn insert_rows<E: Entity>(
     let step = db.auto_increment_increment;
     let per_stmt = if one_by_one {
         1
+    } else if b == Backend::Sqlite && db.sqlite_direct {
+        // The direct path prepares its statements once per transaction:
+        // preparing a 1,000-row INSERT costs more than stepping a 50-row one
+        // twenty times (no round trips to save on SQLite). 1,000 rows of
+        // three columns: 716 µs in one statement, 567 µs in 50-row ones.
+        SQLITE_DIRECT_INSERT_ROWS.min((b.max_binds() / ncols).max(1))
     } else {
         (b.max_binds() / ncols).clamp(1, MAX_INSERT_ROWS)
     };
