@@ -294,6 +294,7 @@ pub(crate) use dispatch;
 /// Implements [`Driver`]'s statements through sqlx for a database whose
 /// session connection is sqlx's own (`$exec` turns sqlx's result of
 /// `execute` into [`Done`]).
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 macro_rules! driver_sqlx {
     ($DB:ty, |$r:ident| $done:expr) => {
         type Conn = <$DB as ::sqlx::Database>::Connection;
@@ -375,6 +376,7 @@ macro_rules! driver_sqlx {
 pub(crate) use driver_sqlx;
 
 /// Binder methods that add the value as sqlx encodes it natively.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 macro_rules! native_binds {
     ($($m:ident: $t:ty),* $(,)?) => {$(
         #[inline]
@@ -394,4 +396,6 @@ macro_rules! native_reads {
     )*};
 }
 
-pub(crate) use {native_binds, native_reads};
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(crate) use native_binds;
+pub(crate) use native_reads;
