@@ -3,7 +3,7 @@
 use std::future::Future;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tracing::Instrument;
 
@@ -50,7 +50,20 @@ pub(crate) struct DbInner {
     pub(crate) cache: Option<CacheLayer>,
     /// SQLite: statements take the direct path.
     pub(crate) sqlite_direct: bool,
+    /// Connections sessions gave back, with when, for the next session:
+    /// handing a connection back to sqlx's pool costs a ping (a round trip
+    /// on PostgreSQL and MySQL) on every release.
+    pub(crate) parked: std::sync::Mutex<Vec<(AnyConn, std::time::Instant)>>,
+    /// Sessions waiting for the pool: while any waits, a connection given
+    /// back goes to the pool, not to the parking.
+    pub(crate) waiting: AtomicUsize,
 }
+
+/// Most connections kept parked.
+const PARKED_MAX: usize = 4;
+/// A connection parked longer goes back to the pool (which tests it) rather
+/// than straight to the next session.
+const PARKED_FOR: Duration = Duration::from_secs(5);
 
 /// A provider as the builder holds it.
 #[derive(Clone)]
@@ -220,6 +233,8 @@ impl DbBuilder {
                 .clone()
                 .map(|p| CacheLayer::new(p.0, self.cached_entities.clone(), self.query_cache_ttl)),
             sqlite_direct: self.sqlite_direct,
+            parked: std::sync::Mutex::new(Vec::new()),
+            waiting: AtomicUsize::new(0),
         };
         #[cfg(feature = "mysql")]
         #[allow(irrefutable_let_patterns)]
@@ -418,6 +433,8 @@ impl Db {
     /// database. persist's [`Db::create_tables`] suits prototypes and tests;
     /// versioned migrations stay sqlx's, and the two meet here.
     pub async fn migrate(&self, migrator: &sqlx::migrate::Migrator) -> Result<()> {
+        // The migrator takes its connection from the pool itself.
+        self.unpark();
         match &self.inner.pool {
             #[cfg(feature = "sqlite")]
             AnyPool::Sqlite(p) => migrator.run(p).await,
@@ -431,6 +448,7 @@ impl Db {
 
     /// Closes the pool, waiting for sessions to return their connections.
     pub async fn close(&self) {
+        self.unpark();
         match &self.inner.pool {
             #[cfg(feature = "sqlite")]
             AnyPool::Sqlite(p) => p.close().await,
@@ -441,7 +459,28 @@ impl Db {
         }
     }
 
+    /// A connection for a session: a parked one if one was given back
+    /// lately, else one from the pool.
     pub(crate) async fn acquire(&self) -> Result<AnyConn> {
+        // Counted as waiting before looking at the parking: a connection
+        // given back meanwhile either is parked before the look (and found)
+        // or sees the count and goes to the pool (see `park`).
+        self.inner.waiting.fetch_add(1, Ordering::SeqCst);
+        let conn = self.acquire_counted().await;
+        self.inner.waiting.fetch_sub(1, Ordering::SeqCst);
+        conn
+    }
+
+    async fn acquire_counted(&self) -> Result<AnyConn> {
+        loop {
+            let parked = self.parked().pop();
+            match parked {
+                Some((conn, at)) if at.elapsed() < PARKED_FOR => return Ok(conn),
+                // Back to the pool, which tests it before reuse.
+                Some(_) => continue,
+                None => break,
+            }
+        }
         Ok(match &self.inner.pool {
             #[cfg(feature = "sqlite")]
             AnyPool::Sqlite(p) => AnyConn::Sqlite(crate::backend::SqliteConn::new(
@@ -453,6 +492,39 @@ impl Db {
             #[cfg(feature = "mysql")]
             AnyPool::MySql(p) => AnyConn::MySql(p.acquire().await?),
         })
+    }
+
+    fn parked(&self) -> std::sync::MutexGuard<'_, Vec<(AnyConn, std::time::Instant)>> {
+        self.inner.parked.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps `conn`, which a session is done with, for the next session;
+    /// it must be outside any transaction. Beyond [`PARKED_MAX`] it goes
+    /// back to the pool.
+    pub(crate) fn park(&self, conn: AnyConn) {
+        let mut parked = self.parked();
+        let wanted = self.inner.waiting.load(Ordering::SeqCst) > 0;
+        if !wanted && parked.len() < PARKED_MAX && !self.is_closed() {
+            parked.push((conn, std::time::Instant::now()));
+        }
+        // Otherwise dropped here: back to the pool and its waiters.
+    }
+
+    /// Hands every parked connection back to the pool.
+    fn unpark(&self) {
+        let conns = std::mem::take(&mut *self.parked());
+        drop(conns);
+    }
+
+    fn is_closed(&self) -> bool {
+        match &self.inner.pool {
+            #[cfg(feature = "sqlite")]
+            AnyPool::Sqlite(p) => p.is_closed(),
+            #[cfg(feature = "postgres")]
+            AnyPool::Postgres(p) => p.is_closed(),
+            #[cfg(feature = "mysql")]
+            AnyPool::MySql(p) => p.is_closed(),
+        }
     }
 
     async fn run_ddl(&self, statements: Vec<String>) -> Result<()> {

@@ -105,6 +105,24 @@ fn release(conn: Option<AnyConn>) {
     }
 }
 
+/// Gives a connection a session is done with back to its `Db`, which keeps
+/// it for the next session when its transaction has ended.
+fn give_back(db: &Db, conn: Option<AnyConn>) {
+    let Some(mut conn) = conn else {
+        return;
+    };
+    let idle = dispatch!(&mut conn, |c, DB| {
+        // Releases SQLite's direct path too.
+        let c = DB::sqlx(c);
+        <DB as sqlx::Database>::TransactionManager::get_transaction_depth(c) == 0
+    });
+    if idle {
+        db.park(conn);
+    } else {
+        release(Some(conn));
+    }
+}
+
 /// The locked session state, with the connection in a transaction.
 pub(crate) type Guard = OwnedMutexGuard<State>;
 
@@ -335,7 +353,7 @@ impl Session {
             r
         });
         // On failure the dropped `State`-less connection queues its rollback.
-        release(guard.tx.take());
+        give_back(&self.inner.db, guard.tx.take());
         outcome
     }
 
@@ -378,7 +396,7 @@ impl Session {
             // The cache learns of the changes before `commit()` returns.
             self.cache_after_commit().await;
         }
-        release(guard.tx.take());
+        give_back(&self.inner.db, guard.tx.take());
         self.uow().clear();
         self.savepoint_stack().clear();
         outcome
