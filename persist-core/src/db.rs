@@ -59,6 +59,27 @@ pub(crate) struct DbInner {
     pub(crate) waiting: AtomicUsize,
 }
 
+impl Drop for DbInner {
+    fn drop(&mut self) {
+        let parked = std::mem::take(self.parked.get_mut().unwrap_or_else(|p| p.into_inner()));
+        if parked.is_empty() || tokio::runtime::Handle::try_current().is_ok() {
+            return;
+        }
+        // Dropped outside any runtime (the last `Db` of a program that
+        // kept it past its runtime): a pooled connection goes back to its
+        // pool in a spawned task, which needs one. A runtime of our own runs
+        // those drops; its shutdown closes the connections.
+        if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            rt.block_on(async move { drop(parked) });
+        } else {
+            std::mem::forget(parked);
+        }
+    }
+}
+
 /// Most connections kept parked.
 const PARKED_MAX: usize = 4;
 /// A connection parked longer goes back to the pool (which tests it) rather

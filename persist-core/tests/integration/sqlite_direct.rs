@@ -218,3 +218,50 @@ fn in_memory_database_on_the_direct_path() {
         .expect("in-memory test failed");
     });
 }
+
+#[test]
+fn a_db_dropped_after_its_runtime_closes_its_kept_connections() {
+    // A session's connection is kept by the Db for the next session; the
+    // last Db handle may outlive the runtime it was used on.
+    let path = std::env::temp_dir().join(format!("persist_parked_{}.db", std::process::id()));
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let db = rt.block_on(async {
+        tokio::time::timeout(TIMEOUT, async {
+            let db = Db::connect(&url).await?;
+            db.create_tables::<Customer>().await?;
+            let s = db.session().await?;
+            s.insert(Customer {
+                id: 0,
+                email: "p@example.com".into(),
+                name: "P".into(),
+            })
+            .await?;
+            s.commit().await?;
+            Ok::<_, Error>(db)
+        })
+        .await
+        .expect("timed out")
+        .expect("session failed")
+    });
+    drop(rt);
+    // No runtime here: dropping must neither panic nor lose the row.
+    drop(db);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let db = Db::connect(&url).await.expect("reopen");
+        let s = db.session().await.expect("session");
+        assert_eq!(s.count::<Customer>().await.expect("count"), 1);
+        s.commit().await.expect("commit");
+        db.close().await;
+    });
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+}
