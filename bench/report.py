@@ -445,6 +445,12 @@ md.append(
     "diesel_bench's `NewUser`) is sent row by row. On `sqlite_memory` every connection goes "
     "through SQLite's shared cache (table-level locks, one page cache), the same for every "
     "contender.\n"
+    "- persist's inserts on SQLite's direct path go out as 50-row statements (its prepared "
+    "statements last one transaction, and preparing a 1,000-row INSERT costs more than twenty "
+    "50-row steps), so `insert_1000` is 20 statements there; on PostgreSQL it is one. Its "
+    "`insert_N` and `single_inserts_10000` run in a session (`BEGIN` … `COMMIT`): on "
+    "PostgreSQL two round trips more than an autocommitted statement, which is most of "
+    "`insert_1`'s gap.\n"
     "- `persist-sqlx` appears only when the bench is built with the `sqlite-direct-toggle` "
     "feature (`bash bench/run.sh` turns it on).\n"
 )
