@@ -253,7 +253,7 @@ impl Driver for Sqlite {
         Box::pin(async move {
             if args.sqlx.is_none()
                 && let Some(d) = conn.direct().await?
-                && let Ran::Done(rows) = d.query(&sql, &args.values, m, usize::MAX)?
+                && let Ran::Done(rows) = d.query(&sql, &args.values, m)?
             {
                 return Ok(rows);
             }
@@ -277,9 +277,9 @@ impl Driver for Sqlite {
         Box::pin(async move {
             if args.sqlx.is_none()
                 && let Some(d) = conn.direct().await?
-                && let Ran::Done(rows) = d.query(&sql, &args.values, m, 1)?
+                && let Ran::Done(row) = d.query_first(&sql, &args.values, m)?
             {
-                return Ok(rows.into_iter().next());
+                return Ok(row);
             }
             let row = sqlx::query_with::<Sqlite, _>(sqlx::AssertSqlSafe(sql), args.into_sqlx())
                 .fetch_optional(conn.sqlx())

@@ -40,7 +40,7 @@ const MAX_STATEMENTS: usize = 64;
 /// The direct path of one SQLite connection, locked.
 pub(crate) struct Direct {
     /// Prepared statements by SQL text; finalized on drop, before `_lock`.
-    stmts: HashMap<Box<str>, Stmt>,
+    stmts: HashMap<Box<str>, Stmt, foldhash::fast::RandomState>,
     db: NonNull<ffi::sqlite3>,
     /// The busy timeout to restore (milliseconds).
     busy_ms: c_int,
@@ -66,6 +66,15 @@ pub(crate) enum Ran<T> {
     Fallback,
 }
 
+impl<T> Ran<T> {
+    fn map<U>(self, f: impl FnOnce(T) -> U) -> Ran<U> {
+        match self {
+            Ran::Done(t) => Ran::Done(f(t)),
+            Ran::Fallback => Ran::Fallback,
+        }
+    }
+}
+
 impl Direct {
     /// Takes the lock of `conn` (the worker thread parks until it is
     /// dropped). `busy` is the connection's busy timeout, restored on drop.
@@ -86,7 +95,7 @@ impl Direct {
         // SAFETY: `db` is the open handle, locked for this thread.
         unsafe { ffi::sqlite3_busy_timeout(db.as_ptr(), 0) };
         Ok(Direct {
-            stmts: HashMap::new(),
+            stmts: HashMap::default(),
             db,
             busy_ms: c_int::try_from(busy.as_millis()).unwrap_or(c_int::MAX),
             _lock: handle,
@@ -134,28 +143,64 @@ impl Direct {
         Ok(Some(stmt))
     }
 
-    /// Runs `sql` with `args`, decoding at most `max` rows with `m`.
+    /// Runs `sql` with `args` and decodes every row with `m`.
     pub(crate) fn query<M: RowMap>(
         &mut self,
         sql: &str,
         args: &[Arg],
         m: &M,
-        max: usize,
     ) -> Result<Ran<Vec<M::Out>>, StmtError> {
+        let mut out = Vec::new();
+        let ran = self.rows(sql, args, |row| {
+            out.push(m.map(row)?);
+            Ok(true)
+        })?;
+        Ok(ran.map(|()| out))
+    }
+
+    /// Runs `sql` with `args` and decodes its first row, if any, with `m`
+    /// (no vector for the one row).
+    pub(crate) fn query_first<M: RowMap>(
+        &mut self,
+        sql: &str,
+        args: &[Arg],
+        m: &M,
+    ) -> Result<Ran<Option<M::Out>>, StmtError> {
+        let mut out = None;
+        let ran = self.rows(sql, args, |row| {
+            out = Some(m.map(row)?);
+            Ok(false)
+        })?;
+        Ok(ran.map(|()| out))
+    }
+
+    /// Steps `sql` with `args`, handing each row to `each` while it answers
+    /// `true`.
+    fn rows(
+        &mut self,
+        sql: &str,
+        args: &[Arg],
+        mut each: impl FnMut(&RawRow<'_>) -> Result<bool, crate::error::Error>,
+    ) -> Result<Ran<()>, StmtError> {
         let Some(stmt) = self.prepare(sql)? else {
             return Ok(Ran::Fallback);
         };
         let mut run = Running::bind(self.db, stmt, args)?;
-        let mut out = Vec::new();
-        while out.len() < max {
+        let mut first = true;
+        loop {
             match run.step() {
-                ffi::SQLITE_ROW => out.push(m.map(&run.row())?),
+                ffi::SQLITE_ROW => {
+                    first = false;
+                    if !each(&run.row())? {
+                        break;
+                    }
+                }
                 ffi::SQLITE_DONE => break,
-                rc if out.is_empty() && busy(rc) => return Ok(Ran::Fallback),
+                rc if first && busy(rc) => return Ok(Ran::Fallback),
                 _ => return Err(self.error()),
             }
         }
-        Ok(Ran::Done(out))
+        Ok(Ran::Done(()))
     }
 
     /// Runs `sql` with `args` to its end; answers the rows it changed.

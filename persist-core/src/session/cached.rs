@@ -64,7 +64,10 @@ impl Session {
     }
 
     pub(crate) fn count_tx_statement(&self) {
-        self.tx_cache().statements += 1;
+        // Only the query cache asks; without a cache layer no lock is taken.
+        if self.cache_layer().is_some() {
+            self.tx_cache().statements += 1;
+        }
     }
 
     /// Forgets the transaction's changes (rollback, failure).

@@ -56,6 +56,17 @@ impl Session {
         out
     }
 
+    /// [`merge_rows`](Session::merge_rows) for one row.
+    pub(crate) fn merge_row<E: Entity>(&self, row: E, merge: Merge) -> Option<E> {
+        if merge == Merge::Raw {
+            return Some(row);
+        }
+        let mut uow = self.uow();
+        let out = uow.loaded(row, merge);
+        uow.enforce_limit();
+        out
+    }
+
     // ----- the identity map and autoflush -----------------------------------
 
     /// Turns autoflush off until the guard is dropped: reads no longer write
@@ -146,7 +157,7 @@ impl Session {
             )
             .await?
         });
-        Ok(row.and_then(|r| self.merge_rows(vec![r], merge).pop()))
+        Ok(row.and_then(|r| self.merge_row(r, merge)))
     }
 
     /// Reads `value`'s row again from the database and replaces what the
