@@ -124,7 +124,7 @@ impl Direct {
             )
         };
         if rc != ffi::SQLITE_OK {
-            return Err(self.error());
+            return Err(last_error(self.db));
         }
         let Some(stmt) = NonNull::new(stmt) else {
             return Ok(None); // only whitespace or comments
@@ -155,7 +155,7 @@ impl Direct {
             out.push(m.map(row)?);
             Ok(true)
         })?;
-        Ok(ran.map(|()| out))
+        Ok(ran.map(|_| out))
     }
 
     /// Runs `sql` with `args` and decodes its first row, if any, with `m`
@@ -171,17 +171,17 @@ impl Direct {
             out = Some(m.map(row)?);
             Ok(false)
         })?;
-        Ok(ran.map(|()| out))
+        Ok(ran.map(|_| out))
     }
 
     /// Steps `sql` with `args`, handing each row to `each` while it answers
-    /// `true`.
+    /// `true`; answers the statement that ran.
     fn rows(
         &mut self,
         sql: &str,
         args: &[Arg],
         mut each: impl FnMut(&RawRow<'_>) -> Result<bool, crate::error::Error>,
-    ) -> Result<Ran<()>, StmtError> {
+    ) -> Result<Ran<NonNull<ffi::sqlite3_stmt>>, StmtError> {
         let Some(stmt) = self.prepare(sql)? else {
             return Ok(Ran::Fallback);
         };
@@ -197,27 +197,17 @@ impl Direct {
                 }
                 ffi::SQLITE_DONE => break,
                 rc if first && busy(rc) => return Ok(Ran::Fallback),
-                _ => return Err(self.error()),
+                _ => return Err(last_error(self.db)),
             }
         }
-        Ok(Ran::Done(()))
+        Ok(Ran::Done(stmt))
     }
 
     /// Runs `sql` with `args` to its end; answers the rows it changed.
     pub(crate) fn execute(&mut self, sql: &str, args: &[Arg]) -> Result<Ran<u64>, StmtError> {
-        let Some(stmt) = self.prepare(sql)? else {
+        let Ran::Done(stmt) = self.rows(sql, args, |_| Ok(true))? else {
             return Ok(Ran::Fallback);
         };
-        let mut run = Running::bind(self.db, stmt, args)?;
-        let mut first = true;
-        loop {
-            match run.step() {
-                ffi::SQLITE_ROW => first = false,
-                ffi::SQLITE_DONE => break,
-                rc if first && busy(rc) => return Ok(Ran::Fallback),
-                _ => return Err(self.error()),
-            }
-        }
         // SAFETY: `stmt` is a live statement of `db`.
         let changes = if unsafe { ffi::sqlite3_stmt_readonly(stmt.as_ptr()) } != 0 {
             0
@@ -227,21 +217,21 @@ impl Direct {
         };
         Ok(Ran::Done(changes.max(0) as u64))
     }
+}
 
-    /// The connection's last error, as sqlx reports a database error.
-    fn error(&self) -> StmtError {
-        // SAFETY: `db` is the open, locked handle; `sqlite3_errmsg` returns a
-        // NUL-terminated string valid until the next call on it.
-        let (code, message) = unsafe {
-            let code = ffi::sqlite3_extended_errcode(self.db.as_ptr());
-            let msg = CStr::from_ptr(ffi::sqlite3_errmsg(self.db.as_ptr()));
-            (code, msg.to_string_lossy().into_owned())
-        };
-        StmtError::Db(sqlx::Error::Database(Box::new(DirectError {
-            code,
-            message,
-        })))
-    }
+/// The connection's last error, as sqlx reports a database error.
+fn last_error(db: NonNull<ffi::sqlite3>) -> StmtError {
+    // SAFETY: `db` is the open, locked handle; `sqlite3_errmsg` returns a
+    // NUL-terminated string valid until the next call on it.
+    let (code, message) = unsafe {
+        let code = ffi::sqlite3_extended_errcode(db.as_ptr());
+        let msg = CStr::from_ptr(ffi::sqlite3_errmsg(db.as_ptr()));
+        (code, msg.to_string_lossy().into_owned())
+    };
+    StmtError::Db(sqlx::Error::Database(Box::new(DirectError {
+        code,
+        message,
+    })))
 }
 
 impl Drop for Direct {
@@ -305,14 +295,7 @@ impl<'a> Running<'a> {
                     ),
                 };
                 if rc != ffi::SQLITE_OK {
-                    let code = ffi::sqlite3_extended_errcode(db.as_ptr());
-                    let msg = CStr::from_ptr(ffi::sqlite3_errmsg(db.as_ptr()));
-                    return Err(StmtError::Db(sqlx::Error::Database(Box::new(
-                        DirectError {
-                            code,
-                            message: msg.to_string_lossy().into_owned(),
-                        },
-                    ))));
+                    return Err(last_error(db));
                 }
             }
         }
@@ -407,23 +390,27 @@ impl RawRow<'_> {
             Class::Null => Ok(None),
             Class::Blob => Err(mismatch("text", Class::Blob)),
             _ => {
-                let s = self.stmt.as_ptr();
-                // SAFETY: a checked column; SQLite returns UTF-8 of the given
-                // length, valid until the column is read again or the row
-                // changes (both need `&mut` on the statement or a new call
-                // on this column, which the borrow prevents being made while
-                // the slice lives in the caller).
-                let bytes = unsafe {
-                    let p = ffi::sqlite3_column_text(s, i as c_int);
-                    let n = ffi::sqlite3_column_bytes(s, i as c_int).max(0) as usize;
-                    if p.is_null() {
-                        &[][..]
-                    } else {
-                        std::slice::from_raw_parts(p, n)
-                    }
-                };
-                Ok(Some(std::str::from_utf8(bytes)?))
+                // SAFETY: a checked column of the current row; SQLite
+                // converts it to UTF-8 text.
+                let p = unsafe { ffi::sqlite3_column_text(self.stmt.as_ptr(), i as c_int) };
+                Ok(Some(std::str::from_utf8(self.column_bytes(i, p))?))
             }
+        }
+    }
+
+    /// The bytes at `p`, which `sqlite3_column_text` or `_blob` just gave for
+    /// column `i` (null for an empty value).
+    fn column_bytes(&self, i: usize, p: *const u8) -> &[u8] {
+        if p.is_null() {
+            return &[];
+        }
+        // SAFETY: `p` points at the column's value, whose length SQLite
+        // reports; it stays valid until the column is read again or the row
+        // changes, neither of which can happen while the caller holds the
+        // slice borrowed from this row.
+        unsafe {
+            let n = ffi::sqlite3_column_bytes(self.stmt.as_ptr(), i as c_int).max(0) as usize;
+            std::slice::from_raw_parts(p, n)
         }
     }
 
@@ -431,18 +418,9 @@ impl RawRow<'_> {
         match self.class(i)? {
             Class::Null => Ok(None),
             Class::Blob | Class::Text => {
-                let s = self.stmt.as_ptr();
-                // SAFETY: as in `text`.
-                let bytes = unsafe {
-                    let p = ffi::sqlite3_column_blob(s, i as c_int);
-                    let n = ffi::sqlite3_column_bytes(s, i as c_int).max(0) as usize;
-                    if p.is_null() {
-                        &[][..]
-                    } else {
-                        std::slice::from_raw_parts(p.cast::<u8>(), n)
-                    }
-                };
-                Ok(Some(bytes))
+                // SAFETY: a checked column of the current row.
+                let p = unsafe { ffi::sqlite3_column_blob(self.stmt.as_ptr(), i as c_int) };
+                Ok(Some(self.column_bytes(i, p.cast())))
             }
             other => Err(mismatch("a blob", other)),
         }
