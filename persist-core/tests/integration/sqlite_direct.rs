@@ -12,23 +12,31 @@ use crate::model::*;
 /// A stuck lock must fail the test in seconds.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-fn run<F: std::future::Future<Output = TestResult>>(name: &str, f: impl FnOnce(String) -> F) {
+/// Runs `test` on a runtime of its own, failing on an error or after
+/// [`TIMEOUT`].
+fn block_on(name: &str, test: impl std::future::Future<Output = TestResult>) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
-    rt.block_on(async {
+    // The timer is made inside the runtime, which drives it.
+    match rt.block_on(async { tokio::time::timeout(TIMEOUT, test).await }) {
+        Err(_) => panic!("{name} timed out after {TIMEOUT:?}"),
+        Ok(Err(e)) => panic!("{name} failed: {e:?}"),
+        Ok(Ok(())) => {}
+    }
+}
+
+/// Runs `f` on the URL of a fresh SQLite file, removed afterwards.
+fn run<F: std::future::Future<Output = TestResult>>(name: &str, f: impl FnOnce(String) -> F) {
+    block_on(name, async {
         let (url, teardown) = isolated_url(Backend::Sqlite, name)
             .await
             .expect("SQLite needs no server");
-        let outcome = tokio::time::timeout(TIMEOUT, f(url)).await;
+        let outcome = f(url).await;
         teardown.await;
-        match outcome {
-            Err(_) => panic!("{name} timed out after {TIMEOUT:?}"),
-            Ok(Err(e)) => panic!("{name} failed: {e:?}"),
-            Ok(Ok(())) => {}
-        }
+        outcome
     });
 }
 
@@ -116,17 +124,7 @@ fn lock_and_release_across_many_transactions() {
 
 #[test]
 fn a_read_blocked_by_another_connection_waits_through_sqlx() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        tokio::time::timeout(TIMEOUT, locked_fallback())
-            .await
-            .expect("locked fallback timed out")
-            .expect("locked fallback failed");
-    });
+    block_on("direct_locked_fallback", locked_fallback());
 }
 
 async fn locked_fallback() -> TestResult {
@@ -190,32 +188,23 @@ fn several_statements_in_one_string_run_through_sqlx() {
 
 #[test]
 fn in_memory_database_on_the_direct_path() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        tokio::time::timeout(TIMEOUT, async {
-            let db = Db::connect("sqlite::memory:").await?;
-            db.create_tables::<Customer>().await?;
-            let s = db.session().await?;
-            let c = s
-                .insert(Customer {
-                    id: 0,
-                    email: "x@example.com".into(),
-                    name: "X".into(),
-                })
-                .await?;
-            s.commit().await?;
-            let s = db.session().await?;
-            assert_eq!(s.find::<Customer>(&c.id).await?, Some(c));
-            s.commit().await?;
-            db.close().await;
-            Ok::<_, Error>(())
-        })
-        .await
-        .expect("in-memory test timed out")
-        .expect("in-memory test failed");
+    block_on("direct_in_memory", async {
+        let db = Db::connect("sqlite::memory:").await?;
+        db.create_tables::<Customer>().await?;
+        let s = db.session().await?;
+        let c = s
+            .insert(Customer {
+                id: 0,
+                email: "x@example.com".into(),
+                name: "X".into(),
+            })
+            .await?;
+        s.commit().await?;
+        let s = db.session().await?;
+        assert_eq!(s.find::<Customer>(&c.id).await?, Some(c));
+        s.commit().await?;
+        db.close().await;
+        Ok(())
     });
 }
 
