@@ -3,16 +3,17 @@
 use std::future::Future;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tracing::Instrument;
 
 use crate::backend::{AnyConn, AnyPool, Backend};
 use crate::cache::{CacheMetrics, SharedCache};
+use crate::conn::Connections;
 use crate::entity::{Entity, EntityList};
 use crate::error::{Error, Result};
 use crate::l2::CacheLayer;
-use crate::session::{Session, SessionOptions};
+use crate::session::{Isolation, Session, SessionOptions};
 
 /// The outcome of [`Db::transaction_with`]: the closure's value and how many
 /// tries it took (1 when it committed at once).
@@ -37,7 +38,8 @@ pub struct Db {
 
 #[derive(Debug)]
 pub(crate) struct DbInner {
-    pub(crate) pool: AnyPool,
+    /// The pool and the connections sessions gave back.
+    pub(crate) conns: Connections,
     pub(crate) backend: Backend,
     pub(crate) statements: AtomicU64,
     pub(crate) max_retries: u32,
@@ -50,41 +52,54 @@ pub(crate) struct DbInner {
     pub(crate) cache: Option<CacheLayer>,
     /// SQLite: statements take the direct path.
     pub(crate) sqlite_direct: bool,
-    /// Connections sessions gave back, with when, for the next session:
-    /// handing a connection back to sqlx's pool costs a ping (a round trip
-    /// on PostgreSQL and MySQL) on every release.
-    pub(crate) parked: std::sync::Mutex<Vec<(AnyConn, std::time::Instant)>>,
-    /// Sessions waiting for the pool: while any waits, a connection given
-    /// back goes to the pool, not to the parking.
-    pub(crate) waiting: AtomicUsize,
+    /// SQLite in memory (its database lives as long as its connections).
+    pub(crate) in_memory: bool,
+    /// The isolation a session gets when it asks for none: the builder's
+    /// [`DbBuilder::isolation`], else the server's default, read at connect
+    /// (SQLite: `None`, always serializable).
+    pub(crate) default_isolation: Option<Isolation>,
+    /// SQLite: the write sessions holding the database's write lock, by the
+    /// task they run in (see `Session::claim_sqlite_write`).
+    pub(crate) sqlite_writers: std::sync::Mutex<Vec<(tokio::task::Id, u64)>>,
 }
 
-impl Drop for DbInner {
-    fn drop(&mut self) {
-        let parked = std::mem::take(self.parked.get_mut().unwrap_or_else(|p| p.into_inner()));
-        if parked.is_empty() || tokio::runtime::Handle::try_current().is_ok() {
-            return;
-        }
-        // Dropped outside any runtime (the last `Db` of a program that
-        // kept it past its runtime): a pooled connection goes back to its
-        // pool in a spawned task, which needs one. A runtime of our own runs
-        // those drops; its shutdown closes the connections.
-        if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            rt.block_on(async move { drop(parked) });
-        } else {
-            std::mem::forget(parked);
-        }
-    }
-}
+/// The longest [`Db::close`] waits for sessions to give their connections
+/// back.
+pub const CLOSE_WAIT: Duration = Duration::from_secs(10);
 
-/// Most connections kept parked.
-const PARKED_MAX: usize = 4;
-/// A connection parked longer goes back to the pool (which tests it) rather
-/// than straight to the next session.
-const PARKED_FOR: Duration = Duration::from_secs(5);
+/// The server's default isolation level (PostgreSQL, MySQL); `None` for
+/// SQLite (always serializable).
+async fn server_isolation(pool: &AnyPool) -> Result<Option<Isolation>> {
+    #[allow(unused_variables)]
+    let text: Option<String> = match pool {
+        #[cfg(feature = "sqlite")]
+        AnyPool::Sqlite(_) => None,
+        #[cfg(feature = "postgres")]
+        AnyPool::Postgres(p) => Some(
+            sqlx::query_scalar("SELECT current_setting('default_transaction_isolation')")
+                .fetch_one(p)
+                .await?,
+        ),
+        #[cfg(feature = "mysql")]
+        AnyPool::MySql(p) => {
+            // MySQL 8 and MariaDB 11 name it `transaction_isolation`;
+            // MariaDB 10 only `tx_isolation`.
+            let level: Result<String, _> =
+                sqlx::query_scalar("SELECT CAST(@@SESSION.transaction_isolation AS CHAR)")
+                    .fetch_one(p)
+                    .await;
+            Some(match level {
+                Ok(l) => l,
+                Err(_) => {
+                    sqlx::query_scalar("SELECT CAST(@@SESSION.tx_isolation AS CHAR)")
+                        .fetch_one(p)
+                        .await?
+                }
+            })
+        }
+    };
+    Ok(text.map(|t| Isolation::parse(&t)))
+}
 
 /// A provider as the builder holds it.
 #[derive(Clone)]
@@ -110,6 +125,7 @@ pub struct DbBuilder {
     cached_entities: Vec<(&'static str, Duration)>,
     query_cache_ttl: Duration,
     sqlite_direct: bool,
+    isolation: Option<Isolation>,
 }
 
 impl Default for DbBuilder {
@@ -126,6 +142,7 @@ impl Default for DbBuilder {
             cached_entities: Vec::new(),
             query_cache_ttl: Duration::from_secs(60),
             sqlite_direct: true,
+            isolation: None,
         }
     }
 }
@@ -227,6 +244,20 @@ impl DbBuilder {
         self
     }
 
+    /// The isolation level of sessions that set none with
+    /// [`SessionOptions::isolation`] (default: the server's own default,
+    /// read at connect; SQLite is always serializable and ignores it).
+    ///
+    /// The level decides where the shared cache may answer a read: it
+    /// answers reads by key only where that cannot give a transaction weaker
+    /// isolation than the database would (see the README's "Guarantees
+    /// under faults"), which on PostgreSQL and MySQL means `ReadCommitted`
+    /// or `ReadUncommitted`.
+    pub fn isolation(mut self, level: Isolation) -> Self {
+        self.isolation = Some(level);
+        self
+    }
+
     fn pool_options<DB: sqlx::Database>(&self, default_max: u32) -> sqlx::pool::PoolOptions<DB> {
         sqlx::pool::PoolOptions::new()
             .max_connections(self.max_connections.unwrap_or(default_max))
@@ -239,9 +270,15 @@ impl DbBuilder {
     /// `postgres://…` (or `postgresql://`), `mysql://…` (or `mariadb://`).
     pub async fn connect(self, url: &str) -> Result<Db> {
         let (pool, backend) = self.open_pool(url).await?;
+        let in_memory =
+            backend == Backend::Sqlite && (url.contains(":memory:") || url.contains("mode=memory"));
+        let default_isolation = match self.isolation {
+            Some(level) => Some(level),
+            None => server_isolation(&pool).await?,
+        };
         #[cfg_attr(not(feature = "mysql"), allow(unused_mut))]
         let mut inner = DbInner {
-            pool,
+            conns: Connections::new(pool, self.sqlite_direct, in_memory),
             backend,
             statements: AtomicU64::new(0),
             max_retries: self.max_retries,
@@ -254,12 +291,13 @@ impl DbBuilder {
                 .clone()
                 .map(|p| CacheLayer::new(p.0, self.cached_entities.clone(), self.query_cache_ttl)),
             sqlite_direct: self.sqlite_direct,
-            parked: std::sync::Mutex::new(Vec::new()),
-            waiting: AtomicUsize::new(0),
+            in_memory,
+            default_isolation,
+            sqlite_writers: std::sync::Mutex::new(Vec::new()),
         };
         #[cfg(feature = "mysql")]
         #[allow(irrefutable_let_patterns)]
-        if let AnyPool::MySql(pool) = &inner.pool {
+        if let AnyPool::MySql(pool) = &inner.conns.pool {
             let (lock_mode, step): (i64, i64) = sqlx::query_as(
                 "SELECT CAST(@@innodb_autoinc_lock_mode AS SIGNED), CAST(@@auto_increment_increment AS SIGNED)",
             )
@@ -455,8 +493,8 @@ impl Db {
     /// versioned migrations stay sqlx's, and the two meet here.
     pub async fn migrate(&self, migrator: &sqlx::migrate::Migrator) -> Result<()> {
         // The migrator takes its connection from the pool itself.
-        self.unpark();
-        match &self.inner.pool {
+        self.inner.conns.unpark();
+        match &self.inner.conns.pool {
             #[cfg(feature = "sqlite")]
             AnyPool::Sqlite(p) => migrator.run(p).await,
             #[cfg(feature = "postgres")]
@@ -467,85 +505,56 @@ impl Db {
         .map_err(|e| Error::Database(e.into()))
     }
 
-    /// Closes the pool, waiting for sessions to return their connections.
+    /// Closes the pool: new sessions get no connection, and the call waits
+    /// for sessions to give theirs back — at most [`CLOSE_WAIT`]; past it,
+    /// a warning names how many are still out and `close` returns (their
+    /// connections close when those sessions end).
     pub async fn close(&self) {
-        self.unpark();
-        match &self.inner.pool {
-            #[cfg(feature = "sqlite")]
-            AnyPool::Sqlite(p) => p.close().await,
-            #[cfg(feature = "postgres")]
-            AnyPool::Postgres(p) => p.close().await,
-            #[cfg(feature = "mysql")]
-            AnyPool::MySql(p) => p.close().await,
-        }
-    }
-
-    /// A connection for a session: a parked one if one was given back
-    /// lately, else one from the pool.
-    pub(crate) async fn acquire(&self) -> Result<AnyConn> {
-        // Counted as waiting before looking at the parking: a connection
-        // given back meanwhile either is parked before the look (and found)
-        // or sees the count and goes to the pool (see `park`).
-        self.inner.waiting.fetch_add(1, Ordering::SeqCst);
-        let conn = self.acquire_counted().await;
-        self.inner.waiting.fetch_sub(1, Ordering::SeqCst);
-        conn
-    }
-
-    async fn acquire_counted(&self) -> Result<AnyConn> {
-        loop {
-            let parked = self.parked().pop();
-            match parked {
-                Some((conn, at)) if at.elapsed() < PARKED_FOR => return Ok(conn),
-                // Back to the pool, which tests it before reuse.
-                Some(_) => continue,
-                None => break,
+        self.inner.conns.unpark();
+        let closing = async {
+            match &self.inner.conns.pool {
+                #[cfg(feature = "sqlite")]
+                AnyPool::Sqlite(p) => p.close().await,
+                #[cfg(feature = "postgres")]
+                AnyPool::Postgres(p) => p.close().await,
+                #[cfg(feature = "mysql")]
+                AnyPool::MySql(p) => p.close().await,
             }
+        };
+        if tokio::time::timeout(CLOSE_WAIT, closing).await.is_err() {
+            tracing::warn!(
+                in_use = self.connections_in_use(),
+                "Db::close gave up waiting for sessions to give their connections back"
+            );
         }
-        Ok(match &self.inner.pool {
+        // A connection parked while the pool was closing goes back now.
+        self.inner.conns.unpark();
+    }
+
+    /// Connections of the pool that are out (held by sessions, parked, or
+    /// on their way back): the pool's size less its idle connections.
+    /// A test can check that sessions gave theirs back.
+    pub fn connections_in_use(&self) -> u32 {
+        let (size, idle) = match &self.inner.conns.pool {
             #[cfg(feature = "sqlite")]
-            AnyPool::Sqlite(p) => AnyConn::Sqlite(crate::backend::SqliteConn::new(
-                p.acquire().await?,
-                self.inner.sqlite_direct,
-            )),
+            AnyPool::Sqlite(p) => (p.size(), p.num_idle()),
             #[cfg(feature = "postgres")]
-            AnyPool::Postgres(p) => AnyConn::Postgres(p.acquire().await?),
+            AnyPool::Postgres(p) => (p.size(), p.num_idle()),
             #[cfg(feature = "mysql")]
-            AnyPool::MySql(p) => AnyConn::MySql(p.acquire().await?),
-        })
+            AnyPool::MySql(p) => (p.size(), p.num_idle()),
+        };
+        size.saturating_sub(u32::try_from(idle).unwrap_or(u32::MAX))
     }
 
-    fn parked(&self) -> std::sync::MutexGuard<'_, Vec<(AnyConn, std::time::Instant)>> {
-        self.inner.parked.lock().unwrap_or_else(|p| p.into_inner())
+    /// Connections kept for the next session (given back within the last
+    /// few seconds, outside any transaction).
+    pub fn connections_parked(&self) -> usize {
+        self.inner.conns.parked_len()
     }
 
-    /// Keeps `conn`, which a session is done with, for the next session;
-    /// it must be outside any transaction. Beyond [`PARKED_MAX`] it goes
-    /// back to the pool.
-    pub(crate) fn park(&self, conn: AnyConn) {
-        let mut parked = self.parked();
-        let wanted = self.inner.waiting.load(Ordering::SeqCst) > 0;
-        if !wanted && parked.len() < PARKED_MAX && !self.is_closed() {
-            parked.push((conn, std::time::Instant::now()));
-        }
-        // Otherwise dropped here: back to the pool and its waiters.
-    }
-
-    /// Hands every parked connection back to the pool.
-    fn unpark(&self) {
-        let conns = std::mem::take(&mut *self.parked());
-        drop(conns);
-    }
-
-    fn is_closed(&self) -> bool {
-        match &self.inner.pool {
-            #[cfg(feature = "sqlite")]
-            AnyPool::Sqlite(p) => p.is_closed(),
-            #[cfg(feature = "postgres")]
-            AnyPool::Postgres(p) => p.is_closed(),
-            #[cfg(feature = "mysql")]
-            AnyPool::MySql(p) => p.is_closed(),
-        }
+    /// A connection for a session; see [`Connections::acquire`].
+    pub(crate) async fn acquire(&self) -> Result<AnyConn> {
+        self.inner.conns.acquire().await
     }
 
     async fn run_ddl(&self, statements: Vec<String>) -> Result<()> {

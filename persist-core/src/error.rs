@@ -106,6 +106,18 @@ pub enum Error {
     #[error("the session is busy with a stream in progress")]
     SessionBusy,
 
+    /// SQLite: a write session would wait for a lock the same task already
+    /// holds through another session (`db.transaction(…)` or a second
+    /// `db.session()` used for writing while a session of the same task has
+    /// begun its write transaction). It would wait until the busy timeout;
+    /// persist refuses at once. Write in the session already open
+    /// ([`Session::current`](crate::Session::current) inside a scope), or
+    /// commit it first. Not retryable.
+    #[error(
+        "this task already holds SQLite's write lock through another session; a second write session would wait on itself: use the open session (Session::current) or commit it first"
+    )]
+    WouldWaitOnItself,
+
     /// The connection URL names a backend this build does not include.
     #[error("unsupported database URL `{0}` (enable the matching persist-core feature)")]
     UnsupportedUrl(String),

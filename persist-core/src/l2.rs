@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use crate::cache::{CacheError, CacheKey, CacheMetrics, SharedCache};
+use crate::cache::{CacheError, CacheKey, CacheMetrics, ChangeSet, SharedCache};
 use crate::entity::{Entity, EntityMeta};
 
 /// A provider and persist's settings for it, held by the `Db`.
@@ -19,6 +19,9 @@ pub(crate) struct CacheLayer {
     pub query_ttl: Duration,
     inflight: Mutex<HashMap<CacheKey, Arc<tokio::sync::Mutex<()>>>>,
     errors: AtomicU64,
+    /// Regions (tables) written by commits of this process between their
+    /// `COMMIT` and the cache hearing of it, with how many such commits.
+    committing: Mutex<HashMap<String, usize>>,
 }
 
 impl std::fmt::Debug for CacheLayer {
@@ -51,7 +54,53 @@ impl CacheLayer {
             query_ttl,
             inflight: Mutex::new(HashMap::new()),
             errors: AtomicU64::new(0),
+            committing: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The regions a change set touches: its regions, its tables and the
+    /// regions of its keys.
+    fn regions_of(changes: &ChangeSet) -> impl Iterator<Item = &str> {
+        changes
+            .regions
+            .iter()
+            .chain(&changes.tables)
+            .map(String::as_str)
+            .chain(changes.keys.iter().map(|k| k.region.as_str()))
+    }
+
+    /// A commit that wrote `changes` is about to send `COMMIT`.
+    pub fn begin_commit(&self, changes: &ChangeSet) {
+        let mut map = self.committing.lock().unwrap_or_else(|p| p.into_inner());
+        let mut seen = std::collections::BTreeSet::new();
+        for r in Self::regions_of(changes) {
+            if seen.insert(r) {
+                *map.entry(r.to_owned()).or_default() += 1;
+            }
+        }
+    }
+
+    /// That commit has been answered, and the cache told of it.
+    pub fn end_commit(&self, changes: &ChangeSet) {
+        let mut map = self.committing.lock().unwrap_or_else(|p| p.into_inner());
+        let mut seen = std::collections::BTreeSet::new();
+        for r in Self::regions_of(changes) {
+            if seen.insert(r)
+                && let Some(n) = map.get_mut(r)
+            {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(r);
+                }
+            }
+        }
+    }
+
+    /// Whether a commit of this process that wrote `region` has not yet
+    /// told the cache.
+    pub fn committing(&self, region: &str) -> bool {
+        let map = self.committing.lock().unwrap_or_else(|p| p.into_inner());
+        !map.is_empty() && map.contains_key(region)
     }
 
     /// The row TTL of `E`, if `E` is cached.

@@ -460,6 +460,9 @@ impl<'s, E: Entity> RawQuery<'s, E> {
     pub async fn all(self) -> Result<Vec<E>> {
         let values = self.values?;
         let mut guard = self.session.lock_for_any_read().await?;
+        // A raw statement may write (`UPDATE … RETURNING *`): the tables it
+        // names are invalidated at commit.
+        self.session.cache_raw_statement(E::META, &self.sql);
         fetch_entities::<E>(self.session, &mut guard, self.sql, values).await
     }
 

@@ -229,6 +229,13 @@ impl SqliteConn {
         self.direct = None;
         &mut self.conn
     }
+
+    /// The pooled connection, with the direct path released (its statements
+    /// finalized), for the connection layer to release or discard.
+    pub(crate) fn into_pool_connection(mut self) -> PoolConnection<Sqlite> {
+        self.direct = None;
+        self.conn
+    }
 }
 
 impl Driver for Sqlite {

@@ -10,11 +10,75 @@ use crate::backend::Backend;
 use crate::cache::{
     CacheKey, CachedQuery, ChangeSet, decode_row, decode_rows, encode_row, encode_rows,
 };
-use crate::entity::{Entity, EntityMeta};
+use crate::db::Db;
+use crate::entity::{Entity, EntityMeta, OnDelete};
 use crate::error::Result;
 use crate::l2::{CacheLayer, MAX_PUT_AGE, cache_key};
 use crate::session::Isolation;
 use crate::uow::Merge;
+
+/// Where a savepoint found the transaction's cache record: rolling back to
+/// it forgets the rows inserted since (they were never committed).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CacheMark {
+    inserted: usize,
+}
+
+/// Held from just before `COMMIT` until the cache has heard of the commit.
+/// While it is held, this process's sessions do not answer reads of the
+/// regions it names from the cache (the database may already hold what the
+/// cache does not). Dropped without [`CommitFence::disarm`] — the commit's
+/// future was cut, and the `COMMIT` may have landed — it invalidates them in
+/// a task of its own, so the cache never keeps serving what the transaction
+/// replaced.
+pub(crate) struct CommitFence {
+    db: Option<Db>,
+    changes: ChangeSet,
+}
+
+impl CommitFence {
+    /// The commit was answered and the cache told: lifts the fence.
+    pub(crate) fn disarm(mut self) {
+        if let Some(layer) = self
+            .db
+            .take()
+            .as_ref()
+            .and_then(|db| db.inner.cache.as_ref())
+        {
+            layer.end_commit(&self.changes);
+        }
+    }
+}
+
+impl Drop for CommitFence {
+    fn drop(&mut self) {
+        let Some(db) = self.db.take() else {
+            return;
+        };
+        let changes = std::mem::take(&mut self.changes);
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    if let Some(layer) = db.inner.cache.as_ref() {
+                        if let Err(e) = layer.provider.after_commit(&changes).await {
+                            layer.failed("after_commit", &e);
+                        }
+                        layer.end_commit(&changes);
+                    }
+                });
+            }
+            Err(_) => {
+                if let Some(layer) = db.inner.cache.as_ref() {
+                    tracing::warn!(
+                        "a cut commit's cache invalidation has no runtime to run on; cached rows of {:?} may be stale until their TTL",
+                        changes.regions
+                    );
+                    layer.end_commit(&changes);
+                }
+            }
+        }
+    }
+}
 
 /// What the session's current transaction means to the cache.
 #[derive(Debug, Default)]
@@ -73,6 +137,108 @@ impl Session {
     /// Forgets the transaction's changes (rollback, failure).
     pub(crate) fn cache_discard(&self) {
         *self.tx_cache() = TxCache::default();
+    }
+
+    /// Marks where a savepoint finds the transaction's cache record.
+    pub(crate) fn cache_savepoint(&self) -> CacheMark {
+        CacheMark {
+            inserted: self.tx_cache().inserted.len(),
+        }
+    }
+
+    /// Rolls the cache record back to a savepoint: rows inserted since are
+    /// not put after commit. (Keys and tables written since stay recorded:
+    /// invalidating a row that did not change costs a reload, never a stale
+    /// read.)
+    pub(crate) fn cache_rollback_to(&self, mark: CacheMark) {
+        self.tx_cache().inserted.truncate(mark.inserted);
+    }
+
+    /// The fence a commit holds from `COMMIT` until the cache has heard of
+    /// it (see [`CommitFence`]).
+    pub(crate) fn cache_commit_fence(&self) -> CommitFence {
+        let Some(layer) = self.cache_layer() else {
+            return CommitFence {
+                db: None,
+                changes: ChangeSet::default(),
+            };
+        };
+        let changes = {
+            let tx = self.tx_cache();
+            ChangeSet {
+                keys: tx.keys.iter().cloned().collect(),
+                regions: tx.regions.iter().cloned().collect(),
+                tables: tx.tables.iter().cloned().collect(),
+            }
+        };
+        if changes.is_empty() {
+            return CommitFence { db: None, changes };
+        }
+        layer.begin_commit(&changes);
+        CommitFence {
+            db: Some(self.inner.db.clone()),
+            changes,
+        }
+    }
+
+    /// The isolation level of this session's transactions: its own, else the
+    /// `Db`'s default (the server's). `None` on SQLite.
+    pub(crate) fn isolation(&self) -> Option<Isolation> {
+        if self.backend() == Backend::Sqlite {
+            return None;
+        }
+        self.inner
+            .options
+            .isolation
+            .or(self.inner.db.inner.default_isolation)
+    }
+
+    /// Whether the cache may answer a read of `table` in this transaction:
+    /// only where that cannot give the transaction weaker isolation than
+    /// the same read from the database. The cache holds each row as its
+    /// latest commit left it, as a read-committed read would see it.
+    /// - PostgreSQL and MySQL: at `READ COMMITTED` or below; a transaction
+    ///   at `REPEATABLE READ` or `SERIALIZABLE` (MySQL's default) reads from
+    ///   its snapshot, in the database.
+    /// - SQLite: in a read-write session once it holds the write lock (no
+    ///   one else can commit meanwhile, so the cache and the database
+    ///   agree); a read-only session reads from its snapshot.
+    /// - Never while a commit of this process that wrote `table` is between
+    ///   its `COMMIT` and the cache hearing of it.
+    async fn cache_may_answer(&self, layer: &CacheLayer, table: &str) -> Result<bool> {
+        let allowed = match self.backend() {
+            Backend::Sqlite => {
+                if self.inner.options.read_only {
+                    false
+                } else {
+                    // Begins the transaction: `BEGIN IMMEDIATE` takes the
+                    // write lock, as the read from the database would.
+                    drop(self.lock_unflushed().await?);
+                    true
+                }
+            }
+            _ => self.isolation().is_none_or(Isolation::per_statement),
+        };
+        Ok(allowed && !layer.committing(table))
+    }
+
+    /// Records a raw statement that may have written: the tables it names
+    /// after `UPDATE`, `INTO`, `FROM`, `JOIN` or `TABLE`, and `meta`'s own,
+    /// are invalidated whole (regions and query-cache stamps) at commit.
+    pub(crate) fn cache_raw_statement(&self, meta: &'static EntityMeta, sql: &str) {
+        if !might_write(sql) {
+            return;
+        }
+        self.will_write();
+        if self.cache_layer().is_none() {
+            return;
+        }
+        let mut tx = self.tx_cache();
+        for table in std::iter::once(meta.table.to_owned()).chain(named_tables(sql)) {
+            tx.tables.insert(table.clone());
+            tx.regions.insert(table);
+        }
+        cascade_regions(meta, &mut tx);
     }
 
     /// Hands the committed transaction's changes to the provider; returns
@@ -192,14 +358,18 @@ impl Session {
             // This transaction's own writes are not in the cache yet.
             return Ok(None);
         }
+        // Where the cache may not answer, the row is still loaded through it
+        // (and put): a put is checked against the epoch the transaction
+        // began at, whatever its isolation.
+        let answer = self.cache_may_answer(layer, E::META.table).await?;
         let ck = cache_key::<E>(key);
-        if let Some(row) = self.cache_get::<E>(layer, &ck, key).await {
+        if answer && let Some(row) = self.cache_get::<E>(layer, &ck, key).await {
             return Ok(Some(self.merge_rows(vec![row], Merge::Track).pop()));
         }
         // One load per key at a time in this process; whoever got here
         // second finds the first one's row.
         let _flight = layer.single_flight(&ck).await;
-        if let Some(row) = self.cache_get::<E>(layer, &ck, key).await {
+        if answer && let Some(row) = self.cache_get::<E>(layer, &ck, key).await {
             return Ok(Some(self.merge_rows(vec![row], Merge::Track).pop()));
         }
         let row = self.load_by_key_raw::<E>(key).await?;
@@ -253,17 +423,12 @@ impl Session {
             return true;
         }
         match self.backend() {
-            // Read committed takes a snapshot per statement.
-            Backend::Postgres => {
-                matches!(
-                    self.inner.options.isolation,
-                    None | Some(Isolation::ReadCommitted | Isolation::ReadUncommitted)
-                )
-            }
             // A read-write SQLite transaction holds the write lock: nobody
             // else committed since it began.
             Backend::Sqlite => !self.inner.options.read_only,
-            Backend::MySql => false,
+            // Read committed takes a snapshot per statement. The level is
+            // the session's, else the server's default read at connect.
+            _ => self.isolation().is_some_and(Isolation::per_statement),
         }
     }
 
@@ -280,6 +445,9 @@ impl Session {
             Some(l) if !self.table_written(&table) => l,
             _ => return run().await,
         };
+        if !self.cache_may_answer(layer, &table).await? {
+            return run().await;
+        }
         let tables = vec![table.clone()];
         let stamps = match layer.provider.table_stamps(&tables).await {
             Ok(s) => s,
@@ -317,15 +485,150 @@ impl Session {
     }
 }
 
-/// Adds the regions (and tables) a delete from `meta`'s table cascades to.
+/// Adds the regions (and tables) a delete from `meta`'s table changes on its
+/// own in the database: children deleted by `ON DELETE CASCADE`, and
+/// children whose foreign key `ON DELETE SET NULL` clears (and, through a
+/// cascade, theirs). Triggers are out of persist's sight: a table a trigger
+/// writes is not invalidated.
 fn cascade_regions(meta: &'static EntityMeta, tx: &mut TxCache) {
     let mut work = vec![meta];
     while let Some(m) = work.pop() {
-        for (child, _) in m.cascades() {
-            if tx.regions.insert(child.table.to_owned()) {
-                tx.tables.insert(child.table.to_owned());
-                work.push(child);
+        for r in m.relations {
+            let child = r.fk_owner();
+            match r.on_delete {
+                OnDelete::Cascade => {
+                    if tx.regions.insert(child.table.to_owned()) {
+                        tx.tables.insert(child.table.to_owned());
+                        work.push(child);
+                    }
+                }
+                OnDelete::SetNull => {
+                    // The children stay, changed: nothing of theirs cascades.
+                    tx.regions.insert(child.table.to_owned());
+                    tx.tables.insert(child.table.to_owned());
+                }
+                OnDelete::NoAction => {}
             }
         }
+    }
+}
+
+/// Whether a raw statement may write: anything but a plain `SELECT` (a
+/// `WITH` may wrap a data-modifying statement, so it counts as a write when
+/// it names one).
+fn might_write(sql: &str) -> bool {
+    let mut words = sql_words(sql);
+    match words.next().map(|w| w.to_ascii_uppercase()) {
+        Some(w) if w == "SELECT" || w == "VALUES" => false,
+        Some(w) if w == "WITH" => words.any(|w| {
+            ["INSERT", "UPDATE", "DELETE", "MERGE"]
+                .iter()
+                .any(|k| w.eq_ignore_ascii_case(k))
+        }),
+        _ => true,
+    }
+}
+
+/// The tables a statement names after `UPDATE`, `INTO`, `FROM`, `JOIN` or
+/// `TABLE` (unquoted, without a schema).
+fn named_tables(sql: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut words = sql_words(sql).peekable();
+    while let Some(w) = words.next() {
+        let names_table = ["UPDATE", "INTO", "FROM", "JOIN", "TABLE"]
+            .iter()
+            .any(|k| w.eq_ignore_ascii_case(k));
+        if names_table && let Some(next) = words.peek() {
+            let name = next.rsplit('.').next().unwrap_or(next);
+            let name = name.trim_matches(|c| c == '"' || c == '`' || c == '[' || c == ']');
+            if !name.is_empty() {
+                out.push(name.to_owned());
+            }
+        }
+    }
+    out
+}
+
+/// The words of a statement (identifiers, keywords and quoted names), with
+/// string literals and comments left out.
+fn sql_words(sql: &str) -> impl Iterator<Item = String> + '_ {
+    let mut words = Vec::new();
+    let mut chars = sql.chars().peekable();
+    let mut word = String::new();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                // A string literal ('' escapes a quote).
+                while let Some(c) = chars.next() {
+                    if c == '\'' && chars.peek() != Some(&'\'') {
+                        break;
+                    }
+                    if c == '\'' {
+                        chars.next();
+                    }
+                }
+            }
+            '-' if chars.peek() == Some(&'-') => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            '/' if chars.peek() == Some(&'*') => {
+                chars.next();
+                let mut star = false;
+                for c in chars.by_ref() {
+                    if star && c == '/' {
+                        break;
+                    }
+                    star = c == '*';
+                }
+            }
+            c if c.is_alphanumeric() || matches!(c, '_' | '.' | '"' | '`' | '$') => word.push(c),
+            _ => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+        }
+        if matches!(c, '\'' | '-' | '/') && !word.is_empty() {
+            words.push(std::mem::take(&mut word));
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    words.into_iter()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{might_write, named_tables};
+
+    #[test]
+    fn raw_statements_that_write() {
+        assert!(!might_write("SELECT * FROM products WHERE id = ?"));
+        assert!(!might_write("  select 1"));
+        assert!(might_write("UPDATE products SET stock = 0 RETURNING *"));
+        assert!(might_write("-- note\nDELETE FROM products"));
+        assert!(might_write(
+            "WITH x AS (UPDATE products SET stock = 1 RETURNING *) SELECT * FROM x"
+        ));
+        assert!(!might_write(
+            "WITH x AS (SELECT 'update' AS u) SELECT * FROM x"
+        ));
+    }
+
+    #[test]
+    fn tables_a_statement_names() {
+        assert_eq!(
+            named_tables("UPDATE \"shop\".\"products\" SET a = 'from x' RETURNING *"),
+            ["products"]
+        );
+        assert_eq!(
+            named_tables("INSERT INTO `orders` SELECT * FROM carts JOIN lines ON 1=1"),
+            ["orders", "carts", "lines"]
+        );
     }
 }

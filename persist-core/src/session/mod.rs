@@ -8,7 +8,7 @@ mod options;
 mod savepoint;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as SyncMutex, MutexGuard};
 
 use sqlx::SqlSafeStr;
@@ -69,14 +69,45 @@ pub(crate) struct Inner {
     state: Arc<Mutex<State>>,
     uow: SyncMutex<Uow>,
     /// Open savepoints (index 0 = depth 2): each one's id and the
-    /// unit-of-work snapshot it took.
-    savepoints: SyncMutex<Vec<(u64, Uow)>>,
+    /// unit-of-work snapshot and cache mark it took.
+    savepoints: SyncMutex<Vec<(u64, Uow, cached::CacheMark)>>,
     failed: AtomicBool,
     pub(crate) streaming: AtomicBool,
     autoflush: AtomicBool,
     statements: AtomicU64,
     options: SessionOptions,
     tx_cache: SyncMutex<cached::TxCache>,
+    /// Operations under way on the connection (see [`Session::step`]): above
+    /// zero while no operation runs, one was cut (its future dropped) in the
+    /// middle, and the connection's state is unknown.
+    pending: Arc<AtomicUsize>,
+    /// Whether the open transaction sent a write (a cut then fails the
+    /// session; a transaction that only read just loses its connection).
+    wrote: AtomicBool,
+    /// Tells this session from others (SQLite's write-lock claims).
+    id: u64,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.release_sqlite_write();
+    }
+}
+
+impl Inner {
+    /// Forgets this session's claim on SQLite's write lock.
+    fn release_sqlite_write(&self) {
+        if self.db.backend() != Backend::Sqlite {
+            return;
+        }
+        let id = self.id;
+        self.db
+            .inner
+            .sqlite_writers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(_, holder)| *holder != id);
+    }
 }
 
 /// The session's connection, locked for one operation.
@@ -84,44 +115,26 @@ pub(crate) struct State {
     /// The connection of the open transaction; `None` while the session is
     /// idle (between transactions), so an idle session holds no connection.
     pub(crate) tx: Option<AnyConn>,
+    /// The session's count of operations under way (see `Inner::pending`).
+    pending: Arc<AtomicUsize>,
+    /// SQLite in memory: a connection is never discarded.
+    in_memory: bool,
 }
 
 impl Drop for State {
+    /// The last handle of the session is gone: its connection goes to the
+    /// connection layer, which rolls back every level of an open
+    /// transaction (or closes the connection) before anyone else gets it.
     fn drop(&mut self) {
-        release(self.tx.take());
+        if let Some(conn) = self.tx.take() {
+            let cut = self.pending.load(Ordering::Acquire) > 0;
+            crate::conn::abandon(conn, cut, self.in_memory);
+        }
     }
 }
 
-/// Returns a connection to the pool; an open transaction on it is rolled
-/// back first (queued, and run when the pool tests the connection).
-fn release(conn: Option<AnyConn>) {
-    if let Some(mut conn) = conn {
-        dispatch!(&mut conn, |c, DB| {
-            let c = DB::sqlx(c);
-            if <DB as sqlx::Database>::TransactionManager::get_transaction_depth(c) > 0 {
-                <DB as sqlx::Database>::TransactionManager::start_rollback(c);
-            }
-        });
-    }
-}
-
-/// Gives a connection a session is done with back to its `Db`, which keeps
-/// it for the next session when its transaction has ended.
-fn give_back(db: &Db, conn: Option<AnyConn>) {
-    let Some(mut conn) = conn else {
-        return;
-    };
-    let idle = dispatch!(&mut conn, |c, DB| {
-        // Releases SQLite's direct path too.
-        let c = DB::sqlx(c);
-        <DB as sqlx::Database>::TransactionManager::get_transaction_depth(c) == 0
-    });
-    if idle {
-        db.park(conn);
-    } else {
-        release(Some(conn));
-    }
-}
+/// Ids of sessions, unique in the process.
+static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
 /// The locked session state, with the connection in a transaction.
 pub(crate) type Guard = OwnedMutexGuard<State>;
@@ -130,10 +143,16 @@ impl Session {
     pub(crate) async fn open(db: Db, options: SessionOptions) -> Result<Session> {
         let identity_map = options.identity_map.unwrap_or(db.inner.identity_map);
         let limit = options.identity_map_limit.or(db.inner.identity_map_limit);
+        let pending = Arc::new(AtomicUsize::new(0));
+        let in_memory = db.inner.in_memory;
         let s = Session {
             inner: Arc::new(Inner {
                 db,
-                state: Arc::new(Mutex::new(State { tx: None })),
+                state: Arc::new(Mutex::new(State {
+                    tx: None,
+                    pending: pending.clone(),
+                    in_memory,
+                })),
                 uow: SyncMutex::new(Uow::new(identity_map, limit)),
                 savepoints: SyncMutex::new(Vec::new()),
                 failed: AtomicBool::new(false),
@@ -142,6 +161,9 @@ impl Session {
                 statements: AtomicU64::new(0),
                 options,
                 tx_cache: SyncMutex::new(cached::TxCache::default()),
+                pending,
+                wrote: AtomicBool::new(false),
+                id: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
             }),
         };
         // The connection is taken and the transaction begun with the first
@@ -191,6 +213,7 @@ impl Session {
     pub(crate) async fn lock_unflushed(&self) -> Result<Guard> {
         self.check_open()?;
         let mut guard = self.inner.state.clone().lock_owned().await;
+        self.recover(&mut guard)?;
         // A stream or a failure may have happened while this call waited.
         self.check_open()?;
         self.ensure_transaction(&mut guard).await?;
@@ -232,23 +255,108 @@ impl Session {
             guard.tx = Some(self.inner.db.acquire().await?);
         }
         let conn = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
+        if crate::conn::transaction_depth(conn) > 0 {
+            return Ok(());
+        }
         let options = &self.inner.options;
         let backend = self.backend();
-        dispatch!(conn, |c, DB| {
-            if DB::transaction_depth(c) == 0 {
-                let c = DB::sqlx(c);
-                // The cache epoch is taken before the snapshot can exist.
-                self.cache_begin().await;
-                if let Some(set) = options.mysql_isolation_statement(backend) {
-                    sqlx::Executor::execute(&mut *c, sqlx::AssertSqlSafe(set)).await?;
-                }
-                let begin = options
-                    .begin_statement(backend)
-                    .map(|s| sqlx::AssertSqlSafe(s).into_sql_str());
-                <DB as sqlx::Database>::TransactionManager::begin(c, begin).await?;
-            }
-        });
+        if backend == Backend::Sqlite && !options.read_only {
+            self.claim_sqlite_write()?;
+        }
+        self.inner.wrote.store(false, Ordering::Release);
+        // The cache epoch is taken before the snapshot can exist.
+        self.cache_begin().await;
+        let begun: Result<()> = self
+            .step(async {
+                dispatch!(conn, |c, DB| {
+                    let c = DB::sqlx(c);
+                    if let Some(set) = options.mysql_isolation_statement(backend) {
+                        sqlx::Executor::execute(&mut *c, sqlx::AssertSqlSafe(set)).await?;
+                    }
+                    let begin = options
+                        .begin_statement(backend)
+                        .map(|s| sqlx::AssertSqlSafe(s).into_sql_str());
+                    <DB as sqlx::Database>::TransactionManager::begin(c, begin).await?;
+                });
+                Ok(())
+            })
+            .await;
+        if begun.is_err() {
+            self.release_sqlite_write();
+        }
+        begun
+    }
+
+    /// Runs `fut`, one operation on the session's connection (a statement,
+    /// a transaction command, or several statements and the bookkeeping that
+    /// goes with them), counted as under way until it completes. A future
+    /// dropped in the middle leaves the count up, and the next call that
+    /// locks the session [recovers](Session::recover).
+    pub(crate) async fn step<T>(&self, fut: impl Future<Output = T>) -> T {
+        self.inner.pending.fetch_add(1, Ordering::AcqRel);
+        let out = fut.await;
+        self.inner.pending.fetch_sub(1, Ordering::AcqRel);
+        out
+    }
+
+    /// Marks the open transaction as having sent a write.
+    pub(crate) fn will_write(&self) {
+        self.inner.wrote.store(true, Ordering::Release);
+    }
+
+    /// After an operation was cut (see [`Session::step`]), with the state
+    /// locked: the connection, whose state nobody knows, is discarded (its
+    /// server rolls back what it had open), and so is the cache's record of
+    /// the transaction. A transaction that had sent a write is gone: the
+    /// session answers [`Error::SessionFailed`] until
+    /// [`rollback`](Session::rollback). One that had only read goes on in a
+    /// new transaction, its registered changes intact.
+    fn recover(&self, guard: &mut Guard) -> Result<()> {
+        if self.inner.pending.load(Ordering::Acquire) == 0 {
+            return Ok(());
+        }
+        if let Some(conn) = guard.tx.take() {
+            self.inner.db.inner.conns.abandon(conn, true);
+        }
+        self.inner.pending.store(0, Ordering::Release);
+        self.release_sqlite_write();
+        self.cache_discard();
+        self.savepoint_stack().clear();
+        if self.inner.wrote.swap(false, Ordering::AcqRel) {
+            self.inner.failed.store(true, Ordering::Release);
+            return Err(Error::SessionFailed);
+        }
         Ok(())
+    }
+
+    /// SQLite: records that this session, in this task, is about to take
+    /// the database's write lock (`BEGIN IMMEDIATE`). Another session of the
+    /// same task holding it would make this one wait for itself until the
+    /// busy timeout: that is refused at once.
+    fn claim_sqlite_write(&self) -> Result<()> {
+        let Some(task) = tokio::task::try_id() else {
+            return Ok(());
+        };
+        let mut writers = self
+            .inner
+            .db
+            .inner
+            .sqlite_writers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if writers
+            .iter()
+            .any(|(t, id)| *t == task && *id != self.inner.id)
+        {
+            return Err(Error::WouldWaitOnItself);
+        }
+        writers.push((task, self.inner.id));
+        Ok(())
+    }
+
+    /// Forgets this session's claim on SQLite's write lock.
+    fn release_sqlite_write(&self) {
+        self.inner.release_sqlite_write();
     }
 
     /// Writes every registered change now.
@@ -279,26 +387,23 @@ impl Session {
                 return Err(e);
             }
         };
-        let conn = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
-        let mut outcome = Ok(());
-        for p in plans.iter_mut() {
-            outcome = p.run_inserts(self, conn).await;
-            if outcome.is_err() {
-                break;
-            }
-            outcome = p.run_updates(self, conn).await;
-            if outcome.is_err() {
-                break;
-            }
-        }
-        if outcome.is_ok() {
-            for p in plans.iter_mut().rev() {
-                outcome = p.run_deletes(self, conn).await;
-                if outcome.is_err() {
-                    break;
+        self.will_write();
+        // One step from the first statement to the unit of work's update: a
+        // flush cut between two statements wrote some rows the unit of work
+        // does not know of.
+        let outcome = self
+            .step(async {
+                let conn = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
+                for p in plans.iter_mut() {
+                    p.run_inserts(self, conn).await?;
+                    p.run_updates(self, conn).await?;
                 }
-            }
-        }
+                for p in plans.iter_mut().rev() {
+                    p.run_deletes(self, conn).await?;
+                }
+                Ok(())
+            })
+            .await;
         if let Err(e) = outcome {
             self.fail(guard).await;
             return Err(e);
@@ -336,25 +441,42 @@ impl Session {
         self.savepoint_stack().clear();
     }
 
-    /// Rolls the transaction back and returns the connection to the pool.
+    /// Rolls the transaction back (every level) and gives the connection
+    /// back. A rollback that fails leaves the connection in a state persist
+    /// cannot vouch for: it is discarded.
     async fn rollback_connection(&self, guard: &mut Guard) -> Result<()> {
         let Some(conn) = guard.tx.as_mut() else {
             return Ok(());
         };
-        let outcome: Result<()> = dispatch!(conn, |c, DB| {
-            let c = DB::sqlx(c);
-            let mut r = Ok(());
-            while <DB as sqlx::Database>::TransactionManager::get_transaction_depth(c) > 0 {
-                if let Err(e) = <DB as sqlx::Database>::TransactionManager::rollback(c).await {
-                    r = Err(e.into());
-                    break;
-                }
-            }
-            r
-        });
-        // On failure the dropped `State`-less connection queues its rollback.
-        give_back(&self.inner.db, guard.tx.take());
+        let outcome: Result<()> = self
+            .step(async {
+                dispatch!(conn, |c, DB| {
+                    let c = DB::sqlx(c);
+                    while <DB as sqlx::Database>::TransactionManager::get_transaction_depth(c) > 0 {
+                        <DB as sqlx::Database>::TransactionManager::rollback(c).await?;
+                    }
+                });
+                Ok(())
+            })
+            .await;
+        self.end_transaction(guard, outcome.is_err());
         outcome
+    }
+
+    /// The transaction is over (committed, rolled back, or — with
+    /// `discard` — in a state nobody knows): the connection goes back to the
+    /// connection layer and the session's claims end with it.
+    fn end_transaction(&self, guard: &mut Guard, discard: bool) {
+        if let Some(conn) = guard.tx.take() {
+            let conns = &self.inner.db.inner.conns;
+            if discard {
+                conns.abandon(conn, true);
+            } else {
+                conns.give_back(conn);
+            }
+        }
+        self.inner.wrote.store(false, Ordering::Release);
+        self.release_sqlite_write();
     }
 
     /// Writes registered changes and commits. The identity map is cleared;
@@ -362,41 +484,55 @@ impl Session {
     ///
     /// A failed flush rolls back and answers its error; further calls then
     /// answer [`Error::SessionFailed`] until [`rollback`](Session::rollback).
+    ///
+    /// Cancel safety: a `commit()` whose future is dropped before it
+    /// completes never writes twice and never leaves half a flush committed.
+    /// Cut before `COMMIT` was sent, nothing of the transaction is
+    /// committed; cut while `COMMIT` was on its way, its outcome is unknown
+    /// (as with any database client) — the connection is discarded and the
+    /// shared cache is invalidated for everything the transaction wrote, as
+    /// if it committed. Either way the session then answers
+    /// [`Error::SessionFailed`] until [`rollback`](Session::rollback).
     pub async fn commit(&self) -> Result<()> {
         self.check_open()?;
-        let idle = {
-            let guard = self.inner.state.clone().lock_owned().await;
-            guard.tx.is_none() && !self.uow().has_pending()
-        };
-        if idle {
+        let mut guard = self.inner.state.clone().lock_owned().await;
+        self.recover(&mut guard)?;
+        self.check_open()?;
+        if guard.tx.is_none() && !self.uow().has_pending() {
             // Nothing began and nothing is registered: no BEGIN/COMMIT pair.
             self.uow().clear();
             return Ok(());
         }
-        let mut guard = self.lock_unflushed().await?;
+        self.ensure_transaction(&mut guard).await?;
         // The unit of work is cleared below, whatever the outcome.
         self.flush_then(&mut guard, false).await?;
-        let conn = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
         let backend = self.backend();
-        let outcome: Result<()> = dispatch!(conn, |c, DB| {
-            let c = DB::sqlx(c);
-            let mut r = Ok(());
-            while <DB as sqlx::Database>::TransactionManager::get_transaction_depth(c) > 0 {
-                if let Err(e) = <DB as sqlx::Database>::TransactionManager::commit(c).await {
-                    r = Err(crate::errmap::map(backend, None, e));
-                    break;
-                }
-            }
-            r
-        });
+        // From here until the cache has heard of the commit, a cut must not
+        // leave the cache serving what the transaction replaced.
+        let fence = self.cache_commit_fence();
+        let conn = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
+        let outcome: Result<()> = self
+            .step(async {
+                dispatch!(conn, |c, DB| {
+                    let c = DB::sqlx(c);
+                    while <DB as sqlx::Database>::TransactionManager::get_transaction_depth(c) > 0 {
+                        <DB as sqlx::Database>::TransactionManager::commit(c)
+                            .await
+                            .map_err(|e| crate::errmap::map(backend, None, e))?;
+                    }
+                    Ok(())
+                })
+            })
+            .await;
         if outcome.is_err() {
             let _ = self.rollback_connection(&mut guard).await;
             self.cache_discard();
         } else {
             // The cache learns of the changes before `commit()` returns.
-            self.cache_after_commit().await;
+            self.step(self.cache_after_commit()).await;
+            self.end_transaction(&mut guard, false);
         }
-        give_back(&self.inner.db, guard.tx.take());
+        fence.disarm();
         self.uow().clear();
         self.savepoint_stack().clear();
         outcome
@@ -409,6 +545,8 @@ impl Session {
             return Err(Error::SessionBusy);
         }
         let mut guard = self.inner.state.clone().lock_owned().await;
+        // A cut operation's connection is discarded: nothing more to undo.
+        let _ = self.recover(&mut guard);
         let outcome = self.rollback_connection(&mut guard).await;
         self.cache_discard();
         self.uow().clear();
@@ -417,7 +555,7 @@ impl Session {
         outcome
     }
 
-    fn savepoint_stack(&self) -> MutexGuard<'_, Vec<(u64, Uow)>> {
+    fn savepoint_stack(&self) -> MutexGuard<'_, Vec<(u64, Uow, cached::CacheMark)>> {
         self.inner
             .savepoints
             .lock()
@@ -437,7 +575,7 @@ impl Session {
             sql = sql,
             table = meta.map(|m| m.table)
         );
-        fut.instrument(span).await.map_err(|e| match e {
+        self.step(fut.instrument(span)).await.map_err(|e| match e {
             StmtError::Db(e) => crate::errmap::map(self.backend(), meta, e),
             StmtError::Row(e) => e,
         })
@@ -458,7 +596,8 @@ impl Session {
         self.count_tx_statement();
     }
 
-    /// Runs a write now; a failure marks the session failed and rolls back.
+    /// Ends a write that ran now; a failure marks the session failed and
+    /// rolls back.
     pub(crate) async fn write<T>(&self, guard: &mut Guard, out: Result<T>) -> Result<T> {
         if out.is_err() {
             self.fail(guard).await;

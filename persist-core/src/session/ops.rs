@@ -320,7 +320,10 @@ impl Session {
         prepare_insert(&mut values);
         let mut guard = self.lock().await?;
         let tx = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
-        let out = insert_rows(self, tx, &mut values).await;
+        self.will_write();
+        // One step for all chunks: a cut between two leaves rows the
+        // session does not know of.
+        let out = self.step(insert_rows(self, tx, &mut values)).await;
         self.write(&mut guard, out).await?;
         self.cache_wrote(E::META, Vec::new(), false);
         if self.caches(E::META) {
@@ -363,6 +366,7 @@ impl Session {
         let b = self.backend();
         let sql: Arc<str> = Arc::from(sql::upsert(b, meta, &target));
         let tx = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
+        self.will_write();
         let out: Result<()> = async {
             dispatch!(tx, |c, DB| {
                 let mut args = <DB as crate::backend::Driver>::Args::default();

@@ -18,6 +18,24 @@ pub enum Isolation {
 }
 
 impl Isolation {
+    /// Reads a level as servers name it (`read committed`, `REPEATABLE-READ`);
+    /// an unknown name is taken as the strictest level.
+    pub(crate) fn parse(name: &str) -> Isolation {
+        let n = name.trim().to_ascii_lowercase().replace(['-', '_'], " ");
+        match n.as_str() {
+            "read uncommitted" => Isolation::ReadUncommitted,
+            "read committed" => Isolation::ReadCommitted,
+            "repeatable read" => Isolation::RepeatableRead,
+            _ => Isolation::Serializable,
+        }
+    }
+
+    /// Whether each statement sees what committed before it (no snapshot
+    /// held across statements).
+    pub(crate) fn per_statement(self) -> bool {
+        matches!(self, Isolation::ReadCommitted | Isolation::ReadUncommitted)
+    }
+
     fn sql(self) -> &'static str {
         match self {
             Isolation::ReadUncommitted => "READ UNCOMMITTED",

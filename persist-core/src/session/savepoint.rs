@@ -36,15 +36,21 @@ impl Session {
         let mut guard = self.lock_unflushed().await?;
         let snapshot = self.uow().clone();
         let conn = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
-        let depth = dispatch!(conn, |c, DB| {
-            let c = <DB as crate::backend::Driver>::sqlx(c);
-            <DB as sqlx::Database>::TransactionManager::begin(c, None).await?;
-            <DB as sqlx::Database>::TransactionManager::get_transaction_depth(c)
-        });
+        let depth: Result<usize> = self
+            .step(async {
+                Ok(dispatch!(conn, |c, DB| {
+                    let c = <DB as crate::backend::Driver>::sqlx(c);
+                    <DB as sqlx::Database>::TransactionManager::begin(c, None).await?;
+                    <DB as sqlx::Database>::TransactionManager::get_transaction_depth(c)
+                }))
+            })
+            .await;
+        let depth = depth?;
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let cache_mark = self.cache_savepoint();
         let mut stack = self.savepoint_stack();
         stack.truncate(depth.saturating_sub(2));
-        stack.push((id, snapshot));
+        stack.push((id, snapshot, cache_mark));
         Ok(Savepoint {
             session: self.clone(),
             depth,
@@ -62,7 +68,7 @@ impl Savepoint {
             .session
             .savepoint_stack()
             .get(self.depth.wrapping_sub(2))
-            .is_some_and(|(id, _)| *id == self.id);
+            .is_some_and(|(id, _, _)| *id == self.id);
         if open {
             Ok(())
         } else {
@@ -80,19 +86,31 @@ impl Savepoint {
         self.check_open()?;
         let conn = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
         let target = self.depth;
-        dispatch!(conn, |c, DB| {
-            let c = <DB as crate::backend::Driver>::sqlx(c);
-            if <DB as sqlx::Database>::TransactionManager::get_transaction_depth(c) < target {
-                return Err(Error::Invalid("the savepoint has already ended".into()));
-            }
-            while <DB as sqlx::Database>::TransactionManager::get_transaction_depth(c) >= target {
-                <DB as sqlx::Database>::TransactionManager::rollback(c).await?;
-            }
-        });
+        let rolled: Result<()> = s
+            .step(async {
+                dispatch!(conn, |c, DB| {
+                    let c = <DB as crate::backend::Driver>::sqlx(c);
+                    if <DB as sqlx::Database>::TransactionManager::get_transaction_depth(c) < target
+                    {
+                        return Err(Error::Invalid("the savepoint has already ended".into()));
+                    }
+                    while <DB as sqlx::Database>::TransactionManager::get_transaction_depth(c)
+                        >= target
+                    {
+                        <DB as sqlx::Database>::TransactionManager::rollback(c).await?;
+                    }
+                });
+                Ok(())
+            })
+            .await;
+        rolled?;
         let mut stack = s.savepoint_stack();
         let index = target - 2;
-        if let Some((_, snapshot)) = stack.get(index).cloned() {
+        if let Some((_, snapshot, cache_mark)) = stack.get(index).cloned() {
             *s.uow() = snapshot;
+            // What the cache would have been told of the rolled-back
+            // writes is forgotten with them.
+            s.cache_rollback_to(cache_mark);
         }
         stack.truncate(index);
         Ok(())
@@ -107,12 +125,20 @@ impl Savepoint {
         self.check_open()?;
         let conn = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
         let target = self.depth;
-        dispatch!(conn, |c, DB| {
-            let c = <DB as crate::backend::Driver>::sqlx(c);
-            while <DB as sqlx::Database>::TransactionManager::get_transaction_depth(c) >= target {
-                <DB as sqlx::Database>::TransactionManager::commit(c).await?;
-            }
-        });
+        let released: Result<()> = s
+            .step(async {
+                dispatch!(conn, |c, DB| {
+                    let c = <DB as crate::backend::Driver>::sqlx(c);
+                    while <DB as sqlx::Database>::TransactionManager::get_transaction_depth(c)
+                        >= target
+                    {
+                        <DB as sqlx::Database>::TransactionManager::commit(c).await?;
+                    }
+                });
+                Ok(())
+            })
+            .await;
+        released?;
         s.savepoint_stack().truncate(target - 2);
         Ok(())
     }

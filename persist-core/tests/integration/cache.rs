@@ -9,7 +9,7 @@ use persist_cache::{InProcessCache, RedisCache};
 use persist_core::cache::{
     CacheFuture, CacheKey, CacheMetrics, CachedQuery, ChangeSet, SharedCache,
 };
-use persist_core::{Db, Error, SessionOptions};
+use persist_core::{Db, Error, Isolation, SessionOptions};
 use tokio::sync::{Barrier, Notify};
 
 use crate::common::{self, TestResult};
@@ -85,7 +85,10 @@ where
         return Ok(());
     };
     let result = async {
+        // The shared cache answers reads at READ COMMITTED (MySQL's
+        // default is REPEATABLE READ, whose reads come from its snapshot).
         let cdb = Db::builder()
+            .isolation(Isolation::ReadCommitted)
             .cache_arc(cache)
             .cache_entity::<Customer>(TTL)
             .connect(&url)
@@ -365,7 +368,9 @@ pub async fn concurrent_misses_load_once(db: Db) -> TestResult {
                 let db = db.clone();
                 let id = a.id;
                 tasks.push(tokio::spawn(async move {
-                    let s = db.session_with(SessionOptions::new().read_only()).await?;
+                    // Read-write: on SQLite the cache answers only a session
+                    // holding the write lock (a read-only one reads its snapshot).
+                    let s = db.session().await?;
                     let row = s.find::<Customer>(&id).await?;
                     s.commit().await?;
                     Ok::<_, Error>(row)
@@ -495,6 +500,7 @@ pub async fn two_processes_share_redis(db: Db) -> TestResult {
         |db1, url| async move {
             // A second, independent Db (another process) on the same database and Redis.
             let db2 = Db::builder()
+                .isolation(Isolation::ReadCommitted)
                 .cache_arc(c2.clone())
                 .cache_entity::<Customer>(TTL)
                 .connect(&url)
@@ -504,7 +510,7 @@ pub async fn two_processes_share_redis(db: Db) -> TestResult {
             s.commit().await?;
             for i in 1..=30 {
                 // db2 reads (and caches) the row...
-                let r = db2.session_with(SessionOptions::new().read_only()).await?;
+                let r = db2.session().await?;
                 let seen = r.find::<Customer>(&a.id).await?.ok_or(Error::NotFound)?;
                 assert_eq!(seen.name, format!("v{}", i - 1));
                 r.commit().await?;
@@ -515,7 +521,7 @@ pub async fn two_processes_share_redis(db: Db) -> TestResult {
                 w.update(&mut row)?;
                 w.commit().await?;
                 // ...and once commit() returned, db2 never reads the old value.
-                let r = db2.session_with(SessionOptions::new().read_only()).await?;
+                let r = db2.session().await?;
                 assert_eq!(
                     r.find::<Customer>(&a.id).await?.map(|c| c.name),
                     Some(format!("v{i}"))
@@ -660,6 +666,7 @@ pub async fn derive_attribute_opts_in(db: Db) -> TestResult {
             Some(Duration::from_secs(300))
         );
         let cdb = Db::builder()
+            .isolation(Isolation::ReadCommitted)
             .cache(InProcessCache::new())
             .connect(&url)
             .await?;
@@ -675,6 +682,9 @@ pub async fn derive_attribute_opts_in(db: Db) -> TestResult {
         let s = cdb.session().await?;
         assert_eq!(s.find::<CachedNote>(&n.id).await?, Some(n.clone()));
         assert_eq!(s.statement_count(), 0, "served by the shared cache");
+        // On SQLite the read took the write lock, as a read from the
+        // database would have: end the session before the DDL below.
+        s.commit().await?;
         // Entities without the attribute (or a registration) are not cached.
         cdb.create_tables::<Customer>().await?;
         let s = cdb.session().await?;
