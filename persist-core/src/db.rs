@@ -60,12 +60,10 @@ pub(crate) struct DbInner {
     pub(crate) default_isolation: Option<Isolation>,
     /// SQLite: the write sessions holding the database's write lock, by the
     /// task they run in (see `Session::claim_sqlite_write`).
-    pub(crate) sqlite_writers: std::sync::Mutex<Vec<(tokio::task::Id, u64)>>,
+    pub(crate) sqlite_writers: std::sync::Mutex<Vec<(crate::session::Runner, u64)>>,
+    /// The longest [`Db::close`] waits for connections.
+    pub(crate) close_timeout: Duration,
 }
-
-/// The longest [`Db::close`] waits for sessions to give their connections
-/// back.
-pub const CLOSE_WAIT: Duration = Duration::from_secs(10);
 
 /// The server's default isolation level (PostgreSQL, MySQL); `None` for
 /// SQLite (always serializable).
@@ -126,6 +124,7 @@ pub struct DbBuilder {
     query_cache_ttl: Duration,
     sqlite_direct: bool,
     isolation: Option<Isolation>,
+    close_timeout: Duration,
 }
 
 impl Default for DbBuilder {
@@ -143,6 +142,7 @@ impl Default for DbBuilder {
             query_cache_ttl: Duration::from_secs(60),
             sqlite_direct: true,
             isolation: None,
+            close_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -258,6 +258,13 @@ impl DbBuilder {
         self
     }
 
+    /// The longest [`Db::close`] waits for sessions to give their
+    /// connections back (default 10 s).
+    pub fn close_timeout(mut self, t: Duration) -> Self {
+        self.close_timeout = t;
+        self
+    }
+
     fn pool_options<DB: sqlx::Database>(&self, default_max: u32) -> sqlx::pool::PoolOptions<DB> {
         sqlx::pool::PoolOptions::new()
             .max_connections(self.max_connections.unwrap_or(default_max))
@@ -294,6 +301,7 @@ impl DbBuilder {
             in_memory,
             default_isolation,
             sqlite_writers: std::sync::Mutex::new(Vec::new()),
+            close_timeout: self.close_timeout,
         };
         #[cfg(feature = "mysql")]
         #[allow(irrefutable_let_patterns)]
@@ -392,6 +400,13 @@ impl Db {
     /// ([`DbBuilder::sqlite_direct`]; always `false` on other backends).
     pub fn sqlite_direct(&self) -> bool {
         self.inner.backend == Backend::Sqlite && self.inner.sqlite_direct
+    }
+
+    /// The isolation level of sessions that set none: the builder's
+    /// [`DbBuilder::isolation`], else the server's default as read at
+    /// connect (`None` on SQLite, which is always serializable).
+    pub fn isolation(&self) -> Option<Isolation> {
+        self.inner.default_isolation
     }
 
     /// Which backend this is.
@@ -506,9 +521,10 @@ impl Db {
     }
 
     /// Closes the pool: new sessions get no connection, and the call waits
-    /// for sessions to give theirs back — at most [`CLOSE_WAIT`]; past it,
-    /// a warning names how many are still out and `close` returns (their
-    /// connections close when those sessions end).
+    /// for sessions to give theirs back — at most
+    /// [`DbBuilder::close_timeout`] (10 s by default); past it, a warning
+    /// names how many are still out and `close` returns (their connections
+    /// close when those sessions end).
     pub async fn close(&self) {
         self.inner.conns.unpark();
         let closing = async {
@@ -521,7 +537,10 @@ impl Db {
                 AnyPool::MySql(p) => p.close().await,
             }
         };
-        if tokio::time::timeout(CLOSE_WAIT, closing).await.is_err() {
+        if tokio::time::timeout(self.inner.close_timeout, closing)
+            .await
+            .is_err()
+        {
             tracing::warn!(
                 in_use = self.connections_in_use(),
                 "Db::close gave up waiting for sessions to give their connections back"

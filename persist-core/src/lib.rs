@@ -64,7 +64,7 @@ mod value;
 pub use backend::Backend;
 pub use bulk::{DeleteAll, UpdateAll};
 pub use column::{Column, Filter, Order, TextColumn};
-pub use db::{CLOSE_WAIT, Committed, Db, DbBuilder};
+pub use db::{Committed, Db, DbBuilder};
 pub use entity::{
     BelongsTo, ColumnMeta, Entity, EntityList, EntityMeta, Key, MetaFn, OnDelete, Related,
     RelationKind, RelationMeta,

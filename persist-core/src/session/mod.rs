@@ -136,6 +136,23 @@ impl Drop for State {
 /// Ids of sessions, unique in the process.
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
+/// What runs a session's calls: a tokio task, or (outside any, as in
+/// `block_on`) a thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Runner {
+    Task(tokio::task::Id),
+    Thread(std::thread::ThreadId),
+}
+
+impl Runner {
+    fn current() -> Runner {
+        match tokio::task::try_id() {
+            Some(id) => Runner::Task(id),
+            None => Runner::Thread(std::thread::current().id()),
+        }
+    }
+}
+
 /// The locked session state, with the connection in a transaction.
 pub(crate) type Guard = OwnedMutexGuard<State>;
 
@@ -334,9 +351,7 @@ impl Session {
     /// same task holding it would make this one wait for itself until the
     /// busy timeout: that is refused at once.
     fn claim_sqlite_write(&self) -> Result<()> {
-        let Some(task) = tokio::task::try_id() else {
-            return Ok(());
-        };
+        let task = Runner::current();
         let mut writers = self
             .inner
             .db

@@ -7,6 +7,7 @@ mod cache;
 mod common;
 mod crud;
 mod errors;
+mod guarantees;
 mod identity;
 mod joins;
 mod loaders;
@@ -63,6 +64,16 @@ suite! {
         one_and_optional,
         stream_yields_all_and_blocks_session,
         raw_sql_decodes_entity,
+    ],
+    guarantees: [
+        savepoint_rollback_never_reaches_the_cache,
+        set_null_children_are_invalidated,
+        raw_write_invalidates_rows_and_queries,
+        cached_reads_lose_no_update,
+        second_write_session_in_a_task,
+        cut_commit_still_invalidates_the_cache,
+        close_wait_is_bounded,
+        isolation_is_read_from_the_server,
     ],
     errors: [
         unique_violation_names_constraint,
