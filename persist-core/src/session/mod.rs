@@ -45,7 +45,16 @@ pub use savepoint::Savepoint;
 ///   holds come back in their in-session state.
 /// - A transaction begins with the first statement and ends with `commit`
 ///   or `rollback`; the session can then be used again, in a new
-///   transaction. Dropping the last handle rolls back an open transaction.
+///   transaction. Dropping the last handle rolls back an open transaction,
+///   every savepoint level of it, before another session can get the
+///   connection.
+/// - Cancel safety: a future of any session operation may be dropped at any
+///   await point. It never writes twice, never leaves half a flush
+///   committed and never hands an open transaction on; the connection it
+///   was cut on is closed. A session whose transaction had written then
+///   answers [`Error::SessionFailed`] until [`rollback`](Session::rollback);
+///   one that had only read goes on in a new transaction. See the README's
+///   "Guarantees under faults".
 /// - A failed flush rolls the transaction back at once (nothing of it stays
 ///   in the database) and the session answers [`Error::SessionFailed`] until
 ///   [`rollback`](Session::rollback) is called.
