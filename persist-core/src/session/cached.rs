@@ -6,16 +6,63 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use super::Session;
+use crate::backend::AnyConn;
 use crate::backend::Backend;
 use crate::cache::{
     CacheKey, CachedQuery, ChangeSet, decode_row, decode_rows, encode_row, encode_rows,
 };
 use crate::db::Db;
 use crate::entity::{Entity, EntityMeta, OnDelete};
+use crate::error::Error;
 use crate::error::Result;
 use crate::l2::{CacheLayer, MAX_PUT_AGE, cache_key};
 use crate::session::Isolation;
 use crate::uow::Merge;
+use futures_core::future::BoxFuture;
+
+/// How the cache may answer a read (see [`Session::cache_read`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CacheRead {
+    /// Not at all: the database answers.
+    No,
+    /// As it is.
+    Yes,
+    /// Answered, and checked against the database once the transaction
+    /// begins.
+    Checked,
+}
+
+/// Checks one cached row against the database.
+type Check =
+    Box<dyn for<'a> FnOnce(&'a Session, &'a mut AnyConn) -> BoxFuture<'a, Result<bool>> + Send>;
+
+/// A row the cache answered before the transaction's snapshot (or SQLite's
+/// write lock) existed. Once the transaction begins it is read again from
+/// the database and compared: the transaction then saw what the database
+/// would have shown it, or fails with a retryable [`Error::Stale`]. A
+/// session that read one row from the cache and nothing else never pays
+/// for the check (one read is consistent with itself); one that read
+/// several and nothing else checks them at commit.
+pub(crate) struct Unchecked {
+    table: &'static str,
+    key: String,
+    check: Check,
+}
+
+impl Unchecked {
+    fn new<E: Entity>(key: E::Key, cached: Vec<u8>) -> Unchecked {
+        Unchecked {
+            table: E::META.table,
+            key: format!("{key:?}"),
+            check: Box::new(move |s: &Session, conn: &mut AnyConn| {
+                Box::pin(async move {
+                    let row = s.read_by_key::<E>(conn, &key).await?;
+                    Ok(row.is_some_and(|r| encode_row(&r).is_ok_and(|now| now == cached)))
+                })
+            }),
+        }
+    }
+}
 
 /// Where a savepoint found the transaction's cache record: rolling back to
 /// it forgets the rows inserted since (they were never committed).
@@ -193,33 +240,70 @@ impl Session {
             .or(self.inner.db.inner.default_isolation)
     }
 
-    /// Whether the cache may answer a read of `table` in this transaction:
-    /// only where that cannot give the transaction weaker isolation than
-    /// the same read from the database. The cache holds each row as its
-    /// latest commit left it, as a read-committed read would see it.
-    /// - PostgreSQL and MySQL: at `READ COMMITTED` or below; a transaction
-    ///   at `REPEATABLE READ` or `SERIALIZABLE` (MySQL's default) reads from
-    ///   its snapshot, in the database.
-    /// - SQLite: in a read-write session once it holds the write lock (no
-    ///   one else can commit meanwhile, so the cache and the database
-    ///   agree); a read-only session reads from its snapshot.
+    /// How the cache may answer a read of `table` in this transaction: only
+    /// where that cannot give the transaction weaker isolation than the
+    /// same read from the database. A cached row is the row as its latest
+    /// commit left it, as a read-committed read would see it.
+    /// - PostgreSQL and MySQL at `READ COMMITTED` or below: always.
+    /// - SQLite in a read-write session that holds the write lock (its
+    ///   transaction has begun): always; no one else can commit meanwhile.
+    /// - Before the transaction's snapshot exists (SQLite, or PostgreSQL and
+    ///   MySQL at `REPEATABLE READ` / `SERIALIZABLE`, before the first
+    ///   statement): answered, and the row is checked against the database
+    ///   as soon as the transaction begins (see [`Unchecked`]).
+    /// - Once a snapshot exists (a read-only SQLite session, or a snapshot
+    ///   isolation level, after the first statement): never — the database
+    ///   answers from the snapshot.
     /// - Never while a commit of this process that wrote `table` is between
     ///   its `COMMIT` and the cache hearing of it.
-    async fn cache_may_answer(&self, layer: &CacheLayer, table: &str) -> Result<bool> {
-        let allowed = match self.backend() {
-            Backend::Sqlite => {
-                if self.inner.options.read_only {
-                    false
+    fn cache_read(&self, layer: &CacheLayer, table: &str) -> CacheRead {
+        if layer.committing(table) {
+            return CacheRead::No;
+        }
+        let begun = self.tx_cache().started.is_some();
+        let snapshot = match self.backend() {
+            Backend::Sqlite if !self.inner.options.read_only => {
+                return if begun {
+                    CacheRead::Yes
                 } else {
-                    // Begins the transaction: `BEGIN IMMEDIATE` takes the
-                    // write lock, as the read from the database would.
-                    drop(self.lock_unflushed().await?);
-                    true
-                }
+                    CacheRead::Checked
+                };
             }
-            _ => self.isolation().is_none_or(Isolation::per_statement),
+            Backend::Sqlite => true,
+            _ => !self.isolation().is_none_or(Isolation::per_statement),
         };
-        Ok(allowed && !layer.committing(table))
+        match (snapshot, begun) {
+            (false, _) => CacheRead::Yes,
+            (true, false) => CacheRead::Checked,
+            (true, true) => CacheRead::No,
+        }
+    }
+
+    /// Checks the rows the cache answered before this transaction began
+    /// against the database, now that it has (with SQLite's write lock, or
+    /// the snapshot, taken). A row that differs is [`Error::Stale`]
+    /// (retryable: [`Db::transaction`](crate::Db::transaction) runs the
+    /// work again).
+    pub(crate) async fn check_cached_reads(&self, conn: &mut AnyConn) -> Result<()> {
+        let unchecked = std::mem::take(&mut *self.unchecked());
+        for u in unchecked {
+            let (table, key) = (u.table, u.key);
+            if !(u.check)(self, conn).await? {
+                return Err(Error::Stale {
+                    table: table.to_owned(),
+                    key,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The rows answered from the cache before the transaction began.
+    pub(crate) fn unchecked(&self) -> std::sync::MutexGuard<'_, Vec<Unchecked>> {
+        self.inner
+            .unchecked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Records a raw statement that may have written: the tables it names
@@ -361,15 +445,15 @@ impl Session {
         // Where the cache may not answer, the row is still loaded through it
         // (and put): a put is checked against the epoch the transaction
         // began at, whatever its isolation.
-        let answer = self.cache_may_answer(layer, E::META.table).await?;
+        let read = self.cache_read(layer, E::META.table);
         let ck = cache_key::<E>(key);
-        if answer && let Some(row) = self.cache_get::<E>(layer, &ck, key).await {
+        if let Some(row) = self.cache_answer::<E>(layer, &ck, key, read).await {
             return Ok(Some(self.merge_rows(vec![row], Merge::Track).pop()));
         }
         // One load per key at a time in this process; whoever got here
         // second finds the first one's row.
         let _flight = layer.single_flight(&ck).await;
-        if answer && let Some(row) = self.cache_get::<E>(layer, &ck, key).await {
+        if let Some(row) = self.cache_answer::<E>(layer, &ck, key, read).await {
             return Ok(Some(self.merge_rows(vec![row], Merge::Track).pop()));
         }
         let row = self.load_by_key_raw::<E>(key).await?;
@@ -388,15 +472,35 @@ impl Session {
         })))
     }
 
+    /// The cached row for `key`, where `read` lets the cache answer; a row
+    /// answered before the snapshot exists is recorded to be checked.
+    async fn cache_answer<E: Entity>(
+        &self,
+        layer: &CacheLayer,
+        ck: &CacheKey,
+        key: &E::Key,
+        read: CacheRead,
+    ) -> Option<E> {
+        if read == CacheRead::No {
+            return None;
+        }
+        let (row, bytes) = self.cache_get::<E>(layer, ck, key).await?;
+        if read == CacheRead::Checked {
+            self.unchecked()
+                .push(Unchecked::new::<E>(key.clone(), bytes));
+        }
+        Some(row)
+    }
+
     async fn cache_get<E: Entity>(
         &self,
         layer: &CacheLayer,
         ck: &CacheKey,
         key: &E::Key,
-    ) -> Option<E> {
+    ) -> Option<(E, Vec<u8>)> {
         match layer.provider.get(ck).await {
             Ok(Some(bytes)) => match decode_row::<E>(&bytes) {
-                Ok(row) if row.key() == *key => Some(row),
+                Ok(row) if row.key() == *key => Some((row, bytes)),
                 Ok(_) => {
                     tracing::warn!(region = %ck.region, key = %ck.key, "cached row has another key; ignored");
                     None
@@ -445,8 +549,16 @@ impl Session {
             Some(l) if !self.table_written(&table) => l,
             _ => return run().await,
         };
-        if !self.cache_may_answer(layer, &table).await? {
-            return run().await;
+        match self.cache_read(layer, &table) {
+            CacheRead::Yes => {}
+            // SQLite read-write: the result is answered once the write lock
+            // is held (a query result cannot be checked row by row).
+            CacheRead::Checked
+                if self.backend() == Backend::Sqlite && !self.inner.options.read_only =>
+            {
+                drop(self.lock_unflushed().await?);
+            }
+            _ => return run().await,
         }
         let tables = vec![table.clone()];
         let stamps = match layer.provider.table_stamps(&tables).await {

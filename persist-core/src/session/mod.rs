@@ -86,6 +86,9 @@ pub(crate) struct Inner {
     statements: AtomicU64,
     options: SessionOptions,
     tx_cache: SyncMutex<cached::TxCache>,
+    /// Rows the shared cache answered before the transaction began, to
+    /// check once it has.
+    unchecked: SyncMutex<Vec<cached::Unchecked>>,
     /// Operations under way on the connection (see [`Session::step`]): above
     /// zero while no operation runs, one was cut (its future dropped) in the
     /// middle, and the connection's state is unknown.
@@ -187,6 +190,7 @@ impl Session {
                 statements: AtomicU64::new(0),
                 options,
                 tx_cache: SyncMutex::new(cached::TxCache::default()),
+                unchecked: SyncMutex::new(Vec::new()),
                 pending,
                 wrote: AtomicBool::new(false),
                 id: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
@@ -309,8 +313,16 @@ impl Session {
             .await;
         if begun.is_err() {
             self.release_sqlite_write();
+            return begun;
         }
-        begun
+        if !self.unchecked().is_empty() {
+            let checked = self.check_cached_reads(conn).await;
+            if checked.is_err() {
+                self.fail(guard).await;
+            }
+            return checked;
+        }
+        Ok(())
     }
 
     /// Runs `fut`, one operation on the session's connection (a statement,
@@ -346,6 +358,7 @@ impl Session {
         }
         self.inner.pending.store(0, Ordering::Release);
         self.release_sqlite_write();
+        self.unchecked().clear();
         self.cache_discard();
         self.savepoint_stack().clear();
         if self.inner.wrote.swap(false, Ordering::AcqRel) {
@@ -460,6 +473,7 @@ impl Session {
     /// lock outlives the failure.
     async fn fail(&self, guard: &mut Guard) {
         self.inner.failed.store(true, Ordering::Release);
+        self.unchecked().clear();
         let _ = self.rollback_connection(guard).await;
         self.cache_discard();
         self.savepoint_stack().clear();
@@ -500,6 +514,7 @@ impl Session {
             }
         }
         self.inner.wrote.store(false, Ordering::Release);
+        self.unchecked().clear();
         self.release_sqlite_write();
     }
 
@@ -522,8 +537,13 @@ impl Session {
         let mut guard = self.inner.state.clone().lock_owned().await;
         self.recover(&mut guard)?;
         self.check_open()?;
-        if guard.tx.is_none() && !self.uow().has_pending() {
+        // Several rows answered by the cache and nothing else: they are
+        // checked in a transaction of their own, so that together they are
+        // what one snapshot of the database shows. (One row alone is.)
+        let unchecked = self.unchecked().len();
+        if guard.tx.is_none() && !self.uow().has_pending() && unchecked < 2 {
             // Nothing began and nothing is registered: no BEGIN/COMMIT pair.
+            self.unchecked().clear();
             self.uow().clear();
             return Ok(());
         }

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use super::exec::GeneratedKey;
 use super::exec::{bind_insert_columns, prepare_insert};
 use super::{Session, bind_key, count_of, fetch_entities, insert_rows};
-use crate::backend::{AnyRow, Decoded, Done, Driver, FirstInt, dispatch};
+use crate::backend::{AnyConn, AnyRow, Decoded, Done, Driver, FirstInt, dispatch};
 use crate::entity::{Entity, Key};
 use crate::error::{Error, Result};
 use crate::query::{Query, RawQuery};
@@ -144,10 +144,21 @@ impl Session {
 
     async fn load_by_key<E: Entity>(&self, key: &E::Key, merge: Merge) -> Result<Option<E>> {
         let mut guard = self.lock_for_read(E::META.table).await?;
+        let tx = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
+        let row = self.read_by_key::<E>(tx, key).await?;
+        Ok(row.and_then(|r| self.merge_row(r, merge)))
+    }
+
+    /// Reads the row with `key` on `conn` (in the session's transaction),
+    /// unmerged.
+    pub(crate) async fn read_by_key<E: Entity>(
+        &self,
+        conn: &mut AnyConn,
+        key: &E::Key,
+    ) -> Result<Option<E>> {
         let b = self.backend();
         let sql = E::sql_cache().get(b, Shape::FindByKey, || sql::find_by_key(b, E::META));
-        let tx = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
-        let row: Option<E> = dispatch!(tx, |c, DB| {
+        Ok(dispatch!(conn, |c, DB| {
             let mut args = <DB as crate::backend::Driver>::Args::default();
             bind_key::<E, _>(key, &mut args)?;
             self.run(
@@ -156,8 +167,7 @@ impl Session {
                 DB::fetch_optional(c, sql.clone(), args, &Decoded::<E>::NEW),
             )
             .await?
-        });
-        Ok(row.and_then(|r| self.merge_row(r, merge)))
+        }))
     }
 
     /// Reads `value`'s row again from the database and replaces what the

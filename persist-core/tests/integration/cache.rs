@@ -85,8 +85,9 @@ where
         return Ok(());
     };
     let result = async {
-        // The shared cache answers reads at READ COMMITTED (MySQL's
-        // default is REPEATABLE READ, whose reads come from its snapshot).
+        // At READ COMMITTED the shared cache answers every read (at MySQL's
+        // default, REPEATABLE READ, only reads before the snapshot exists,
+        // which are then checked against it).
         let cdb = Db::builder()
             .isolation(Isolation::ReadCommitted)
             .cache_arc(cache)
