@@ -13,6 +13,7 @@ mod loaders;
 mod locking;
 mod model;
 mod query;
+mod regressions_small;
 mod rel_model;
 mod relations;
 mod schema;
@@ -136,6 +137,7 @@ suite! {
         isolation_option_accepted,
         random_sessions_match_model,
     ],
+    regressions_small: [many_distinct_statements_then_close],
     identity: [
         in_session_state_without_sql,
         refresh_detach_clear,

@@ -1,0 +1,90 @@
+//! Regressions of the fault-work issue: statement leaks on SQLite's direct
+//! path, MariaDB's multi-row insert keys, small version columns, huge cache
+//! durations and cached rows of another column layout.
+
+use std::sync::Once;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use persist_core::Db;
+
+use crate::common::TestResult;
+use crate::model::*;
+
+/// Panics anywhere in the process whose message says SQLite could not close
+/// a connection (sqlx panics on its worker thread, where no test sees it).
+static CLOSE_PANICS: AtomicUsize = AtomicUsize::new(0);
+
+/// The counter is the process's: the backends' runs of the test take turns
+/// so that one's panic is not counted in another's window.
+static CLOSE_WATCH: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn watch_close_panics() {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let msg = info
+                .payload()
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| info.payload().downcast_ref::<&str>().copied())
+                .unwrap_or("");
+            if msg.contains("unfinalized statements") || msg.contains("unable to close") {
+                CLOSE_PANICS.fetch_add(1, Ordering::SeqCst);
+            }
+            previous(info);
+        }));
+    });
+}
+
+/// More distinct SQL texts in one transaction than the direct path keeps
+/// prepared: every statement it prepared is finalized, and the connection
+/// closes cleanly.
+pub async fn many_distinct_statements_then_close(db: Db) -> TestResult {
+    watch_close_panics();
+    let _turn = CLOSE_WATCH.lock().await;
+    let before = CLOSE_PANICS.load(Ordering::SeqCst);
+    db.create_tables::<Customer>().await?;
+    let s = db.session().await?;
+    let customers = s
+        .insert_many(
+            (0..100)
+                .map(|i| Customer {
+                    id: 0,
+                    email: format!("c{i}@example.com"),
+                    name: format!("C{i}"),
+                })
+                .collect(),
+        )
+        .await?;
+    s.clear();
+    let ids: Vec<i64> = customers.iter().map(|c| c.id).collect();
+    // 1..=80, then the first ones again (evicted by now, prepared anew).
+    for n in (1..=80).chain(1..=5) {
+        // A distinct `IN (…)` list length is a distinct SQL text.
+        let got = s
+            .query::<Customer>()
+            .filter(Customer::ID.is_in(ids[..n].to_vec()))
+            .all()
+            .await?;
+        assert_eq!(got.len(), n);
+    }
+    for n in 0..40 {
+        let sql = format!("SELECT * FROM customers WHERE id > {n} ORDER BY id");
+        let got = s.raw::<Customer>(sqlx::AssertSqlSafe(sql)).all().await?;
+        assert_eq!(got.len(), 100 - n);
+    }
+    s.commit().await?;
+    // Once more after the commit, on a connection that prepared many.
+    let s = db.session().await?;
+    assert_eq!(s.count::<Customer>().await?, 100);
+    s.commit().await?;
+    drop(s);
+    db.close().await;
+    assert_eq!(
+        CLOSE_PANICS.load(Ordering::SeqCst),
+        before,
+        "closing the connection panicked: statements were left unfinalized"
+    );
+    Ok(())
+}
