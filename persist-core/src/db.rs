@@ -260,13 +260,22 @@ impl DbBuilder {
         #[cfg(feature = "mysql")]
         #[allow(irrefutable_let_patterns)]
         if let AnyPool::MySql(pool) = &inner.pool {
-            let (lock_mode, step): (i64, i64) = sqlx::query_as(
-                "SELECT CAST(@@innodb_autoinc_lock_mode AS SIGNED), CAST(@@auto_increment_increment AS SIGNED)",
+            let (lock_mode, version): (i64, String) = sqlx::query_as(
+                "SELECT CAST(@@innodb_autoinc_lock_mode AS SIGNED), CAST(VERSION() AS CHAR)",
             )
             .fetch_one(pool)
             .await?;
-            inner.mysql_consecutive_ids = lock_mode < 2;
-            inner.auto_increment_increment = step.max(1);
+            // MariaDB returns a multi-row insert's keys (`RETURNING`): they
+            // need neither consecutive ids nor a step. MySQL's are computed
+            // from `LAST_INSERT_ID()` and the step the session has at the
+            // time, read then (a session can change it).
+            let returned = crate::backend::mariadb_returns_keys(&version);
+            inner.mysql_consecutive_ids = lock_mode < 2 || returned;
+            inner.auto_increment_increment = if returned {
+                crate::backend::KEYS_RETURNED
+            } else {
+                1
+            };
         }
         Ok(Db {
             inner: Arc::new(inner),

@@ -17,6 +17,8 @@ use crate::value::{Binder, RowReader};
 #[cfg(feature = "mysql")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
 mod mysql;
+#[cfg(feature = "mysql")]
+pub(crate) use mysql::mariadb_returns_keys;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 mod postgres;
@@ -53,6 +55,11 @@ impl Backend {
         !matches!(self, Backend::MySql)
     }
 }
+
+/// The `auto_increment_increment` a `Db` records for a MySQL-family server
+/// that returns the keys of a multi-row insert itself (MariaDB 10.5+,
+/// `INSERT … RETURNING`): no step is computed with.
+pub(crate) const KEYS_RETURNED: i64 = 0;
 
 /// Outcome of a statement that returns no rows.
 #[derive(Debug, Clone, Copy)]

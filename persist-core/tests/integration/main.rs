@@ -137,7 +137,10 @@ suite! {
         isolation_option_accepted,
         random_sessions_match_model,
     ],
-    regressions_small: [many_distinct_statements_then_close],
+    regressions_small: [
+        many_distinct_statements_then_close,
+        multi_row_insert_keys_follow_the_session_increment,
+    ],
     identity: [
         in_session_state_without_sql,
         refresh_detach_clear,

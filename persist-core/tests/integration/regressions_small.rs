@@ -5,7 +5,7 @@
 use std::sync::Once;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use persist_core::Db;
+use persist_core::{Backend, Db};
 
 use crate::common::TestResult;
 use crate::model::*;
@@ -86,5 +86,81 @@ pub async fn many_distinct_statements_then_close(db: Db) -> TestResult {
         before,
         "closing the connection panicked: statements were left unfinalized"
     );
+    Ok(())
+}
+
+fn customer(i: usize) -> Customer {
+    Customer {
+        id: 0,
+        email: format!("c{i}@example.com"),
+        name: format!("C{i}"),
+    }
+}
+
+/// MySQL/MariaDB: a session whose `auto_increment_increment` is not the one
+/// seen at connect gets the keys its rows got (or an error), never keys
+/// computed with the wrong step; the identity map holds the right rows.
+pub async fn multi_row_insert_keys_follow_the_session_increment(db: Db) -> TestResult {
+    db.create_tables::<Customer>().await?;
+    let s = db.session().await?;
+    let mysql = db.backend() == Backend::MySql;
+    if mysql {
+        s.raw::<Customer>("SET SESSION auto_increment_increment = 3")
+            .all()
+            .await?;
+    }
+    // MariaDB returns the keys; MySQL reads the session's step first.
+    let mysql_proper = mysql
+        && !s
+            .raw::<TextRow>("SELECT CAST(VERSION() AS CHAR) AS value")
+            .one()
+            .await?
+            .value
+            .contains("MariaDB");
+    let before = s.statement_count();
+    let inserted = s.insert_many((0..5).map(customer).collect()).await?;
+    let expected = 1 + u64::from(mysql_proper);
+    assert_eq!(
+        s.statement_count() - before,
+        expected,
+        "five rows in one INSERT"
+    );
+    // Through the deferred path too (the flush batches them the same way).
+    s.add_many((5..9).map(customer).collect())?;
+    s.flush().await?;
+    let added = s.query::<Customer>().all().await?;
+    let mut keys: Vec<i64> = inserted.iter().map(|c| c.id).collect();
+    if mysql {
+        // The server's own answer: ids 3 apart.
+        let got: Vec<i64> = s
+            .raw::<Customer>("SELECT * FROM customers ORDER BY id")
+            .all()
+            .await?
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        assert!(got.windows(2).all(|w| w[1] - w[0] == 3), "ids {got:?}");
+    }
+    for c in &inserted {
+        // From the identity map: the key it holds is the row's.
+        assert_eq!(s.find::<Customer>(&c.id).await?.as_ref(), Some(c));
+    }
+    if mysql {
+        s.raw::<Customer>("SET SESSION auto_increment_increment = 1")
+            .all()
+            .await?;
+    }
+    s.commit().await?;
+    keys.extend(added.iter().skip(5).map(|c| c.id));
+    // From the database: every key names the row it was returned for.
+    let r = db.session().await?;
+    for c in inserted.iter().chain(added.iter()) {
+        assert_eq!(r.find::<Customer>(&c.id).await?.as_ref(), Some(c));
+    }
+    assert_eq!(r.count::<Customer>().await?, 9);
+    keys.sort_unstable();
+    keys.dedup();
+    assert_eq!(keys.len(), 9);
+    r.commit().await?;
     Ok(())
 }
