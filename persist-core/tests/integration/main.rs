@@ -140,6 +140,7 @@ suite! {
     regressions_small: [
         many_distinct_statements_then_close,
         multi_row_insert_keys_follow_the_session_increment,
+        small_version_wraps_and_still_detects_lost_updates,
     ],
     identity: [
         in_session_state_without_sql,

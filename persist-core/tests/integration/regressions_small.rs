@@ -5,7 +5,7 @@
 use std::sync::Once;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use persist_core::{Backend, Db};
+use persist_core::{Backend, Db, Entity, Error};
 
 use crate::common::TestResult;
 use crate::model::*;
@@ -162,5 +162,81 @@ pub async fn multi_row_insert_keys_follow_the_session_increment(db: Db) -> TestR
     keys.dedup();
     assert_eq!(keys.len(), 9);
     r.commit().await?;
+    Ok(())
+}
+
+/// A row whose version is a `SMALLINT`.
+#[derive(Entity, Clone, Debug, PartialEq, Default)]
+#[persist(table = "small_versions")]
+pub struct SmallVersion {
+    #[persist(primary_key, auto_increment)]
+    pub id: i64,
+    pub body: String,
+    #[persist(version)]
+    pub version: i16,
+}
+
+async fn load_small(db: &Db, id: i64) -> Result<SmallVersion, Error> {
+    let s = db.session().await?;
+    let row = s.find::<SmallVersion>(&id).await?.ok_or(Error::NotFound)?;
+    s.commit().await?;
+    Ok(row)
+}
+
+/// Updates `row` to `body` in a session of its own and commits.
+async fn update_small(db: &Db, mut row: SmallVersion, body: &str) -> Result<SmallVersion, Error> {
+    let s = db.session().await?;
+    row.body = body.into();
+    s.update(&mut row)?;
+    s.commit().await?;
+    Ok(row)
+}
+
+/// An `i16` version at its maximum still changes on update (it wraps), so
+/// an update of a copy read before a concurrent change is still stale.
+pub async fn small_version_wraps_and_still_detects_lost_updates(db: Db) -> TestResult {
+    db.create_tables::<SmallVersion>().await?;
+    let s = db.session().await?;
+    let row = s
+        .insert(SmallVersion {
+            id: 0,
+            body: "seed".into(),
+            version: i16::MAX - 1,
+        })
+        .await?;
+    s.commit().await?;
+    let row = update_small(&db, row, "one").await?;
+    assert_eq!(row.version, i16::MAX);
+    assert_eq!(load_small(&db, row.id).await?.version, i16::MAX);
+
+    // Two copies of the row at i16::MAX; the first update commits.
+    let stale = load_small(&db, row.id).await?;
+    let fresh = update_small(&db, load_small(&db, row.id).await?, "two").await?;
+    let stored = load_small(&db, row.id).await?;
+    assert_eq!(stored, fresh);
+    assert_ne!(
+        stored.version,
+        i16::MAX,
+        "the version changed past its maximum"
+    );
+
+    // The second, from the copy read before, must not overwrite it.
+    let s = db.session().await?;
+    let mut lost = stale;
+    lost.body = "lost".into();
+    s.update(&mut lost)?;
+    let out = s.commit().await;
+    assert!(matches!(out, Err(Error::Stale { .. })), "{out:?}");
+    s.rollback().await?;
+    assert_eq!(load_small(&db, row.id).await?.body, "two");
+
+    // Deletes check the wrapped version too.
+    let s = db.session().await?;
+    s.delete(&row)?;
+    assert!(matches!(s.commit().await, Err(Error::Stale { .. })));
+    s.rollback().await?;
+    let s = db.session().await?;
+    s.delete(&stored)?;
+    s.commit().await?;
     Ok(())
 }
