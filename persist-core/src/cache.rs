@@ -29,6 +29,18 @@ use crate::error::{BoxDynError, Error, Result, msg};
 use crate::uow::{Capture, Captured};
 use crate::value::{RowReader, SqlType};
 
+/// The longest time-to-live a cache entry is given: a longer one, up to
+/// `Duration::MAX`, means "until invalidated" and is clamped to this (a
+/// year), so providers never overflow adding it to a clock or converting it
+/// to milliseconds (Redis refuses an expiry past `i64` milliseconds).
+pub const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+/// `ttl`, clamped to [`MAX_TTL`]. Providers apply it to every TTL and
+/// retention they are given.
+pub fn clamp_ttl(ttl: Duration) -> Duration {
+    ttl.min(MAX_TTL)
+}
+
 /// A boxed future answered by a cache provider.
 pub type CacheFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, CacheError>> + Send + 'a>>;
 

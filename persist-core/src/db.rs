@@ -216,14 +216,15 @@ impl DbBuilder {
     /// Caches rows of `E` by key in the shared cache, for `ttl`: a `find` the
     /// identity map cannot answer asks the cache before the database.
     pub fn cache_entity<E: Entity>(mut self, ttl: Duration) -> Self {
-        self.cached_entities.push((E::META.table, ttl));
+        self.cached_entities
+            .push((E::META.table, crate::cache::clamp_ttl(ttl)));
         self
     }
 
     /// How long cached query results live (default 60 s; they are also
     /// dropped as soon as a table they read changes).
     pub fn query_cache_ttl(mut self, ttl: Duration) -> Self {
-        self.query_cache_ttl = ttl;
+        self.query_cache_ttl = crate::cache::clamp_ttl(ttl);
         self
     }
 

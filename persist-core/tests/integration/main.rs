@@ -141,6 +141,7 @@ suite! {
         many_distinct_statements_then_close,
         multi_row_insert_keys_follow_the_session_increment,
         small_version_wraps_and_still_detects_lost_updates,
+        huge_cache_durations_work,
     ],
     identity: [
         in_session_state_without_sql,

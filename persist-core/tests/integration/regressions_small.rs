@@ -4,10 +4,11 @@
 
 use std::sync::Once;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use persist_core::{Backend, Db, Entity, Error};
 
-use crate::common::TestResult;
+use crate::common::{self, TestResult};
 use crate::model::*;
 
 /// Panics anywhere in the process whose message says SQLite could not close
@@ -239,4 +240,120 @@ pub async fn small_version_wraps_and_still_detects_lost_updates(db: Db) -> TestR
     s.delete(&stored)?;
     s.commit().await?;
     Ok(())
+}
+
+fn redis_url() -> String {
+    std::env::var("PERSIST_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A key prefix of this test alone on the shared Redis.
+fn redis_prefix(test: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("persist_t_{}_{nanos}_{test}", std::process::id())
+}
+
+/// Commits, cached finds and cached queries through a `Db` whose provider
+/// and settings all carry `Duration::MAX`: served from the cache, no error.
+async fn huge_ttls_on(
+    db: &Db,
+    name: &str,
+    cache: std::sync::Arc<dyn persist_core::cache::SharedCache>,
+) -> TestResult {
+    let Some((url, teardown)) = common::isolated_url(db.backend(), name).await else {
+        return Ok(());
+    };
+    let outcome = async {
+        let cdb = Db::builder()
+            .cache_arc(cache)
+            .cache_entity::<Customer>(Duration::MAX)
+            .query_cache_ttl(Duration::MAX)
+            .connect(&url)
+            .await?;
+        cdb.create_tables::<Customer>().await?;
+        cdb.cache_entity::<Customer>(Duration::MAX)?;
+        let s = cdb.session().await?;
+        let a = s.insert(customer(1)).await?;
+        s.commit().await?;
+        for round in 0..3 {
+            // Cached queries come first in their transactions: on MySQL a
+            // result is cached (and served) only as the first read.
+            let r = cdb.session().await?;
+            let all = r
+                .query::<Customer>()
+                .filter(Customer::ID.gt(0))
+                .cached()
+                .all()
+                .await?;
+            let found = r.find::<Customer>(&a.id).await?.ok_or(Error::NotFound)?;
+            assert_eq!(found.name, format!("v{round}").replace("v0", "C1"));
+            assert_eq!(all, vec![found.clone()]);
+            r.commit().await?;
+            let again = cdb.session().await?;
+            let cached = again
+                .query::<Customer>()
+                .filter(Customer::ID.gt(0))
+                .cached()
+                .all()
+                .await?;
+            assert_eq!(cached, vec![found.clone()]);
+            assert_eq!(again.find::<Customer>(&a.id).await?, Some(found.clone()));
+            assert_eq!(again.statement_count(), 0, "served by the cache");
+            again.commit().await?;
+            let w = cdb.session().await?;
+            let mut row = found;
+            row.name = format!("v{}", round + 1);
+            w.update(&mut row)?;
+            w.commit().await?;
+        }
+        let m = cdb.cache_metrics().expect("a cache is registered");
+        assert_eq!(m.errors, 0, "{m:?}");
+        assert!(m.hits >= 3 && m.puts >= 3, "{m:?}");
+        cdb.close().await;
+        Ok(())
+    }
+    .await;
+    teardown.await;
+    outcome
+}
+
+/// `Duration::MAX` in every cache setting (the providers', the entity's
+/// TTL and the query cache's): commits, puts and reads work, nothing panics.
+pub async fn huge_cache_durations_work(db: Db) -> TestResult {
+    use persist_cache::{InProcessCache, NearCache, RedisCache};
+    let local = InProcessCache::builder()
+        .max_ttl(Duration::MAX)
+        .retention(Duration::MAX)
+        .build();
+    huge_ttls_on(&db, "huge_ttl_local", std::sync::Arc::new(local)).await?;
+    let prefix = redis_prefix("huge_ttl");
+    let redis = RedisCache::builder(redis_url(), format!("{prefix}_r"), Duration::MAX)
+        .retention(Duration::MAX)
+        .op_timeout(Duration::MAX)
+        .connect_timeout(Duration::MAX)
+        .connect()
+        .await;
+    let redis = match redis {
+        Ok(r) => r,
+        Err(e) => {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("Redis unreachable with CI=true: {e}");
+            }
+            eprintln!("\n!!!!! SKIPPING Redis part of huge_cache_durations_work: {e} !!!!!\n");
+            return Ok(());
+        }
+    };
+    huge_ttls_on(&db, "huge_ttl_redis", std::sync::Arc::new(redis)).await?;
+    let near = NearCache::builder(redis_url(), format!("{prefix}_n"), Duration::MAX)
+        .local_ttl(Duration::MAX)
+        .heartbeat(Duration::MAX)
+        .liveness(Duration::MAX)
+        .redis(|r| r.retention(Duration::MAX).op_timeout(Duration::MAX))
+        .local(|l| l.max_ttl(Duration::MAX).retention(Duration::MAX))
+        .connect()
+        .await
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+    huge_ttls_on(&db, "huge_ttl_near", std::sync::Arc::new(near)).await
 }
