@@ -142,6 +142,8 @@ suite! {
         multi_row_insert_keys_follow_the_session_increment,
         small_version_wraps_and_still_detects_lost_updates,
         huge_cache_durations_work,
+        cached_rows_of_another_layout_are_misses,
+        shared_cache_across_a_layout_change,
     ],
     identity: [
         in_session_state_without_sql,

@@ -357,3 +357,111 @@ pub async fn huge_cache_durations_work(db: Db) -> TestResult {
         .map_err(|e| Error::Invalid(e.to_string()))?;
     huge_ttls_on(&db, "huge_ttl_near", std::sync::Arc::new(near)).await
 }
+
+/// `layout_rows` as one release maps it...
+#[derive(Entity, Clone, Debug, PartialEq)]
+#[persist(table = "layout_rows")]
+pub struct LayoutV1 {
+    #[persist(primary_key)]
+    pub id: i64,
+    pub first: String,
+    pub last: String,
+}
+
+/// ...and as the next maps it: the same columns, two of one type swapped.
+#[derive(Entity, Clone, Debug, PartialEq)]
+#[persist(table = "layout_rows")]
+pub struct LayoutV2 {
+    #[persist(primary_key)]
+    pub id: i64,
+    pub last: String,
+    pub first: String,
+}
+
+fn ada_v1() -> LayoutV1 {
+    LayoutV1 {
+        id: 7,
+        first: "Ada".into(),
+        last: "Lovelace".into(),
+    }
+}
+
+/// A row (or query result) encoded for one column layout does not decode
+/// as another: it is an error, which the session treats as a miss.
+pub async fn cached_rows_of_another_layout_are_misses(_db: Db) -> TestResult {
+    use persist_core::cache::{decode_row, decode_rows, encode_row, encode_rows};
+    let v1 = ada_v1();
+    let bytes = encode_row(&v1)?;
+    assert_eq!(
+        decode_row::<LayoutV1>(&bytes)?,
+        v1,
+        "the same layout decodes"
+    );
+    let other = decode_row::<LayoutV2>(&bytes);
+    assert!(other.is_err(), "decoded into swapped fields: {other:?}");
+
+    let rows = encode_rows(&[v1.clone(), v1.clone()])?;
+    assert_eq!(decode_rows::<LayoutV1>(&rows)?, vec![v1.clone(), v1]);
+    let other = decode_rows::<LayoutV2>(&rows);
+    assert!(other.is_err(), "decoded into swapped fields: {other:?}");
+    let none = encode_rows::<LayoutV1>(&[])?;
+    assert!(decode_rows::<LayoutV2>(&none).is_err(), "even with no rows");
+    Ok(())
+}
+
+/// Two deployments (two `Db`s, the old and the new entity) share one cache:
+/// the new one never reads the old one's cached row into swapped fields.
+pub async fn shared_cache_across_a_layout_change(db: Db) -> TestResult {
+    use persist_cache::InProcessCache;
+    let Some((url, teardown)) = common::isolated_url(db.backend(), "layout_change").await else {
+        return Ok(());
+    };
+    let cache = std::sync::Arc::new(InProcessCache::new());
+    let outcome = async {
+        let ttl = Duration::from_secs(60);
+        let old = Db::builder()
+            .cache_arc(cache.clone())
+            .cache_entity::<LayoutV1>(ttl)
+            .connect(&url)
+            .await?;
+        let new = Db::builder()
+            .cache_arc(cache.clone())
+            .cache_entity::<LayoutV2>(ttl)
+            .connect(&url)
+            .await?;
+        old.create_tables::<LayoutV1>().await?;
+        let s = old.session().await?;
+        s.insert(ada_v1()).await?;
+        s.commit().await?;
+        // The old deployment reads it (from the cache, which holds it now).
+        let r = old.session().await?;
+        assert_eq!(r.find::<LayoutV1>(&7).await?, Some(ada_v1()));
+        assert_eq!(r.statement_count(), 0, "the old layout is served cached");
+        r.commit().await?;
+        // The new one: a miss, then the database's row.
+        let r = new.session().await?;
+        let got = r.find::<LayoutV2>(&7).await?.ok_or(Error::NotFound)?;
+        assert_eq!((got.first.as_str(), got.last.as_str()), ("Ada", "Lovelace"));
+        r.commit().await?;
+        // A cached query result of the old layout is no answer either.
+        let q = old.session().await?;
+        let rows = q.query::<LayoutV1>().cached().all().await?;
+        assert_eq!(rows, vec![ada_v1()]);
+        q.commit().await?;
+        let q = new.session().await?;
+        let rows = q.query::<LayoutV2>().cached().all().await?;
+        assert_eq!(
+            rows.iter()
+                .map(|r| (r.first.as_str(), r.last.as_str()))
+                .collect::<Vec<_>>(),
+            [("Ada", "Lovelace")]
+        );
+        q.commit().await?;
+        old.close().await;
+        new.close().await;
+        Ok(())
+    }
+    .await;
+    teardown.await;
+    outcome
+}
