@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use moka::Expiry;
 use moka::sync::Cache;
 use persist_core::cache::{
-    CacheError, CacheFuture, CacheKey, CacheMetrics, CachedQuery, ChangeSet, SharedCache,
+    CacheError, CacheFuture, CacheKey, CacheMetrics, CachedQuery, ChangeSet, SharedCache, clamp_ttl,
 };
 
 use crate::metrics::Counters;
@@ -299,8 +299,10 @@ impl InProcessCacheBuilder {
                 .build(),
             epoch: AtomicU64::new(1),
             state: Mutex::new(State::default()),
-            max_ttl: self.max_ttl,
-            retention: self.retention,
+            // Huge durations mean "until invalidated"; clamped like every
+            // provider's (moka would saturate them anyway).
+            max_ttl: clamp_ttl(self.max_ttl),
+            retention: clamp_ttl(self.retention),
             max_records: self.max_records,
         }
     }

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use persist_core::cache::{
-    CacheError, CacheFuture, CacheKey, CacheMetrics, CachedQuery, ChangeSet, SharedCache,
+    CacheError, CacheFuture, CacheKey, CacheMetrics, CachedQuery, ChangeSet, MAX_TTL, SharedCache,
+    clamp_ttl,
 };
 
 use crate::codec::{Message, decode_message};
@@ -28,16 +29,15 @@ struct Shared {
 
 impl Shared {
     fn mark_ok(&self) {
-        self.last_ok
-            .store(self.base.elapsed().as_millis() as u64, SeqCst);
+        self.last_ok.store(millis(self.base.elapsed()), SeqCst);
     }
 
     /// Whether the local tier may answer: subscribed, and the subscription
     /// answered within the liveness window.
     fn usable(&self) -> bool {
         self.live.load(SeqCst)
-            && (self.base.elapsed().as_millis() as u64).saturating_sub(self.last_ok.load(SeqCst))
-                < self.liveness.as_millis() as u64
+            && millis(self.base.elapsed()).saturating_sub(self.last_ok.load(SeqCst))
+                < millis(self.liveness)
     }
 
     fn drop_subscription(&self, why: &str) {
@@ -48,6 +48,12 @@ impl Shared {
             "near cache: invalidation channel lost; local tier cleared and bypassed"
         );
     }
+}
+
+/// `d` in whole milliseconds, saturating (a huge liveness window is
+/// "forever", not a wrapped-around small one).
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Builds a [`NearCache`].
@@ -112,11 +118,13 @@ impl NearCacheBuilder {
             remote.client().clone(),
             remote.keys().channel(),
             shared.clone(),
-            self.heartbeat,
+            // tokio's interval needs a period it can add to a clock.
+            self.heartbeat.clamp(Duration::from_millis(1), MAX_TTL),
             self.redis.connect_timeout.max(Duration::from_millis(100)),
         ));
-        let deadline = Instant::now() + self.redis.op_timeout;
-        while !shared.usable() && Instant::now() < deadline {
+        // A timeout past the clock's range waits as long as it takes.
+        let deadline = Instant::now().checked_add(self.redis.op_timeout);
+        while !shared.usable() && deadline.is_none_or(|d| Instant::now() < d) {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         Ok(NearCache {
@@ -125,7 +133,7 @@ impl NearCacheBuilder {
                 shared,
                 counters: Counters::default(),
                 local_hits: AtomicU64::new(0),
-                local_ttl: self.local_ttl,
+                local_ttl: clamp_ttl(self.local_ttl),
                 task,
             }),
         })
@@ -144,7 +152,7 @@ async fn subscriber(
 ) {
     let mut backoff = Duration::from_millis(20);
     loop {
-        let attempt = tokio::time::timeout(connect_timeout * 4, async {
+        let attempt = tokio::time::timeout(connect_timeout.saturating_mul(4), async {
             let mut ps = client.get_async_pubsub().await?;
             ps.subscribe(&channel).await?;
             redis::RedisResult::Ok(ps)

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::time::Duration;
 
 use persist_core::cache::{
-    CacheError, CacheFuture, CacheKey, CacheMetrics, CachedQuery, ChangeSet, SharedCache,
+    CacheError, CacheFuture, CacheKey, CacheMetrics, CachedQuery, ChangeSet, SharedCache, clamp_ttl,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisResult, Script};
@@ -250,8 +250,10 @@ impl RedisCacheBuilder {
                 keys: Keys {
                     prefix: self.prefix.clone(),
                 },
-                default_ttl: self.default_ttl,
-                retention: self.retention,
+                // Huge durations mean "until invalidated": clamped, so
+                // they fit Redis' expiries (and double it without overflow).
+                default_ttl: clamp_ttl(self.default_ttl),
+                retention: clamp_ttl(self.retention),
                 op_timeout: self.op_timeout,
                 failed_commits: AtomicU64::new(0),
                 reset_upto: AtomicU64::new(0),
@@ -332,8 +334,16 @@ impl std::fmt::Debug for RedisCache {
     }
 }
 
+/// The longest expiry sent to Redis, in milliseconds (some 142,000 years):
+/// Redis refuses one that overflows its clock (`i64` milliseconds), and it
+/// stays exact as a Lua number.
+const MAX_PX: u64 = 1 << 52;
+
+/// An expiry in milliseconds for Redis (`PX`), from 1 to [`MAX_PX`].
 fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+    u64::try_from(d.as_millis())
+        .unwrap_or(u64::MAX)
+        .clamp(1, MAX_PX)
 }
 
 impl RedisCache {
@@ -376,7 +386,7 @@ impl RedisCache {
         ms(if ttl.is_zero() {
             self.inner.default_ttl
         } else {
-            ttl
+            clamp_ttl(ttl)
         })
     }
 
@@ -483,7 +493,7 @@ impl RedisCache {
         inv.arg(changes.keys.len())
             .arg(changes.regions.len())
             .arg(changes.tables.len())
-            .arg(ms(self.inner.retention * 2))
+            .arg(ms(self.inner.retention.saturating_mul(2)))
             .arg(k.channel())
             .arg(encode_changes(changes));
         let mut c = self.inner.conn.clone();

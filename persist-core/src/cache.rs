@@ -24,10 +24,22 @@ use std::time::Duration;
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike, Utc};
 use uuid::Uuid;
 
-use crate::entity::Entity;
+use crate::entity::{Entity, EntityMeta};
 use crate::error::{BoxDynError, Error, Result, msg};
 use crate::uow::{Capture, Captured};
 use crate::value::{RowReader, SqlType};
+
+/// The longest time-to-live a cache entry is given: a longer one, up to
+/// `Duration::MAX`, means "until invalidated" and is clamped to this (a
+/// year), so providers never overflow adding it to a clock or converting it
+/// to milliseconds (Redis refuses an expiry past `i64` milliseconds).
+pub const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+/// `ttl`, clamped to [`MAX_TTL`]. Providers apply it to every TTL and
+/// retention they are given.
+pub fn clamp_ttl(ttl: Duration) -> Duration {
+    ttl.min(MAX_TTL)
+}
 
 /// A boxed future answered by a cache provider.
 pub type CacheFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, CacheError>> + Send + 'a>>;
@@ -152,27 +164,107 @@ pub trait SharedCache: Send + Sync + 'static {
 // ----- the row encoding ------------------------------------------------------
 
 /// Format version of encoded rows; a value of another version is a miss.
-const FORMAT: u8 = 1;
+/// Version 2 added the layout fingerprint.
+const FORMAT: u8 = 2;
 
-/// Encodes a row compactly: each column's value with a one-byte tag.
+/// FNV-1a (64-bit): stable across builds, platforms and Rust versions,
+/// which `std`'s hashers are not.
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+const fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
+    let mut i = 0;
+    while i < bytes.len() {
+        h ^= bytes[i] as u64;
+        h = h.wrapping_mul(FNV_PRIME);
+        i += 1;
+    }
+    h
+}
+
+/// The fingerprint of an entity's column layout: its table, and each
+/// column's name, SQL type and nullability, in order. A cached row is
+/// decoded only by an entity of the same layout, so a deploy that reorders,
+/// renames or retypes columns never reads another layout's rows from a
+/// shared cache into the wrong fields.
+pub const fn layout_fingerprint(meta: &EntityMeta) -> u64 {
+    // Lengths and separators keep ("ab", "c") apart from ("a", "bc").
+    let mut h = fnv(FNV_OFFSET, &(meta.table.len() as u64).to_le_bytes());
+    h = fnv(h, meta.table.as_bytes());
+    let mut i = 0;
+    while i < meta.columns.len() {
+        let c = &meta.columns[i];
+        h = fnv(h, &(c.name.len() as u64).to_le_bytes());
+        h = fnv(h, c.name.as_bytes());
+        h = fnv(h, &[sql_type_tag(c.sql_type), c.nullable as u8]);
+        i += 1;
+    }
+    h
+}
+
+/// [`layout_fingerprint`] of `E`, computed once, at compile time.
+struct Layout<E>(std::marker::PhantomData<E>);
+
+impl<E: Entity> Layout<E> {
+    const FINGERPRINT: u64 = layout_fingerprint(E::META);
+}
+
+/// The format byte and `E`'s layout fingerprint, which begin every encoded
+/// row and query result.
+fn put_header<E: Entity>(out: &mut Vec<u8>) {
+    out.push(FORMAT);
+    out.extend_from_slice(&Layout::<E>::FINGERPRINT.to_le_bytes());
+}
+
+/// Checks the header [`put_header`] wrote: another format or another
+/// layout is an error (a miss).
+fn check_header<E: Entity>(r: &mut Reader<'_>) -> Result<(), BoxDynError> {
+    if r.u8()? != FORMAT {
+        return Err(msg("unknown format"));
+    }
+    if u64::from_le_bytes(r.arr()?) != Layout::<E>::FINGERPRINT {
+        return Err(msg(format!(
+            "encoded for another column layout of {}",
+            E::META.table
+        )));
+    }
+    Ok(())
+}
+
+/// Encodes a row compactly: a header (format, the entity's
+/// [layout fingerprint](layout_fingerprint)), then each column's value with
+/// a one-byte tag.
 pub fn encode_row<E: Entity>(row: &E) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(24 + 8 * E::META.columns.len());
+    put_header::<E>(&mut out);
+    encode_body(row, &mut out)?;
+    Ok(out)
+}
+
+/// Appends a row's column count and values.
+fn encode_body<E: Entity>(row: &E, out: &mut Vec<u8>) -> Result<()> {
     let mut c = Capture::default();
     for i in 0..E::META.columns.len() {
         row.bind_column(i, &mut c)?;
     }
-    let mut out = Vec::with_capacity(16 + 8 * c.0.len());
-    out.push(FORMAT);
     out.extend_from_slice(&(c.0.len() as u32).to_le_bytes());
     for v in &c.0 {
-        encode_value(v, &mut out);
+        encode_value(v, out);
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Decodes a row encoded by [`encode_row`]. A value that is malformed, of
-/// another format, or of another shape is an error (callers treat it as a
-/// miss).
+/// another format, or of another column layout (another entity
+/// definition) is an error (callers treat it as a miss).
 pub fn decode_row<E: Entity>(bytes: &[u8]) -> Result<E> {
+    let mut r = Reader { buf: bytes };
+    check_header::<E>(&mut r).map_err(|e| Error::decode("cached row", e))?;
+    decode_body(r.buf)
+}
+
+/// Decodes a row's column count and values.
+fn decode_body<E: Entity>(bytes: &[u8]) -> Result<E> {
     let values = decode_values(bytes).map_err(|e| Error::decode("cached row", e))?;
     if values.len() != E::META.columns.len() {
         return Err(Error::decode("cached row", msg("column count differs")));
@@ -180,32 +272,40 @@ pub fn decode_row<E: Entity>(bytes: &[u8]) -> Result<E> {
     E::decode_row(&CachedRow(values), 0)
 }
 
-/// Encodes several rows (a query result).
+/// Encodes several rows (a query result), under one header.
 pub fn encode_rows<E: Entity>(rows: &[E]) -> Result<Vec<u8>> {
     let mut out = Vec::new();
+    put_header::<E>(&mut out);
     out.extend_from_slice(&(rows.len() as u32).to_le_bytes());
+    let mut one = Vec::new();
     for r in rows {
-        let one = encode_row(r)?;
+        one.clear();
+        encode_body(r, &mut one)?;
         out.extend_from_slice(&(one.len() as u32).to_le_bytes());
         out.extend_from_slice(&one);
     }
     Ok(out)
 }
 
-/// Decodes rows encoded by [`encode_rows`].
+/// Decodes rows encoded by [`encode_rows`] (an error, like
+/// [`decode_row`]'s, for another format or column layout).
 pub fn decode_rows<E: Entity>(bytes: &[u8]) -> Result<Vec<E>> {
     let mut r = Reader { buf: bytes };
+    check_header::<E>(&mut r).map_err(|e| Error::decode("cached rows", e))?;
     let n = r.u32().map_err(|e| Error::decode("cached rows", e))? as usize;
     let mut out = Vec::with_capacity(n.min(1 << 16));
     for _ in 0..n {
         let len = r.u32().map_err(|e| Error::decode("cached rows", e))? as usize;
         let one = r.take(len).map_err(|e| Error::decode("cached rows", e))?;
-        out.push(decode_row(one)?);
+        out.push(decode_body(one)?);
+    }
+    if !r.buf.is_empty() {
+        return Err(Error::decode("cached rows", msg("trailing bytes")));
     }
     Ok(out)
 }
 
-fn sql_type_tag(t: SqlType) -> u8 {
+const fn sql_type_tag(t: SqlType) -> u8 {
     match t {
         SqlType::Bool => 0,
         SqlType::SmallInt => 1,
@@ -351,9 +451,6 @@ impl<'a> Reader<'a> {
 
 fn decode_values(bytes: &[u8]) -> Result<Vec<Captured>, BoxDynError> {
     let mut r = Reader { buf: bytes };
-    if r.u8()? != FORMAT {
-        return Err(msg("unknown format"));
-    }
     let n = r.u32()? as usize;
     let mut out = Vec::with_capacity(n.min(1024));
     for _ in 0..n {
@@ -438,4 +535,81 @@ impl RowReader for CachedRow {
         time -> NaiveTime { Captured::Time(t) => *t },
         uuid -> Uuid { Captured::Uuid(u) => *u },
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::layout_fingerprint;
+    use crate::entity::{ColumnMeta, EntityMeta};
+    use crate::value::SqlType;
+
+    const fn col(name: &'static str, sql_type: SqlType, nullable: bool) -> ColumnMeta {
+        ColumnMeta {
+            name,
+            field: name,
+            sql_type,
+            nullable,
+            primary_key: false,
+            unique: false,
+            index: false,
+            default: None,
+            references: None,
+        }
+    }
+
+    fn meta(table: &'static str, columns: &'static [ColumnMeta]) -> EntityMeta {
+        EntityMeta {
+            name: "T",
+            table,
+            columns,
+            primary_key: &[0],
+            auto_increment: None,
+            version: None,
+            created_at: None,
+            updated_at: None,
+            relations: &[],
+            cache_ttl: None,
+        }
+    }
+
+    static AB: [ColumnMeta; 2] = [
+        col("a", SqlType::Text, false),
+        col("b", SqlType::Text, false),
+    ];
+    static BA: [ColumnMeta; 2] = [
+        col("b", SqlType::Text, false),
+        col("a", SqlType::Text, false),
+    ];
+    static AB_NULL: [ColumnMeta; 2] = [
+        col("a", SqlType::Text, false),
+        col("b", SqlType::Text, true),
+    ];
+    static AB_INT: [ColumnMeta; 2] = [
+        col("a", SqlType::Text, false),
+        col("b", SqlType::Int, false),
+    ];
+    static A_B: [ColumnMeta; 1] = [col("ab", SqlType::Text, false)];
+    static A: [ColumnMeta; 1] = [col("a", SqlType::Text, false)];
+
+    #[test]
+    fn fingerprints_tell_layouts_apart_and_are_stable() {
+        let ab = layout_fingerprint(&meta("t", &AB));
+        assert_eq!(ab, layout_fingerprint(&meta("t", &AB)));
+        for other in [
+            meta("t", &BA),
+            meta("t", &AB_NULL),
+            meta("t", &AB_INT),
+            meta("u", &AB),
+            meta("t", &A),
+        ] {
+            assert_ne!(ab, layout_fingerprint(&other), "{other:?}");
+        }
+        // Names run together differently are different layouts.
+        assert_ne!(
+            layout_fingerprint(&meta("ta", &A)),
+            layout_fingerprint(&meta("t", &A_B))
+        );
+        // Shared caches outlive builds: the value must never drift.
+        assert_eq!(ab, 0x5853_1a97_d42d_2d21, "{ab:#x}");
+    }
 }

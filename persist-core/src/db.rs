@@ -44,9 +44,10 @@ pub(crate) struct DbInner {
     pub(crate) statements: AtomicU64,
     pub(crate) max_retries: u32,
     /// MySQL: whether a multi-row insert gets consecutive auto-increment ids
-    /// (`innodb_autoinc_lock_mode` below 2), and their step.
+    /// (`innodb_autoinc_lock_mode` below 2).
     pub(crate) mysql_consecutive_ids: bool,
-    pub(crate) auto_increment_increment: i64,
+    /// MariaDB 10.5+: multi-row inserts read their keys with `RETURNING`.
+    pub(crate) mysql_returning: bool,
     pub(crate) identity_map: bool,
     pub(crate) identity_map_limit: Option<usize>,
     pub(crate) cache: Option<CacheLayer>,
@@ -233,14 +234,15 @@ impl DbBuilder {
     /// Caches rows of `E` by key in the shared cache, for `ttl`: a `find` the
     /// identity map cannot answer asks the cache before the database.
     pub fn cache_entity<E: Entity>(mut self, ttl: Duration) -> Self {
-        self.cached_entities.push((E::META.table, ttl));
+        self.cached_entities
+            .push((E::META.table, crate::cache::clamp_ttl(ttl)));
         self
     }
 
     /// How long cached query results live (default 60 s; they are also
     /// dropped as soon as a table they read changes).
     pub fn query_cache_ttl(mut self, ttl: Duration) -> Self {
-        self.query_cache_ttl = ttl;
+        self.query_cache_ttl = crate::cache::clamp_ttl(ttl);
         self
     }
 
@@ -290,7 +292,7 @@ impl DbBuilder {
             statements: AtomicU64::new(0),
             max_retries: self.max_retries,
             mysql_consecutive_ids: true,
-            auto_increment_increment: 1,
+            mysql_returning: false,
             identity_map: self.identity_map,
             identity_map_limit: self.identity_map_limit,
             cache: self
@@ -306,13 +308,18 @@ impl DbBuilder {
         #[cfg(feature = "mysql")]
         #[allow(irrefutable_let_patterns)]
         if let AnyPool::MySql(pool) = &inner.conns.pool {
-            let (lock_mode, step): (i64, i64) = sqlx::query_as(
-                "SELECT CAST(@@innodb_autoinc_lock_mode AS SIGNED), CAST(@@auto_increment_increment AS SIGNED)",
+            let (lock_mode, version): (i64, String) = sqlx::query_as(
+                "SELECT CAST(@@innodb_autoinc_lock_mode AS SIGNED), CAST(VERSION() AS CHAR)",
             )
             .fetch_one(pool)
             .await?;
-            inner.mysql_consecutive_ids = lock_mode < 2;
-            inner.auto_increment_increment = step.max(1);
+            // MariaDB returns a multi-row insert's keys (`RETURNING`): they
+            // need neither consecutive ids nor a step. MySQL's are computed
+            // from `LAST_INSERT_ID()` and the step the session has at the
+            // time, read then (a session can change it).
+            let returned = crate::backend::mariadb_returns_keys(&version);
+            inner.mysql_consecutive_ids = lock_mode < 2 || returned;
+            inner.mysql_returning = returned;
         }
         Ok(Db {
             inner: Arc::new(inner),

@@ -317,7 +317,10 @@ tuple_list!(A, B, C, D, E, F, G, H, I, J, K, L);
 pub trait VersionField: Copy {
     /// The version as `i64`.
     fn get(self) -> i64;
-    /// Sets the version from `i64` (saturating at the type's bounds).
+    /// Sets the version from `i64`, wrapping at the type's bounds: the
+    /// version after the maximum is the minimum (0 for unsigned types).
+    /// Versions are only compared for equality, so a wrapped version still
+    /// tells a concurrent change; one that stopped at the maximum would not.
     fn set(&mut self, v: i64);
 }
 
@@ -325,7 +328,9 @@ macro_rules! version_field {
     ($($t:ty),+) => {$(
         impl VersionField for $t {
             fn get(self) -> i64 { self as i64 }
-            fn set(&mut self, v: i64) { *self = <$t>::try_from(v).unwrap_or(<$t>::MAX) }
+            // Truncation is the wrap: `MAX as i64 + 1` becomes `MIN`.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            fn set(&mut self, v: i64) { *self = v as $t }
         }
     )+};
 }
@@ -386,3 +391,27 @@ macro_rules! auto_key_field {
 }
 
 auto_key_field!(i16, i32, i64, u16, u32, u64);
+
+#[cfg(test)]
+mod tests {
+    use super::VersionField;
+
+    fn bumped<V: VersionField>(mut v: V) -> V {
+        let next = v.get().wrapping_add(1);
+        v.set(next);
+        v
+    }
+
+    #[test]
+    fn versions_wrap_at_their_bounds() {
+        assert_eq!(bumped(i16::MAX - 1), i16::MAX);
+        assert_eq!(bumped(i16::MAX), i16::MIN);
+        assert_eq!(bumped(i16::MIN), i16::MIN + 1);
+        assert_eq!(bumped(i32::MAX), i32::MIN);
+        assert_eq!(bumped(i64::MAX), i64::MIN);
+        assert_eq!(bumped(u8::MAX), 0);
+        assert_eq!(bumped(u16::MAX), 0);
+        assert_eq!(bumped(u32::MAX), 0);
+        assert_eq!(bumped(7u8), 8);
+    }
+}

@@ -123,7 +123,7 @@ impl CacheLayer {
         self.entities
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(table, ttl);
+            .insert(table, crate::cache::clamp_ttl(ttl));
     }
 
     /// Logs and counts a provider failure; the caller carries on without

@@ -89,6 +89,9 @@ pub struct SqlCache {
     slots: [[OnceLock<Arc<str>>; SHAPES]; BACKENDS],
     updates: [UpdateSlots; BACKENDS],
     inserts: [InsertSlots; BACKENDS],
+    /// MariaDB's multi-row `INSERT … RETURNING` (MySQL's slot above has no
+    /// `RETURNING`).
+    mariadb_inserts: InsertSlots,
 }
 
 impl SqlCache {
@@ -99,6 +102,7 @@ impl SqlCache {
             slots: [const { [const { OnceLock::new() }; SHAPES] }; BACKENDS],
             updates: [const { Mutex::new(Vec::new()) }; BACKENDS],
             inserts: [const { Mutex::new(Vec::new()) }; BACKENDS],
+            mariadb_inserts: Mutex::new(Vec::new()),
         }
     }
 
@@ -114,21 +118,13 @@ impl SqlCache {
         if rows == 1 {
             return self.get(backend, Shape::InsertOne, build);
         }
-        let mut kept = self.inserts[backend as usize]
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(i) = kept.iter().position(|(n, _)| *n == rows) {
-            let hit = kept.remove(i);
-            let sql = hit.1.clone();
-            kept.push(hit);
-            return sql;
-        }
-        let sql: Arc<str> = Arc::from(build());
-        if kept.len() == INSERT_SIZES_KEPT {
-            kept.remove(0);
-        }
-        kept.push((rows, sql.clone()));
-        sql
+        kept_insert(&self.inserts[backend as usize], rows, build)
+    }
+
+    /// The multi-row `INSERT … RETURNING` of `rows` rows for MariaDB
+    /// ([`insert_returning_mariadb`]), kept as [`SqlCache::insert`] keeps.
+    pub(crate) fn insert_mariadb(&self, rows: usize, build: impl FnOnce() -> String) -> Arc<str> {
+        kept_insert(&self.mariadb_inserts, rows, build)
     }
 
     /// The `UPDATE` setting exactly `cols` (entities of up to 128 columns
@@ -165,6 +161,24 @@ impl SqlCache {
             .get_or_init(|| Arc::from(build()))
             .clone()
     }
+}
+
+/// The kept statement of `rows` rows in `slots`, built on a miss (the
+/// least recently used size makes room).
+fn kept_insert(slots: &InsertSlots, rows: usize, build: impl FnOnce() -> String) -> Arc<str> {
+    let mut kept = slots.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(i) = kept.iter().position(|(n, _)| *n == rows) {
+        let hit = kept.remove(i);
+        let sql = hit.1.clone();
+        kept.push(hit);
+        return sql;
+    }
+    let sql: Arc<str> = Arc::from(build());
+    if kept.len() == INSERT_SIZES_KEPT {
+        kept.remove(0);
+    }
+    kept.push((rows, sql.clone()));
+    sql
 }
 
 use crate::entity::EntityMeta;
@@ -253,6 +267,19 @@ pub(crate) fn insert(b: Backend, meta: &EntityMeta, rows: usize) -> String {
         }
     }
     returning_key(b, meta, &mut s);
+    s
+}
+
+/// MariaDB (10.5+): [`insert`] with `RETURNING` the generated key, which
+/// MySQL lacks; the keys are read, not computed from `LAST_INSERT_ID()` and
+/// a step the session may have changed.
+pub(crate) fn insert_returning_mariadb(meta: &EntityMeta, rows: usize) -> String {
+    let b = Backend::MySql;
+    let mut s = insert(b, meta, rows);
+    if let Some(auto) = meta.auto_increment {
+        s.push_str(" RETURNING ");
+        s.push_str(&b.quote(meta.columns[auto].name));
+    }
     s
 }
 

@@ -464,7 +464,7 @@ impl Uow {
                 // the version the deleted row had).
                 let mut value = value;
                 if let Some(v) = e.expected {
-                    value.set_version(v + 1);
+                    value.set_version(v.wrapping_add(1));
                 }
                 e.current = value;
                 e.state = State::Dirty;
@@ -544,7 +544,7 @@ impl Uow {
                     return Ok(());
                 }
                 if let Some(v) = expected {
-                    value.set_version(v + 1);
+                    value.set_version(v.wrapping_add(1));
                 }
                 value.stamp_updated(now);
                 e.leave_clean(value.clone());
@@ -557,7 +557,7 @@ impl Uow {
             None => {
                 let expected = value.version();
                 if let Some(v) = expected {
-                    value.set_version(v + 1);
+                    value.set_version(v.wrapping_add(1));
                 }
                 value.stamp_updated(now);
                 t.entries.insert(

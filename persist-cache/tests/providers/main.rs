@@ -7,6 +7,7 @@
 //! under `CI=true`, where they fail.
 
 mod common;
+mod huge_durations;
 mod in_process;
 mod near;
 mod outage;

@@ -17,6 +17,8 @@ use crate::value::{Binder, RowReader};
 #[cfg(feature = "mysql")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
 mod mysql;
+#[cfg(feature = "mysql")]
+pub(crate) use mysql::mariadb_returns_keys;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 mod postgres;

@@ -50,3 +50,35 @@ impl Driver for MySql {
         last_insert_id: Some(r.last_insert_id()),
     });
 }
+
+/// Whether the server of `version` (`SELECT VERSION()`) is MariaDB 10.5 or
+/// later, which answers `INSERT … RETURNING` (MySQL does not).
+pub(crate) fn mariadb_returns_keys(version: &str) -> bool {
+    if !version.to_ascii_lowercase().contains("mariadb") {
+        return false;
+    }
+    // `10.11.19-MariaDB-0+deb12u1`; a `5.5.5-` prefix is the old handshake
+    // disguise, not the version.
+    let v = version.strip_prefix("5.5.5-").unwrap_or(version);
+    let mut parts = v.split(|c: char| !c.is_ascii_digit());
+    let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    (major, minor) >= (10, 5)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mariadb_returns_keys;
+
+    #[test]
+    fn mariadb_with_returning_is_recognized() {
+        assert!(mariadb_returns_keys("10.11.19-MariaDB-0+deb12u1"));
+        assert!(mariadb_returns_keys("10.5.0-MariaDB"));
+        assert!(mariadb_returns_keys("11.4.2-MariaDB-log"));
+        assert!(mariadb_returns_keys("5.5.5-10.6.12-MariaDB"));
+        assert!(!mariadb_returns_keys("10.4.30-MariaDB"));
+        assert!(!mariadb_returns_keys("8.0.36"));
+        assert!(!mariadb_returns_keys("8.4.0-log"));
+        assert!(!mariadb_returns_keys(""));
+    }
+}

@@ -34,13 +34,17 @@ use crate::error::BoxDynError;
 use crate::value::RowReader;
 
 /// How many prepared statements one lock keeps (a transaction rarely
-/// needs more; dynamic queries with varying SQL are dropped past it).
+/// needs more; past it, the least recently used one is finalized to make
+/// room, so dynamic queries with varying SQL cost a prepare each).
 const MAX_STATEMENTS: usize = 64;
 
 /// The direct path of one SQLite connection, locked.
 pub(crate) struct Direct {
-    /// Prepared statements by SQL text; finalized on drop, before `_lock`.
+    /// Prepared statements by SQL text; each finalized when dropped
+    /// (evicted, or with `Direct`, before `_lock`).
     stmts: HashMap<Box<str>, Stmt, foldhash::fast::RandomState>,
+    /// A clock of statement uses, for evicting the least recently used.
+    uses: u64,
     db: NonNull<ffi::sqlite3>,
     /// The busy timeout to restore (milliseconds).
     busy_ms: c_int,
@@ -54,8 +58,21 @@ pub(crate) struct Direct {
 // any thread (never at once, which the lock guarantees).
 unsafe impl Send for Direct {}
 
-/// One prepared statement.
-struct Stmt(NonNull<ffi::sqlite3_stmt>);
+/// One prepared statement, finalized exactly once: when it is dropped.
+struct Stmt {
+    raw: NonNull<ffi::sqlite3_stmt>,
+    /// The [`Direct::uses`] clock at its last use.
+    used: u64,
+}
+
+impl Drop for Stmt {
+    fn drop(&mut self) {
+        // SAFETY: the statement belongs to the locked connection (a `Stmt`
+        // lives only in `Direct::stmts`, dropped before the lock), is reset
+        // (see `Running`) and is owned by this value alone.
+        unsafe { ffi::sqlite3_finalize(self.raw.as_ptr()) };
+    }
+}
 
 /// What a statement run on the direct path gave.
 pub(crate) enum Ran<T> {
@@ -96,6 +113,7 @@ impl Direct {
         unsafe { ffi::sqlite3_busy_timeout(db.as_ptr(), 0) };
         Ok(Direct {
             stmts: HashMap::default(),
+            uses: 0,
             db,
             busy_ms: c_int::try_from(busy.as_millis()).unwrap_or(c_int::MAX),
             _lock: handle,
@@ -105,8 +123,10 @@ impl Direct {
     /// The prepared statement of `sql` (prepared on first use), or `None`
     /// when `sql` is not exactly one statement.
     fn prepare(&mut self, sql: &str) -> Result<Option<NonNull<ffi::sqlite3_stmt>>, StmtError> {
-        if let Some(s) = self.stmts.get(sql) {
-            return Ok(Some(s.0));
+        self.uses += 1;
+        if let Some(s) = self.stmts.get_mut(sql) {
+            s.used = self.uses;
+            return Ok(Some(s.raw));
         }
         let len =
             c_int::try_from(sql.len()).map_err(|_| sqlx::Error::Protocol("SQL too long".into()))?;
@@ -136,11 +156,20 @@ impl Direct {
             unsafe { ffi::sqlite3_finalize(stmt.as_ptr()) };
             return Ok(None);
         }
+        let stmt = Stmt {
+            raw: stmt,
+            used: self.uses,
+        };
         if self.stmts.len() >= MAX_STATEMENTS {
-            self.stmts.clear();
+            // Only a miss past the limit pays for the scan.
+            let oldest = self.stmts.iter().min_by_key(|(_, s)| s.used);
+            if let Some(sql) = oldest.map(|(sql, _)| sql.clone()) {
+                self.stmts.remove(&sql); // finalized by `Stmt::drop`
+            }
         }
-        self.stmts.insert(sql.into(), Stmt(stmt));
-        Ok(Some(stmt))
+        let raw = stmt.raw;
+        self.stmts.insert(sql.into(), stmt);
+        Ok(Some(raw))
     }
 
     /// Runs `sql` with `args` and decodes every row with `m`.
@@ -236,12 +265,9 @@ fn last_error(db: NonNull<ffi::sqlite3>) -> StmtError {
 
 impl Drop for Direct {
     fn drop(&mut self) {
-        for (_, s) in self.stmts.drain() {
-            // SAFETY: each statement belongs to `db`, is reset (see
-            // `Running`) and is finalized once, while the lock is held.
-            unsafe { ffi::sqlite3_finalize(s.0.as_ptr()) };
-        }
-        // SAFETY: as above; `_lock` (the lock) drops after this body.
+        // Finalized while the lock is held (`_lock` drops after this body).
+        self.stmts.clear();
+        // SAFETY: `db` is the open, locked handle.
         unsafe { ffi::sqlite3_busy_timeout(self.db.as_ptr(), self.busy_ms) };
     }
 }

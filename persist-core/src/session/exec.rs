@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::{Guard, Session};
-use crate::backend::{AnyConn, Backend, Decoded, Driver, RowMap, dispatch};
+use crate::backend::{AnyConn, Backend, Decoded, Driver, FirstInt, RowMap, dispatch};
 use crate::entity::{Entity, Key};
 use crate::error::{Error, Result};
 use crate::sql::{self, MAX_INSERT_ROWS};
@@ -106,6 +106,13 @@ const SQLITE_DIRECT_INSERT_ROWS: usize = 50;
 /// Inserts rows in multi-row statements (as few as the bind limit and
 /// [`MAX_INSERT_ROWS`] allow: one round trip each) and stores generated keys
 /// in them.
+///
+/// Keys are read where the server returns them (`RETURNING` on PostgreSQL,
+/// SQLite and MariaDB). MySQL's come from `LAST_INSERT_ID()` (the first
+/// row's) plus the session's `auto_increment_increment`, read when a
+/// statement carries more than one row: a session can change it. A
+/// statement that wrote, or returned keys for, other than the rows it sent
+/// is an error, and no key of it is stored.
 pub(crate) async fn insert_rows<E: Entity>(
     s: &Session,
     conn: &mut AnyConn,
@@ -119,10 +126,10 @@ pub(crate) async fn insert_rows<E: Entity>(
     let ncols = meta.insert_columns().count();
     let auto = meta.auto_increment.is_some();
     let db = &s.inner.db.inner;
+    let mariadb = b == Backend::MySql && db.mysql_returning;
     // MySQL hands out consecutive ids to one multi-row insert only with
     // `innodb_autoinc_lock_mode` below 2; otherwise insert one row at a time.
     let one_by_one = ncols == 0 || (auto && b == Backend::MySql && !db.mysql_consecutive_ids);
-    let step = db.auto_increment_increment;
     let per_stmt = if one_by_one {
         1
     } else if b == Backend::Sqlite && db.sqlite_direct {
@@ -134,15 +141,27 @@ pub(crate) async fn insert_rows<E: Entity>(
     } else {
         (b.max_binds() / ncols).clamp(1, MAX_INSERT_ROWS)
     };
+    // MySQL's step, read once: no statement of the caller's runs between
+    // the chunks.
+    let mut step = None;
     for chunk in values.chunks_mut(per_stmt) {
         let size = chunk.len();
-        let sql = E::sql_cache().insert(b, size, || sql::insert(b, meta, size));
+        // One row's key is `LAST_INSERT_ID()` whatever the step.
+        let returning = auto && (b.has_returning() || (mariadb && size > 1));
+        let sql = if returning && b == Backend::MySql {
+            E::sql_cache().insert_mariadb(size, || sql::insert_returning_mariadb(meta, size))
+        } else {
+            E::sql_cache().insert(b, size, || sql::insert(b, meta, size))
+        };
+        if auto && !returning && size > 1 && step.is_none() {
+            step = Some(session_increment(s, conn).await?);
+        }
         dispatch!(&mut *conn, |c, DB| {
             let mut args = <DB as crate::backend::Driver>::Args::default();
             for v in chunk.iter() {
                 bind_insert_columns(v, &mut args)?;
             }
-            if auto && b.has_returning() {
+            if returning {
                 let mut ids = s
                     .run(
                         Some(meta),
@@ -150,6 +169,7 @@ pub(crate) async fn insert_rows<E: Entity>(
                         DB::fetch_all(c, sql.clone(), args, &GeneratedKey(meta)),
                     )
                     .await?;
+                check_written(meta, size, ids.len() as u64)?;
                 // RETURNING order is not guaranteed; ids are handed out in
                 // VALUES order, so sorted ids match the rows in order.
                 ids.sort_unstable();
@@ -160,8 +180,10 @@ pub(crate) async fn insert_rows<E: Entity>(
                 let done = s
                     .run(Some(meta), &sql, DB::execute(c, sql.clone(), args))
                     .await?;
+                check_written(meta, size, done.rows_affected)?;
                 if auto {
                     let first = done.last_insert_id.unwrap_or(0) as i64;
+                    let step = step.unwrap_or(1);
                     for (n, v) in chunk.iter_mut().enumerate() {
                         v.set_generated_key(first + n as i64 * step)?;
                     }
@@ -170,4 +192,31 @@ pub(crate) async fn insert_rows<E: Entity>(
         });
     }
     Ok(())
+}
+
+/// An `INSERT` of `sent` rows answered `written` (rows or returned keys).
+fn check_written(meta: &crate::entity::EntityMeta, sent: usize, written: u64) -> Result<()> {
+    if written == sent as u64 {
+        return Ok(());
+    }
+    Err(Error::Invalid(format!(
+        "an INSERT of {sent} rows into {} answered {written}: its generated keys cannot be matched to the rows",
+        meta.table
+    )))
+}
+
+/// The session's `auto_increment_increment` (MySQL), the step between the
+/// ids of one multi-row insert.
+async fn session_increment(s: &Session, conn: &mut AnyConn) -> Result<i64> {
+    const SQL: &str = "SELECT CAST(@@session.auto_increment_increment AS SIGNED)";
+    let step = dispatch!(&mut *conn, |c, DB| {
+        let sql: Arc<str> = Arc::from(SQL);
+        s.run(
+            None,
+            SQL,
+            DB::fetch_optional(c, sql, Default::default(), &FirstInt),
+        )
+        .await?
+    });
+    Ok(step.unwrap_or(1).max(1))
 }

@@ -14,6 +14,7 @@ mod loaders;
 mod locking;
 mod model;
 mod query;
+mod regressions_small;
 mod rel_model;
 mod relations;
 mod schema;
@@ -146,6 +147,14 @@ suite! {
         current_session_in_scope,
         isolation_option_accepted,
         random_sessions_match_model,
+    ],
+    regressions_small: [
+        many_distinct_statements_then_close,
+        multi_row_insert_keys_follow_the_session_increment,
+        small_version_wraps_and_still_detects_lost_updates,
+        huge_cache_durations_work,
+        cached_rows_of_another_layout_are_misses,
+        shared_cache_across_a_layout_change,
     ],
     identity: [
         in_session_state_without_sql,
