@@ -10,7 +10,7 @@ use persist_core::cache::{
     CacheFuture, CacheKey, CacheMetrics, CachedQuery, ChangeSet, SharedCache,
 };
 use persist_core::{Db, Error, Isolation, SessionOptions};
-use tokio::sync::{Barrier, Notify};
+use tokio::sync::Notify;
 
 use crate::common::{self, TestResult};
 use crate::model::*;
@@ -235,16 +235,36 @@ pub async fn bulk_update_evicts(db: Db) -> TestResult {
     .await
 }
 
-/// Wraps a provider so a test can hold a loader between its database read
-/// and its put.
-struct Gated {
-    inner: InProcessCache,
-    armed: AtomicBool,
-    reached: Arc<Barrier>,
-    release: Arc<Notify>,
+/// A point where a test holds a provider call: armed, the next call there
+/// signals `reached` and waits for `release`; later calls pass straight
+/// through.
+#[derive(Default)]
+pub struct Hold {
+    pub armed: AtomicBool,
+    pub reached: Notify,
+    pub release: Notify,
 }
 
-impl SharedCache for Gated {
+impl Hold {
+    async fn pass(&self) {
+        if self.armed.swap(false, Ordering::SeqCst) {
+            self.reached.notify_one();
+            self.release.notified().await;
+        }
+    }
+}
+
+/// An in-process provider whose puts and commit notifications a test can
+/// hold (a loader between its database read and its put, a commit inside
+/// its `after_commit`).
+#[derive(Default)]
+pub struct HeldCache {
+    inner: InProcessCache,
+    pub put: Hold,
+    pub after_commit: Hold,
+}
+
+impl SharedCache for HeldCache {
     fn epoch(&self) -> CacheFuture<'_, u64> {
         self.inner.epoch()
     }
@@ -259,15 +279,15 @@ impl SharedCache for Gated {
         ttl: Duration,
     ) -> CacheFuture<'a, bool> {
         Box::pin(async move {
-            if self.armed.swap(false, Ordering::SeqCst) {
-                self.reached.wait().await;
-                self.release.notified().await;
-            }
+            self.put.pass().await;
             self.inner.put_if_fresh(key, value, epoch, ttl).await
         })
     }
     fn after_commit<'a>(&'a self, changes: &'a ChangeSet) -> CacheFuture<'a, ()> {
-        self.inner.after_commit(changes)
+        Box::pin(async move {
+            self.after_commit.pass().await;
+            self.inner.after_commit(changes).await
+        })
     }
     fn table_stamps<'a>(&'a self, tables: &'a [String]) -> CacheFuture<'a, Vec<u64>> {
         self.inner.table_stamps(tables)
@@ -289,21 +309,14 @@ impl SharedCache for Gated {
 }
 
 pub async fn slow_loader_cannot_put_back_old_row(db: Db) -> TestResult {
-    let reached = Arc::new(Barrier::new(2));
-    let release = Arc::new(Notify::new());
-    let cache = Arc::new(Gated {
-        inner: InProcessCache::new(),
-        armed: AtomicBool::new(false),
-        reached: reached.clone(),
-        release: release.clone(),
-    });
+    let cache = Arc::new(HeldCache::default());
     with_cached_db(&db, "slow_loader_race", cache.clone(), |db, _| async move {
         let a = seed(&db, "a@x", "old").await?;
         // Start from a cold cache for the key.
         evict(cache.as_ref(), a.id).await;
 
         // Task A misses and loads the old row, then stops before its put.
-        cache.armed.store(true, Ordering::SeqCst);
+        cache.put.armed.store(true, Ordering::SeqCst);
         let loader = tokio::spawn({
             let db = db.clone();
             let id = a.id;
@@ -314,7 +327,7 @@ pub async fn slow_loader_cannot_put_back_old_row(db: Db) -> TestResult {
                 Ok::<_, Error>(row)
             }
         });
-        tokio::time::timeout(Duration::from_secs(10), reached.wait())
+        tokio::time::timeout(Duration::from_secs(10), cache.put.reached.notified())
             .await
             .expect("loader reached its put");
 
@@ -326,7 +339,7 @@ pub async fn slow_loader_cannot_put_back_old_row(db: Db) -> TestResult {
         s.commit().await?;
 
         let rejected_before = cache.metrics().rejected_puts;
-        release.notify_one();
+        cache.put.release.notify_one();
         let loaded = tokio::time::timeout(Duration::from_secs(10), loader)
             .await
             .expect("loader finished")

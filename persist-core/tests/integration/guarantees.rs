@@ -5,16 +5,14 @@
 //! `COMMIT`, a bounded `close`, and the isolation level read from the server.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use persist_cache::InProcessCache;
-use persist_core::cache::{
-    CacheFuture, CacheKey, CacheMetrics, CachedQuery, ChangeSet, SharedCache,
-};
+use persist_core::cache::SharedCache;
 use persist_core::{Backend, Db, DbBuilder, Error, Isolation, SessionOptions};
-use tokio::sync::Notify;
 
+use crate::cache::HeldCache;
 use crate::common::{self, TestResult};
 use crate::model::*;
 use crate::rel_model::Employee;
@@ -308,69 +306,11 @@ pub async fn second_write_session_in_a_task(db: Db) -> TestResult {
     Ok(())
 }
 
-/// A provider whose first `after_commit` (once armed) hangs until released;
-/// later ones pass straight through.
-struct SlowInvalidation {
-    inner: InProcessCache,
-    armed: AtomicBool,
-    reached: Notify,
-    release: Notify,
-}
-
-impl SharedCache for SlowInvalidation {
-    fn epoch(&self) -> CacheFuture<'_, u64> {
-        self.inner.epoch()
-    }
-    fn get<'a>(&'a self, key: &'a CacheKey) -> CacheFuture<'a, Option<Vec<u8>>> {
-        self.inner.get(key)
-    }
-    fn put_if_fresh<'a>(
-        &'a self,
-        key: &'a CacheKey,
-        value: Vec<u8>,
-        epoch: u64,
-        ttl: Duration,
-    ) -> CacheFuture<'a, bool> {
-        self.inner.put_if_fresh(key, value, epoch, ttl)
-    }
-    fn after_commit<'a>(&'a self, changes: &'a ChangeSet) -> CacheFuture<'a, ()> {
-        Box::pin(async move {
-            if self.armed.swap(false, Ordering::SeqCst) {
-                self.reached.notify_one();
-                self.release.notified().await;
-            }
-            self.inner.after_commit(changes).await
-        })
-    }
-    fn table_stamps<'a>(&'a self, tables: &'a [String]) -> CacheFuture<'a, Vec<u64>> {
-        self.inner.table_stamps(tables)
-    }
-    fn query_get<'a>(&'a self, key: &'a str) -> CacheFuture<'a, Option<CachedQuery>> {
-        self.inner.query_get(key)
-    }
-    fn query_put<'a>(
-        &'a self,
-        key: &'a str,
-        value: CachedQuery,
-        ttl: Duration,
-    ) -> CacheFuture<'a, ()> {
-        self.inner.query_put(key, value, ttl)
-    }
-    fn metrics(&self) -> CacheMetrics {
-        self.inner.metrics()
-    }
-}
-
 /// Found by reading: a `commit()` cut after `COMMIT`, before the cache heard
 /// of it, must not leave the cache serving the replaced row; and the cut
 /// session refuses work until rolled back.
 pub async fn cut_commit_still_invalidates_the_cache(db: Db) -> TestResult {
-    let cache = Arc::new(SlowInvalidation {
-        inner: InProcessCache::new(),
-        armed: AtomicBool::new(false),
-        reached: Notify::new(),
-        release: Notify::new(),
-    });
+    let cache = Arc::new(HeldCache::default());
     let provider: Arc<dyn SharedCache> = cache.clone();
     with_db(
         &db,
@@ -389,19 +329,19 @@ pub async fn cut_commit_still_invalidates_the_cache(db: Db) -> TestResult {
             let mut row = s.find::<Customer>(&a.id).await?.ok_or(Error::NotFound)?;
             row.name = "new".into();
             s.update(&mut row)?;
-            cache.armed.store(true, Ordering::SeqCst);
+            cache.after_commit.armed.store(true, Ordering::SeqCst);
             {
                 let commit = s.commit();
                 tokio::pin!(commit);
                 tokio::select! {
                     r = &mut commit => panic!("the commit finished past a hung cache: {r:?}"),
-                    () = cache.reached.notified() => {}
+                    () = cache.after_commit.reached.notified() => {}
                 }
                 // The future is dropped here, inside the cache's after_commit.
             }
             assert!(matches!(s.commit().await, Err(Error::SessionFailed)));
             s.rollback().await?;
-            cache.release.notify_one();
+            cache.after_commit.release.notify_one();
 
             // The invalidation the cut commit owed runs on its own; the cache
             // then never serves the old name (bounded wait for that task).
