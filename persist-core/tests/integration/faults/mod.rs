@@ -9,9 +9,15 @@
 //! work intact, or answers `SessionFailed` until `rollback()`.
 
 mod cancel;
+mod connkill;
 mod harness;
 mod model;
+mod process;
+mod redis;
 mod regress;
 
 pub use cancel::*;
+pub use connkill::*;
+pub use process::*;
+pub use redis::*;
 pub use regress::*;
