@@ -21,14 +21,18 @@ use std::time::Duration;
 
 use persist_cache::InProcessCache;
 use persist_core::cache::{CacheKey, SharedCache};
-use persist_core::{Db, Error, Load, Savepoint, Session, SessionOptions};
+use persist_core::{Db, Error, Isolation, Load, Savepoint, Session, SessionOptions};
 
 use super::model::*;
 use crate::common::{self, TestResult};
 
 const TTL: Duration = Duration::from_secs(600);
 /// A sweep that needs more cut points than this is reported, not run on.
-const MAX_POLLS: usize = 1500;
+const MAX_POLLS: usize = 20_000;
+/// Cut points up to this one are all exercised; beyond it, a sample.
+const EVERY_POLL: usize = 100;
+/// Each of the three sweeps stays well inside the suite's 60 s timeout.
+const SWEEP_BUDGET: Duration = Duration::from_secs(12);
 /// A sweep ends when the op completed uncut this many rounds in a row (a
 /// driver's worker thread can answer within one poll by chance).
 const UNCUT_TO_STOP: usize = 3;
@@ -195,6 +199,7 @@ enum Expect {
 }
 
 struct Env {
+    url: String,
     main: Db,
     observer: Db,
     cache: Option<Arc<InProcessCache>>,
@@ -258,6 +263,7 @@ async fn sweep_all(url: &str, direct: bool, path: &'static str, op: Op) -> TestR
         }
         let main = b.connect(url).await?;
         let mut env = Env {
+            url: url.to_string(),
             main: main.clone(),
             observer: observer.clone(),
             cache,
@@ -278,6 +284,9 @@ async fn sweep_all(url: &str, direct: bool, path: &'static str, op: Op) -> TestR
         let mut cuts = 0;
         let mut uncut_in_a_row = 0;
         let mut found = 0;
+        let mut rounds = 0;
+        let mut sampled = false;
+        let started = std::time::Instant::now();
         while uncut_in_a_row < UNCUT_TO_STOP && found < MAX_VIOLATIONS {
             let round = (i as i64 + 1) * 100_000 + polls as i64;
             match run_round(&mut env, round, polls).await {
@@ -291,32 +300,55 @@ async fn sweep_all(url: &str, direct: bool, path: &'static str, op: Op) -> TestR
                     found += 1;
                     violations.push(msg);
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    let earlier = match violations.first() {
+                        Some(v) => format!("; before it: {v}"),
+                        None => String::new(),
+                    };
+                    return Err(Error::Invalid(format!("{e}{earlier}")));
+                }
             }
             ensure!(
                 polls < MAX_POLLS,
                 "{} on {path} still pending after {MAX_POLLS} polls",
                 op.name()
             );
-            polls += 1;
+            rounds += 1;
+            // Every poll up to EVERY_POLL, then a sample: an op of
+            // thousands of await points (a row each) would cost its square.
+            // Past the sweep's time budget, doubling reaches the end.
+            if started.elapsed() > SWEEP_BUDGET {
+                sampled = true;
+                polls *= 2;
+            } else {
+                if polls >= EVERY_POLL {
+                    sampled = true;
+                }
+                polls += 1.max(polls.saturating_sub(EVERY_POLL) / 8);
+            }
         }
         most_cuts = most_cuts.max(cuts);
         eprintln!(
-            "cut-points backend={path} op={} n={cuts} sweep={} committed={} session_failed={}",
+            "cut-points backend={path} op={} n={cuts} sweep={} rounds={rounds} every_poll={} committed={} session_failed={}",
             op.name(),
             sweep.label(),
+            !sampled,
             env.committed,
             env.failed
         );
-        within(
-            10,
-            "Db::close after a sweep (a connection never came back)",
-            async {
-                main.close().await;
-                Ok(())
-            },
-        )
-        .await?;
+        let closed = within(10, "Db::close after a sweep", async {
+            main.close().await;
+            Ok(())
+        })
+        .await;
+        if let Err(e) = closed {
+            let open = server_transactions(url).await;
+            return Err(Error::Invalid(format!(
+                "{} on {path} ({}): {e} (a connection never came back); open on the server: {open}",
+                op.name(),
+                sweep.label()
+            )));
+        }
     }
     observer.close().await;
     eprintln!("cut-points backend={path} op={} n={most_cuts}", op.name());
@@ -550,8 +582,16 @@ async fn run_round(env: &mut Env, round: i64, polls: usize) -> Result<bool, Erro
             }
         }
     } else {
-        let s = within(15, "preparing a round", env.main.session()).await?;
-        let mut p = within(15, "preparing a round", prepare(&s, env.base, op, round)).await?;
+        let what = format!("{}: preparing the round", label());
+        let s = within(15, &what, env.main.session()).await?;
+        let prepared = within(15, &what, prepare(&s, env.base, op, round)).await;
+        let mut p = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                let open = server_transactions(&env.url).await;
+                return Err(Error::Invalid(format!("{e}; open on the server: {open}")));
+            }
+        };
         let outcome = run_op(env, &s, &mut p, round, polls).await;
         let was_cut = match outcome {
             Cut::Cut => true,
@@ -593,7 +633,12 @@ async fn run_round(env: &mut Env, round: i64, polls: usize) -> Result<bool, Erro
                             "{}: commit answered SessionFailed, then add answered {add:?}",
                             label()
                         );
-                        within(15, "rollback of a failed session", s.rollback()).await?;
+                        within(
+                            15,
+                            &format!("{}: rollback of a failed session", label()),
+                            s.rollback(),
+                        )
+                        .await?;
                         if op == Op::Commit {
                             Expect::Either
                         } else {
@@ -641,10 +686,23 @@ async fn check_database(
     before: &Before,
     label: &str,
 ) -> Result<Vec<FaultRow>, Error> {
-    let rows = committed_rows(&env.observer, round).await?;
+    if expect == Expect::Either {
+        settle(env, round).await?;
+    }
+    // One snapshot for every read of the check.
     let s = env
         .observer
-        .session_with(SessionOptions::new().read_only())
+        .session_with(
+            SessionOptions::new()
+                .read_only()
+                .isolation(Isolation::RepeatableRead),
+        )
+        .await?;
+    let rows = s
+        .query::<FaultRow>()
+        .filter(FaultRow::ROUND.eq(round))
+        .order_by(FaultRow::ID)
+        .all()
         .await?;
     let base = s
         .find::<FaultRow>(&env.base)
@@ -773,6 +831,34 @@ async fn check_database(
     Ok(rows)
 }
 
+/// After a cut commit the server may still be running the `COMMIT` the
+/// dropped future sent: waits until what the database shows stops changing.
+async fn settle(env: &Env, round: i64) -> Result<(), Error> {
+    let state = || async {
+        let rows = committed_rows(&env.observer, round).await?.len();
+        let s = env
+            .observer
+            .session_with(SessionOptions::new().read_only())
+            .await?;
+        let base = s.find::<FaultRow>(&env.base).await?.map(|b| b.n);
+        s.rollback().await?;
+        Ok::<_, Error>((rows, base))
+    };
+    let start = std::time::Instant::now();
+    let mut last = state().await?;
+    loop {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        let now = state().await?;
+        if now == last && start.elapsed() > Duration::from_millis(100) {
+            return Ok(());
+        }
+        if start.elapsed() > Duration::from_secs(3) {
+            return Ok(());
+        }
+        last = now;
+    }
+}
+
 /// A fresh session sees only committed rows, and its commit writes exactly
 /// its own row. Answers the id of that row.
 async fn check_pool(env: &Env, round: i64, rows: &[FaultRow], label: &str) -> Result<i64, Error> {
@@ -858,4 +944,42 @@ async fn check_cache(env: &Env, rows: &[FaultRow], next_id: i64, label: &str) ->
     reader.rollback().await?;
     truth.rollback().await?;
     Ok(())
+}
+
+/// The transactions open on the server (MariaDB) or the sessions in a
+/// transaction (PostgreSQL), to name what a hang waits for.
+async fn server_transactions(url: &str) -> String {
+    use sqlx::Connection;
+    if url.starts_with("postgres") {
+        let Ok(mut c) = sqlx::PgConnection::connect(url).await else {
+            return "?".into();
+        };
+        let rows: Result<Vec<(i32, String, String)>, _> = sqlx::query_as(
+            "SELECT pid, COALESCE(state, ''), COALESCE(query, '') FROM pg_stat_activity \
+             WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid()",
+        )
+        .fetch_all(&mut c)
+        .await;
+        format!("{rows:?}")
+    } else if url.starts_with("mysql") {
+        let Ok(mut c) = sqlx::MySqlConnection::connect(url).await else {
+            return "?".into();
+        };
+        let rows: Result<Vec<(i64, String, String, i64)>, _> = sqlx::query_as(
+            "SELECT CAST(trx_mysql_thread_id AS SIGNED), CAST(trx_state AS CHAR), \
+             CAST(COALESCE(trx_query, '') AS CHAR), CAST(trx_rows_locked AS SIGNED) \
+             FROM information_schema.INNODB_TRX",
+        )
+        .fetch_all(&mut c)
+        .await;
+        let procs: Result<Vec<(i64, String, String)>, _> = sqlx::query_as(
+            "SELECT CAST(ID AS SIGNED), CAST(COMMAND AS CHAR), CAST(COALESCE(INFO, '') AS CHAR) \
+             FROM information_schema.PROCESSLIST WHERE DB = DATABASE()",
+        )
+        .fetch_all(&mut c)
+        .await;
+        format!("transactions {rows:?}, connections {procs:?}")
+    } else {
+        "(SQLite)".into()
+    }
 }

@@ -103,6 +103,7 @@ pub async fn commit_retried_after_timeout_writes_each_row_once(db: Db) -> TestRe
         }
         cut += 1;
         let again = within(15, "the retried commit", async { Ok(s.commit().await) }).await?;
+        eprintln!("commit of {ROWS} rows cut after {ms} ms; the retry answered {again:?}");
         let rows = committed_rows(&db, round).await?;
         let mut tags: Vec<_> = rows.iter().map(|r| r.tag.clone()).collect();
         tags.sort();
