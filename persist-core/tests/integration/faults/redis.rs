@@ -169,19 +169,42 @@ pub async fn redis_stopped_and_paused_during_commits(db: Db) -> TestResult {
         eprintln!("before the pause the row is served by the cache: {served_by_cache}");
         let paused_at = Instant::now();
         redis.pause(2000);
+        // Readers beside the writer: their gets and puts queue in Redis
+        // during the pause and run when it ends, after or before the
+        // writer's invalidations.
+        let readers: Vec<_> = (0..3)
+            .map(|_| {
+                let cdb = cdb.clone();
+                let id = a.id;
+                tokio::spawn(async move {
+                    while paused_at.elapsed() < Duration::from_millis(2300) {
+                        read_n(&cdb, id).await?;
+                        tokio::time::sleep(Duration::from_millis(30)).await;
+                    }
+                    Ok::<(), Error>(())
+                })
+            })
+            .collect();
         let mut last = 4;
         while paused_at.elapsed() < Duration::from_millis(1700) {
             last += 1;
             let took = set_n(&cdb, a.id, last).await?;
+            let t = Instant::now();
             let seen = read_n(&cdb, a.id).await?;
-            eprintln!("during the pause: commit took {took:?}, read n={seen} (wrote {last})");
+            eprintln!(
+                "during the pause: commit took {took:?}, read n={seen} (wrote {last}) in {:?}",
+                t.elapsed()
+            );
             assert_eq!(
                 seen, last,
                 "a read during the pause, after a commit of n={last}"
             );
         }
+        for r in readers {
+            r.await.expect("reader task")?;
+        }
         // Past the pause, the queued commands have run: no stale read.
-        tokio::time::sleep(Duration::from_millis(2300).saturating_sub(paused_at.elapsed())).await;
+        tokio::time::sleep(Duration::from_millis(2500).saturating_sub(paused_at.elapsed())).await;
         for i in 0..5 {
             let seen = read_n(&cdb, a.id).await?;
             assert_eq!(
