@@ -162,6 +162,7 @@ suite! {
         cut_transaction_at_every_poll,
         abandoned_savepoint_transaction_is_not_committed_by_next_session,
         commit_retried_after_timeout_writes_each_row_once,
+        panic_in_transaction_with_savepoint_commits_nothing,
         killed_mid_flush_is_all_or_nothing,
         connection_killed_mid_transaction,
         connection_killed_mid_commit,

@@ -214,6 +214,8 @@ struct Env {
     last_next_id: i64,
     committed: usize,
     failed: usize,
+    /// Whether the last round's op was cut (known before its checks).
+    last_cut: bool,
 }
 
 /// Runs `op` cut at every poll on `db`'s backend, over every sweep, and
@@ -276,6 +278,7 @@ async fn sweep_all(url: &str, direct: bool, path: &'static str, op: Op) -> TestR
             last_next_id: other.id,
             committed: 0,
             failed: 0,
+            last_cut: true,
         };
         // A violation is recorded and the sweep goes on (up to a few), so one
         // run shows every kind of failure and the full count of cut points;
@@ -296,7 +299,12 @@ async fn sweep_all(url: &str, direct: bool, path: &'static str, op: Op) -> TestR
                 }
                 Ok(false) => uncut_in_a_row += 1,
                 Err(Error::Invalid(msg)) if msg.starts_with(VIOLATED) => {
-                    cuts = polls;
+                    if env.last_cut {
+                        cuts = polls;
+                        uncut_in_a_row = 0;
+                    } else {
+                        uncut_in_a_row += 1;
+                    }
                     found += 1;
                     violations.push(msg);
                 }
@@ -548,6 +556,7 @@ async fn read_before(env: &Env) -> Result<Before, Error> {
 /// One round: fresh work, the op cut after `polls` polls, the invariants.
 /// Answers whether the op was cut.
 async fn run_round(env: &mut Env, round: i64, polls: usize) -> Result<bool, Error> {
+    env.last_cut = true;
     let before = read_before(env).await?;
     if env.cache.is_some() {
         // The base row and the kv row are in the shared cache before the
@@ -574,6 +583,7 @@ async fn run_round(env: &mut Env, round: i64, polls: usize) -> Result<bool, Erro
             }),
         )
         .await;
+        env.last_cut = matches!(outcome, Cut::Cut);
         match outcome {
             Cut::Cut => (true, Expect::Either),
             Cut::Completed(Ok(())) => (false, Expect::Committed),
@@ -593,6 +603,7 @@ async fn run_round(env: &mut Env, round: i64, polls: usize) -> Result<bool, Erro
             }
         };
         let outcome = run_op(env, &s, &mut p, round, polls).await;
+        env.last_cut = matches!(outcome, Cut::Cut);
         let was_cut = match outcome {
             Cut::Cut => true,
             Cut::Completed(Ok(())) => false,

@@ -145,3 +145,80 @@ pub async fn commit_retried_after_timeout_writes_each_row_once(db: Db) -> TestRe
     );
     Ok(())
 }
+
+/// A panic inside `db.transaction(…)` with a savepoint open (the task
+/// dies, as a handler's would): nothing of it is committed, not by the
+/// next session on the same connection either.
+pub async fn panic_in_transaction_with_savepoint_commits_nothing(db: Db) -> TestResult {
+    let Some((url, teardown)) = common::isolated_url(db.backend(), "panic_in_transaction").await
+    else {
+        return Ok(());
+    };
+    let r = async {
+        let one = Db::builder()
+            .max_connections(1)
+            .sqlite_direct(db.sqlite_direct())
+            .connect(&url)
+            .await?;
+        one.create_tables::<FaultTables>().await?;
+        let s = one.session().await?;
+        let g = s
+            .insert(FaultGroup {
+                id: 0,
+                name: "g".into(),
+            })
+            .await?
+            .id;
+        s.commit().await?;
+
+        let task = tokio::spawn({
+            let one = one.clone();
+            async move {
+                one.transaction(move |s| async move {
+                    s.insert(row(g, 1, "before-savepoint")).await?;
+                    let _sp = s.savepoint().await?;
+                    s.insert(row(g, 1, "after-savepoint")).await?;
+                    s.add(row(g, 1, "registered"))?;
+                    if s.statement_count() > 0 {
+                        panic!("a handler panics mid-transaction");
+                    }
+                    Ok(())
+                })
+                .await
+            }
+        });
+        let joined = task.await;
+        assert!(
+            joined.as_ref().is_err_and(|e| e.is_panic()),
+            "the closure panicked"
+        );
+
+        let seen = within(15, "the next session on the only connection", async {
+            let s = one.session().await?;
+            let seen = s.count::<FaultRow>().await?;
+            s.insert(row(g, 2, "next")).await?;
+            s.commit().await?;
+            Ok(seen)
+        })
+        .await?;
+        let witness = observer(&url, db.sqlite_direct()).await?;
+        let panicked = committed_rows(&witness, 1).await?;
+        let own = committed_rows(&witness, 2).await?;
+        witness.close().await;
+        one.close().await;
+        assert_eq!(
+            seen, 0,
+            "the next session saw the panicked transaction's rows"
+        );
+        let tags: Vec<_> = panicked.iter().map(|r| r.tag.as_str()).collect();
+        assert!(
+            panicked.is_empty(),
+            "the next session's commit committed the panicked transaction: {tags:?}"
+        );
+        assert_eq!(own.len(), 1, "the next session's own row");
+        Ok::<(), Error>(())
+    }
+    .await;
+    teardown.await;
+    r
+}
