@@ -7,6 +7,7 @@ mod cache;
 mod common;
 mod crud;
 mod errors;
+mod faults;
 mod guarantees;
 mod identity;
 mod joins;
@@ -164,5 +165,27 @@ suite! {
         autoflush_before_query,
         rollback_discards_and_empties_map,
         statement_counts,
+    ],
+    faults: [
+        cut_commit_at_every_poll,
+        cut_flush_at_every_poll,
+        cut_insert_at_every_poll,
+        cut_insert_many_at_every_poll,
+        cut_upsert_at_every_poll,
+        cut_find_at_every_poll,
+        cut_query_all_at_every_poll,
+        cut_loader_at_every_poll,
+        cut_update_all_at_every_poll,
+        cut_delete_all_at_every_poll,
+        cut_savepoint_rollback_at_every_poll,
+        cut_savepoint_release_at_every_poll,
+        cut_transaction_at_every_poll,
+        abandoned_savepoint_transaction_is_not_committed_by_next_session,
+        commit_retried_after_timeout_writes_each_row_once,
+        panic_in_transaction_with_savepoint_commits_nothing,
+        killed_mid_flush_is_all_or_nothing,
+        connection_killed_mid_transaction,
+        connection_killed_mid_commit,
+        redis_stopped_and_paused_during_commits,
     ],
 }

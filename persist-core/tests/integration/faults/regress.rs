@@ -1,0 +1,224 @@
+//! Regression tests of issue 10's items 1 and 2.
+
+use std::time::Duration;
+
+use persist_core::{Db, Error};
+
+use super::model::*;
+use crate::common::{self, TestResult};
+
+/// Item 1: a session inserts a row, opens a savepoint, inserts another and
+/// is dropped. With one connection the next session surely gets the same
+/// connection; its commit must write its own row and nothing else.
+pub async fn abandoned_savepoint_transaction_is_not_committed_by_next_session(
+    db: Db,
+) -> TestResult {
+    let Some((url, teardown)) = common::isolated_url(db.backend(), "abandoned_savepoint").await
+    else {
+        return Ok(());
+    };
+    let r = async {
+        let one = Db::builder()
+            .max_connections(1)
+            .sqlite_direct(db.sqlite_direct())
+            .connect(&url)
+            .await?;
+        one.create_tables::<FaultTables>().await?;
+        let s = one.session().await?;
+        let g = s
+            .insert(FaultGroup {
+                id: 0,
+                name: "g".into(),
+            })
+            .await?;
+        s.commit().await?;
+
+        let s = one.session().await?;
+        s.insert(row(g.id, 1, "before-savepoint")).await?;
+        let sp = s.savepoint().await?;
+        s.insert(row(g.id, 1, "after-savepoint")).await?;
+        // Abandoned: no commit, no rollback, the savepoint still open.
+        drop(sp);
+        drop(s);
+
+        let next = within(15, "the next session on the only connection", async {
+            let s = one.session().await?;
+            let seen = s.count::<FaultRow>().await?;
+            s.insert(row(g.id, 2, "next")).await?;
+            s.commit().await?;
+            Ok(seen)
+        })
+        .await?;
+        let witness = observer(&url, db.sqlite_direct()).await?;
+        let abandoned = committed_rows(&witness, 1).await?;
+        let own = committed_rows(&witness, 2).await?;
+        witness.close().await;
+        one.close().await;
+        assert_eq!(
+            next, 0,
+            "the next session saw the abandoned session's uncommitted rows"
+        );
+        let tags: Vec<_> = abandoned.iter().map(|r| r.tag.as_str()).collect();
+        assert!(
+            abandoned.is_empty(),
+            "the next session's commit committed the abandoned transaction: {tags:?}"
+        );
+        assert_eq!(own.len(), 1, "the next session's own row");
+        Ok::<(), Error>(())
+    }
+    .await;
+    teardown.await;
+    r
+}
+
+/// Item 2: 2,000 adds, `timeout` cuts `commit()`, then `commit()` again on
+/// the same session: each row exactly once, or `SessionFailed` and after
+/// `rollback()` all or nothing, never 4,000 rows.
+pub async fn commit_retried_after_timeout_writes_each_row_once(db: Db) -> TestResult {
+    const ROWS: usize = 2000;
+    db.create_tables::<FaultTables>().await?;
+    let s = db.session().await?;
+    let g = s
+        .insert(FaultGroup {
+            id: 0,
+            name: "g".into(),
+        })
+        .await?;
+    s.commit().await?;
+
+    let mut cut = 0;
+    for (round, ms) in [1u64, 2, 5, 10, 20, 50, 100].into_iter().enumerate() {
+        let round = round as i64 + 1;
+        let s = db.session().await?;
+        s.add_many(
+            (0..ROWS)
+                .map(|i| row(g.id, round, format!("r{i}")))
+                .collect(),
+        )?;
+        if tokio::time::timeout(Duration::from_millis(ms), s.commit())
+            .await
+            .is_ok()
+        {
+            continue;
+        }
+        cut += 1;
+        let again = within(15, "the retried commit", async { Ok(s.commit().await) }).await?;
+        eprintln!("commit of {ROWS} rows cut after {ms} ms; the retry answered {again:?}");
+        let rows = committed_rows(&db, round).await?;
+        let mut tags: Vec<_> = rows.iter().map(|r| r.tag.clone()).collect();
+        tags.sort();
+        tags.dedup();
+        match again {
+            Ok(()) => {
+                assert_eq!(
+                    rows.len(),
+                    ROWS,
+                    "a commit cut after {ms} ms and retried wrote {} rows ({} distinct) for {ROWS} adds",
+                    rows.len(),
+                    tags.len()
+                );
+                assert_eq!(tags.len(), ROWS, "each row once");
+            }
+            Err(Error::SessionFailed) => {
+                s.rollback().await?;
+                let rows = committed_rows(&db, round).await?;
+                assert!(
+                    rows.is_empty() || (rows.len() == ROWS && tags.len() == ROWS),
+                    "after SessionFailed and rollback: {} rows of {ROWS}",
+                    rows.len()
+                );
+            }
+            Err(e) => panic!("the retried commit answered {e:?}: neither done nor SessionFailed"),
+        }
+    }
+    if cut == 0 && path_name(&db) == "sqlite" {
+        // The direct path runs the whole commit inside its first poll:
+        // `timeout` cannot cut it (it polls the future before its timer).
+        eprintln!(
+            "commit of {ROWS} rows on sqlite (direct) finished in its first poll: nothing to cut"
+        );
+        return Ok(());
+    }
+    assert!(
+        cut > 0,
+        "no timeout cut the commit of {ROWS} rows: the test exercised nothing"
+    );
+    Ok(())
+}
+
+/// A panic inside `db.transaction(…)` with a savepoint open (the task
+/// dies, as a handler's would): nothing of it is committed, not by the
+/// next session on the same connection either.
+pub async fn panic_in_transaction_with_savepoint_commits_nothing(db: Db) -> TestResult {
+    let Some((url, teardown)) = common::isolated_url(db.backend(), "panic_in_transaction").await
+    else {
+        return Ok(());
+    };
+    let r = async {
+        let one = Db::builder()
+            .max_connections(1)
+            .sqlite_direct(db.sqlite_direct())
+            .connect(&url)
+            .await?;
+        one.create_tables::<FaultTables>().await?;
+        let s = one.session().await?;
+        let g = s
+            .insert(FaultGroup {
+                id: 0,
+                name: "g".into(),
+            })
+            .await?
+            .id;
+        s.commit().await?;
+
+        let task = tokio::spawn({
+            let one = one.clone();
+            async move {
+                one.transaction(move |s| async move {
+                    s.insert(row(g, 1, "before-savepoint")).await?;
+                    let _sp = s.savepoint().await?;
+                    s.insert(row(g, 1, "after-savepoint")).await?;
+                    s.add(row(g, 1, "registered"))?;
+                    if s.statement_count() > 0 {
+                        panic!("a handler panics mid-transaction");
+                    }
+                    Ok(())
+                })
+                .await
+            }
+        });
+        let joined = task.await;
+        assert!(
+            joined.as_ref().is_err_and(|e| e.is_panic()),
+            "the closure panicked"
+        );
+
+        let seen = within(15, "the next session on the only connection", async {
+            let s = one.session().await?;
+            let seen = s.count::<FaultRow>().await?;
+            s.insert(row(g, 2, "next")).await?;
+            s.commit().await?;
+            Ok(seen)
+        })
+        .await?;
+        let witness = observer(&url, db.sqlite_direct()).await?;
+        let panicked = committed_rows(&witness, 1).await?;
+        let own = committed_rows(&witness, 2).await?;
+        witness.close().await;
+        one.close().await;
+        assert_eq!(
+            seen, 0,
+            "the next session saw the panicked transaction's rows"
+        );
+        let tags: Vec<_> = panicked.iter().map(|r| r.tag.as_str()).collect();
+        assert!(
+            panicked.is_empty(),
+            "the next session's commit committed the panicked transaction: {tags:?}"
+        );
+        assert_eq!(own.len(), 1, "the next session's own row");
+        Ok::<(), Error>(())
+    }
+    .await;
+    teardown.await;
+    r
+}
