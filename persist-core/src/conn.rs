@@ -40,6 +40,7 @@ const PARKED_FOR: Duration = Duration::from_secs(5);
 pub(crate) struct Connections {
     pub(crate) pool: AnyPool,
     /// SQLite: statements take the direct path.
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     sqlite_direct: bool,
     /// SQLite in memory: the database lives as long as one of its
     /// connections, so none is ever discarded.
@@ -194,6 +195,7 @@ fn release(conn: AnyConn) {
 
 /// [`Connections::abandon`], for a connection whose `Db` may be gone
 /// (`in_memory` says whether it is an in-memory SQLite database's).
+#[cfg_attr(not(feature = "sqlite"), allow(unused_variables))]
 pub(crate) fn abandon(mut conn: AnyConn, cut: bool, in_memory: bool) {
     if !cut && transaction_depth(&mut conn) == 0 {
         release(conn);
