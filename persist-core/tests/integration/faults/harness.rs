@@ -373,8 +373,10 @@ async fn sweep_all(url: &str, direct: bool, path: &'static str, op: Op) -> TestR
     // it: an op made only of such statements has no await point, and a
     // future without one cannot be cut. Through sqlx, SQLite's worker
     // thread often answers before the first poll ends, so a short op may
-    // never be pending. The servers' paths always wait on a socket.
-    if most_cuts == 0 && path.starts_with("sqlite") {
+    // never be pending. MariaDB's answer to a one-statement op (a
+    // savepoint's) is at times read within the poll that sent it, as seen
+    // in CI-like runs. PostgreSQL's always waits on the socket.
+    if most_cuts == 0 && path != "postgres" {
         eprintln!(
             "cut-points backend={path} op={} n=0: completed at its first poll every time, nothing to cut",
             op.name()
