@@ -12,7 +12,7 @@ use persist_core::cache::{
 use persist_core::{Db, Error, Isolation, SessionOptions};
 use tokio::sync::Notify;
 
-use crate::common::{self, TestResult};
+use crate::common::{self, OwnRedis, TestResult};
 use crate::model::*;
 
 const TTL: Duration = Duration::from_secs(60);
@@ -549,69 +549,6 @@ pub async fn two_processes_share_redis(db: Db) -> TestResult {
         },
     )
     .await
-}
-
-/// A `redis-server` of the test's own on a spare port, killed on drop.
-struct OwnRedis {
-    port: u16,
-    child: Option<std::process::Child>,
-}
-
-impl OwnRedis {
-    fn start() -> OwnRedis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a spare port");
-        let mut r = OwnRedis { port, child: None };
-        r.restart();
-        r
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn restart(&mut self) {
-        let port = self.port.to_string();
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port,
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server on PATH");
-        self.child = Some(child);
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "own redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 pub async fn redis_outage_falls_back_to_the_database(db: Db) -> TestResult {

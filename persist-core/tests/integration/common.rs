@@ -258,3 +258,80 @@ macro_rules! suite {
         }
     };
 }
+
+/// A `redis-server` of the test's own on a spare port, killed on drop.
+pub struct OwnRedis {
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl OwnRedis {
+    pub fn start() -> OwnRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a spare port");
+        let mut r = OwnRedis { port, child: None };
+        r.restart();
+        r
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn restart(&mut self) {
+        let port = self.port.to_string();
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port,
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "own redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// `CLIENT PAUSE <ms> ALL`: every client's commands wait, data stays.
+    pub fn pause(&self, ms: u64) {
+        let ms = ms.to_string();
+        let mut t = std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("redis");
+        let cmd = format!(
+            "*4\r\n$6\r\nCLIENT\r\n$5\r\nPAUSE\r\n${}\r\n{ms}\r\n$3\r\nALL\r\n",
+            ms.len()
+        );
+        std::io::Write::write_all(&mut t, cmd.as_bytes()).expect("send CLIENT PAUSE");
+        let mut reply = [0u8; 5];
+        std::io::Read::read_exact(&mut t, &mut reply).expect("CLIENT PAUSE reply");
+        assert_eq!(&reply, b"+OK\r\n", "CLIENT PAUSE accepted");
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -123,18 +123,10 @@ where
     };
     let r = async {
         let main = Db::builder().max_connections(2).connect(&url).await?;
-        main.create_tables::<FaultTables>().await?;
-        let s = main.session().await?;
-        let g = s
-            .insert(FaultGroup {
-                id: 0,
-                name: "g".into(),
-            })
-            .await?;
-        s.commit().await?;
+        let g = seed_group(&main).await?;
         let witness = observer(&url, true).await?;
         let admin = Admin::connect(db.backend(), &url).await?;
-        let r = body(main.clone(), witness.clone(), admin, g.id).await;
+        let r = body(main.clone(), witness.clone(), admin, g).await;
         witness.close().await;
         within(10, "Db::close after a killed connection", async {
             main.close().await;

@@ -717,12 +717,7 @@ async fn check_database(
                 .isolation(Isolation::RepeatableRead),
         )
         .await?;
-    let rows = s
-        .query::<FaultRow>()
-        .filter(FaultRow::ROUND.eq(round))
-        .order_by(FaultRow::ID)
-        .all()
-        .await?;
+    let rows = round_rows(&s, round).await?;
     let base = s
         .find::<FaultRow>(&env.base)
         .await?

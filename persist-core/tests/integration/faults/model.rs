@@ -107,6 +107,30 @@ pub async fn within<T>(
     }
 }
 
+/// Creates the fault tables on `db` and commits one group, `g`: the parent
+/// of a test's rows. Answers its key.
+pub async fn seed_group(db: &Db) -> Result<i64, Error> {
+    db.create_tables::<FaultTables>().await?;
+    let s = db.session().await?;
+    let g = s
+        .insert(FaultGroup {
+            id: 0,
+            name: "g".into(),
+        })
+        .await?;
+    s.commit().await?;
+    Ok(g.id)
+}
+
+/// The rows of `round` in key order, read in `s`.
+pub async fn round_rows(s: &persist_core::Session, round: i64) -> Result<Vec<FaultRow>, Error> {
+    s.query::<FaultRow>()
+        .filter(FaultRow::ROUND.eq(round))
+        .order_by(FaultRow::ID)
+        .all()
+        .await
+}
+
 /// Opens a second `Db` on `url` that reads only committed data (its own
 /// connections, no cache): the witness of what the database holds.
 pub async fn observer(url: &str, direct: bool) -> Result<Db, Error> {
@@ -122,12 +146,7 @@ pub async fn committed_rows(observer: &Db, round: i64) -> Result<Vec<FaultRow>, 
     let s = observer
         .session_with(persist_core::SessionOptions::new().read_only())
         .await?;
-    let rows = s
-        .query::<FaultRow>()
-        .filter(FaultRow::ROUND.eq(round))
-        .order_by(FaultRow::ID)
-        .all()
-        .await?;
+    let rows = round_rows(&s, round).await?;
     s.rollback().await?;
     Ok(rows)
 }

@@ -1,7 +1,6 @@
 //! Redis stopped and paused while sessions commit: sessions keep working
 //! from the database, and once Redis is back no read is stale.
 
-use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,83 +9,9 @@ use persist_core::cache::SharedCache;
 use persist_core::{Db, Error, SessionOptions};
 
 use super::model::*;
-use crate::common::{self, TestResult};
+use crate::common::{self, OwnRedis, TestResult};
 
 const TTL: Duration = Duration::from_secs(60);
-
-/// A `redis-server` of the test's own on a spare port, killed on drop.
-struct OwnRedis {
-    port: u16,
-    child: Option<std::process::Child>,
-}
-
-impl OwnRedis {
-    fn start() -> OwnRedis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a spare port");
-        let mut r = OwnRedis { port, child: None };
-        r.restart();
-        r
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn restart(&mut self) {
-        let port = self.port.to_string();
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port,
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server on PATH");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "own redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// `CLIENT PAUSE <ms> ALL`: every client's commands wait, data stays.
-    fn pause(&self, ms: u64) {
-        let ms = ms.to_string();
-        let mut t = std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("redis");
-        let cmd = format!(
-            "*4\r\n$6\r\nCLIENT\r\n$5\r\nPAUSE\r\n${}\r\n{ms}\r\n$3\r\nALL\r\n",
-            ms.len()
-        );
-        t.write_all(cmd.as_bytes()).expect("send CLIENT PAUSE");
-        let mut reply = [0u8; 5];
-        t.read_exact(&mut reply).expect("CLIENT PAUSE reply");
-        assert_eq!(&reply, b"+OK\r\n", "CLIENT PAUSE accepted");
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 /// Sets the row's `n` in a session of its own and commits; answers how long
 /// the commit took.

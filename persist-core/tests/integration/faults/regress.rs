@@ -23,48 +23,17 @@ pub async fn abandoned_savepoint_transaction_is_not_committed_by_next_session(
             .sqlite_direct(db.sqlite_direct())
             .connect(&url)
             .await?;
-        one.create_tables::<FaultTables>().await?;
-        let s = one.session().await?;
-        let g = s
-            .insert(FaultGroup {
-                id: 0,
-                name: "g".into(),
-            })
-            .await?;
-        s.commit().await?;
+        let g = seed_group(&one).await?;
 
         let s = one.session().await?;
-        s.insert(row(g.id, 1, "before-savepoint")).await?;
+        s.insert(row(g, 1, "before-savepoint")).await?;
         let sp = s.savepoint().await?;
-        s.insert(row(g.id, 1, "after-savepoint")).await?;
+        s.insert(row(g, 1, "after-savepoint")).await?;
         // Abandoned: no commit, no rollback, the savepoint still open.
         drop(sp);
         drop(s);
 
-        let next = within(15, "the next session on the only connection", async {
-            let s = one.session().await?;
-            let seen = s.count::<FaultRow>().await?;
-            s.insert(row(g.id, 2, "next")).await?;
-            s.commit().await?;
-            Ok(seen)
-        })
-        .await?;
-        let witness = observer(&url, db.sqlite_direct()).await?;
-        let abandoned = committed_rows(&witness, 1).await?;
-        let own = committed_rows(&witness, 2).await?;
-        witness.close().await;
-        one.close().await;
-        assert_eq!(
-            next, 0,
-            "the next session saw the abandoned session's uncommitted rows"
-        );
-        let tags: Vec<_> = abandoned.iter().map(|r| r.tag.as_str()).collect();
-        assert!(
-            abandoned.is_empty(),
-            "the next session's commit committed the abandoned transaction: {tags:?}"
-        );
-        assert_eq!(own.len(), 1, "the next session's own row");
-        Ok::<(), Error>(())
+        next_session_commits_only_its_own(&one, &url, db.sqlite_direct(), g, "abandoned").await
     }
     .await;
     teardown.await;
@@ -76,25 +45,13 @@ pub async fn abandoned_savepoint_transaction_is_not_committed_by_next_session(
 /// `rollback()` all or nothing, never 4,000 rows.
 pub async fn commit_retried_after_timeout_writes_each_row_once(db: Db) -> TestResult {
     const ROWS: usize = 2000;
-    db.create_tables::<FaultTables>().await?;
-    let s = db.session().await?;
-    let g = s
-        .insert(FaultGroup {
-            id: 0,
-            name: "g".into(),
-        })
-        .await?;
-    s.commit().await?;
+    let g = seed_group(&db).await?;
 
     let mut cut = 0;
     for (round, ms) in [1u64, 2, 5, 10, 20, 50, 100].into_iter().enumerate() {
         let round = round as i64 + 1;
         let s = db.session().await?;
-        s.add_many(
-            (0..ROWS)
-                .map(|i| row(g.id, round, format!("r{i}")))
-                .collect(),
-        )?;
+        s.add_many((0..ROWS).map(|i| row(g, round, format!("r{i}"))).collect())?;
         if tokio::time::timeout(Duration::from_millis(ms), s.commit())
             .await
             .is_ok()
@@ -160,16 +117,7 @@ pub async fn panic_in_transaction_with_savepoint_commits_nothing(db: Db) -> Test
             .sqlite_direct(db.sqlite_direct())
             .connect(&url)
             .await?;
-        one.create_tables::<FaultTables>().await?;
-        let s = one.session().await?;
-        let g = s
-            .insert(FaultGroup {
-                id: 0,
-                name: "g".into(),
-            })
-            .await?
-            .id;
-        s.commit().await?;
+        let g = seed_group(&one).await?;
 
         let task = tokio::spawn({
             let one = one.clone();
@@ -193,32 +141,46 @@ pub async fn panic_in_transaction_with_savepoint_commits_nothing(db: Db) -> Test
             "the closure panicked"
         );
 
-        let seen = within(15, "the next session on the only connection", async {
-            let s = one.session().await?;
-            let seen = s.count::<FaultRow>().await?;
-            s.insert(row(g, 2, "next")).await?;
-            s.commit().await?;
-            Ok(seen)
-        })
-        .await?;
-        let witness = observer(&url, db.sqlite_direct()).await?;
-        let panicked = committed_rows(&witness, 1).await?;
-        let own = committed_rows(&witness, 2).await?;
-        witness.close().await;
-        one.close().await;
-        assert_eq!(
-            seen, 0,
-            "the next session saw the panicked transaction's rows"
-        );
-        let tags: Vec<_> = panicked.iter().map(|r| r.tag.as_str()).collect();
-        assert!(
-            panicked.is_empty(),
-            "the next session's commit committed the panicked transaction: {tags:?}"
-        );
-        assert_eq!(own.len(), 1, "the next session's own row");
-        Ok::<(), Error>(())
+        next_session_commits_only_its_own(&one, &url, db.sqlite_direct(), g, "panicked").await
     }
     .await;
     teardown.await;
     r
+}
+
+/// After a transaction of round 1 was left unfinished (`what`: abandoned,
+/// panicked), the next session on `one`'s only connection sees none of its
+/// rows, and its commit writes its own row of round 2 and nothing of round
+/// 1. Closes `one`.
+async fn next_session_commits_only_its_own(
+    one: &Db,
+    url: &str,
+    direct: bool,
+    g: i64,
+    what: &str,
+) -> TestResult {
+    let seen = within(15, "the next session on the only connection", async {
+        let s = one.session().await?;
+        let seen = s.count::<FaultRow>().await?;
+        s.insert(row(g, 2, "next")).await?;
+        s.commit().await?;
+        Ok(seen)
+    })
+    .await?;
+    let witness = observer(url, direct).await?;
+    let left = committed_rows(&witness, 1).await?;
+    let own = committed_rows(&witness, 2).await?;
+    witness.close().await;
+    one.close().await;
+    assert_eq!(
+        seen, 0,
+        "the next session saw the {what} session's uncommitted rows"
+    );
+    let tags: Vec<_> = left.iter().map(|r| r.tag.as_str()).collect();
+    assert!(
+        left.is_empty(),
+        "the next session's commit committed the {what} transaction: {tags:?}"
+    );
+    assert_eq!(own.len(), 1, "the next session's own row");
+    Ok(())
 }
