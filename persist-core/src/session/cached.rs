@@ -84,6 +84,12 @@ pub(crate) struct CommitFence {
 }
 
 impl CommitFence {
+    /// What the transaction changed, for the cache to hear after `COMMIT`
+    /// (empty without a cache).
+    pub(crate) fn changes(&self) -> &ChangeSet {
+        &self.changes
+    }
+
     /// The commit was answered and the cache told: lifts the fence.
     pub(crate) fn disarm(mut self) {
         if let Some(layer) = self
@@ -327,15 +333,12 @@ impl Session {
 
     /// Hands the committed transaction's changes to the provider; returns
     /// once it applied them (a failure is logged and counted).
-    pub(crate) async fn cache_after_commit(&self) {
+    ///
+    /// `changes` are the transaction's, as its [`CommitFence`] took them.
+    pub(crate) async fn cache_after_commit(&self, changes: &ChangeSet) {
         let tx = std::mem::take(&mut *self.tx_cache());
         let Some(layer) = self.cache_layer() else {
             return;
-        };
-        let changes = ChangeSet {
-            keys: tx.keys.into_iter().collect(),
-            regions: tx.regions.into_iter().collect(),
-            tables: tx.tables.into_iter().collect(),
         };
         // Rows this transaction inserted are new keys no one can hold; they
         // go in first, with the epoch the transaction began at, so a commit
@@ -355,7 +358,7 @@ impl Session {
         if changes.is_empty() {
             return;
         }
-        if let Err(e) = layer.provider.after_commit(&changes).await {
+        if let Err(e) = layer.provider.after_commit(changes).await {
             layer.failed("after_commit", &e);
         }
     }

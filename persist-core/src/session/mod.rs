@@ -573,7 +573,7 @@ impl Session {
             self.cache_discard();
         } else {
             // The cache learns of the changes before `commit()` returns.
-            self.step(self.cache_after_commit()).await;
+            self.step(self.cache_after_commit(fence.changes())).await;
             self.end_transaction(&mut guard, false);
         }
         fence.disarm();
