@@ -353,15 +353,12 @@ impl Session {
         if self.inner.pending.load(Ordering::Acquire) == 0 {
             return Ok(());
         }
-        if let Some(conn) = guard.tx.take() {
-            self.inner.db.inner.conns.abandon(conn, true);
-        }
+        let wrote = self.inner.wrote.load(Ordering::Acquire);
+        self.end_transaction(guard, true);
         self.inner.pending.store(0, Ordering::Release);
-        self.release_sqlite_write();
-        self.unchecked().clear();
         self.cache_discard();
         self.savepoint_stack().clear();
-        if self.inner.wrote.swap(false, Ordering::AcqRel) {
+        if wrote {
             self.inner.failed.store(true, Ordering::Release);
             return Err(Error::SessionFailed);
         }
