@@ -9,7 +9,7 @@
 //! curl -s -XPATCH localhost:3000/todos/1 -H 'content-type: application/json' -d '{"done":true,"version":1}'
 //! ```
 
-use persist_core::Db;
+use persist_core::prelude::*;
 use persist_examples::axum_app;
 
 #[tokio::main]

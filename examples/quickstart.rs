@@ -2,7 +2,7 @@
 //! the database at `$DATABASE_URL`.
 
 #[tokio::main]
-async fn main() -> Result<(), persist_core::Error> {
+async fn main() -> Result<(), persist_core::error::Error> {
     let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "sqlite::memory:".into());
     let mut log = String::new();
     let summary = persist_examples::quickstart::run(&url, &mut log).await;

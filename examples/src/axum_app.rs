@@ -9,7 +9,7 @@
 //!   the rest of the stack inside [`Session::scope`], then commits or rolls
 //!   back by the response's status;
 //! - [`Tx`], an extractor that hands a handler the request's session;
-//! - [`ApiError`], which turns a [`persist_core::Error`] into a response
+//! - [`ApiError`], which turns a [`persist_core::error::Error`] into a response
 //!   (`NotFound` → 404, `UniqueViolation` / `Stale` → 409, others → 500);
 //! - [`todos`], plain async functions with no session parameter that reach
 //!   the request's session with [`Session::current`].
@@ -24,7 +24,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use persist_core::{Db, Entity, Error, Session};
+use persist_core::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// A to-do item.
@@ -244,7 +244,7 @@ async fn fail_after_change(Tx(s): Tx, Path(id): Path<i64>) -> Result<Json<Todo>,
 /// through [`Session::current`], which [`session_layer`] set with
 /// [`Session::scope`].
 pub mod todos {
-    use persist_core::{Error, Session};
+    use persist_core::prelude::*;
 
     use super::Todo;
 

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use persist_core::{Db, DbEnum, Entity, Error};
+use persist_core::prelude::*;
 
 /// A customer; its accounts reference it.
 #[derive(Entity, Clone, Debug, PartialEq)]

@@ -10,7 +10,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use persist_core::{Db, Error, Session};
+use persist_core::prelude::*;
 use persist_examples::axum_app::{self, Todo};
 use serde_json::{Value, json};
 

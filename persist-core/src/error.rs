@@ -16,7 +16,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A row that had to exist does not (for example [`crate::Query::one`]).
+    /// A row that had to exist does not (for example [`crate::query::Query::one`]).
     #[error("row not found")]
     NotFound,
 
@@ -97,7 +97,7 @@ pub enum Error {
     #[error("the session is closed")]
     SessionClosed,
 
-    /// [`Session::current`](crate::Session::current) was called outside a
+    /// [`Session::current`](crate::session::Session::current) was called outside a
     /// session scope.
     #[error("no session in scope: run the code inside `Session::scope` or `Db::transaction`")]
     NoSession,
@@ -111,7 +111,7 @@ pub enum Error {
     /// `db.session()` used for writing while a session of the same task has
     /// begun its write transaction). It would wait until the busy timeout;
     /// persist refuses at once. Write in the session already open
-    /// ([`Session::current`](crate::Session::current) inside a scope), or
+    /// ([`Session::current`](crate::session::Session::current) inside a scope), or
     /// commit it first. Not retryable.
     #[error(
         "this task already holds SQLite's write lock through another session; a second write session would wait on itself: use the open session (Session::current) or commit it first"

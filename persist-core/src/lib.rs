@@ -38,49 +38,30 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backend;
-mod bulk;
 pub mod cache;
-mod column;
 mod conn;
-mod db;
-mod entity;
-mod errmap;
-mod error;
-mod flush;
-mod join;
-mod l2;
-mod loader;
-mod query;
-mod relation;
-mod repo;
-mod schema;
-mod scope;
-mod select;
-mod session;
-mod sql;
-mod uow;
-mod value;
+pub mod db;
+pub mod error;
+pub mod model;
+pub mod query;
+pub mod session;
+pub mod sql;
 
-pub use backend::Backend;
-pub use bulk::{DeleteAll, UpdateAll};
-pub use column::{Column, Filter, Order, TextColumn};
-pub use db::{Committed, Db, DbBuilder};
-pub use entity::{
-    BelongsTo, ColumnMeta, Entity, EntityList, EntityMeta, Key, MetaFn, OnDelete, Related,
-    RelationKind, RelationMeta,
-};
-pub use error::{BoxDynError, Error, Result};
-pub use join::{InnerJoin, JoinFilter, JoinKind, JoinOrder, JoinQuery, LeftJoin, OnLeft, OnRight};
-pub use loader::Load;
-pub use query::{IntoOrder, Query, RawQuery};
-pub use repo::Repo;
-pub use select::{Agg, AggValue, Having, Select, Selectable, Summable, count_all};
-pub use session::{AutoflushGuard, Isolation, Savepoint, Session, SessionOptions};
-pub use sql::SqlCache;
-pub use value::{Binder, DbEnum, Field, RowReader, SqlType, truncate_micros};
+pub mod prelude {
+    //! What an application needs every day: `use persist_core::prelude::*;`.
+    //!
+    //! The derives and their traits ([`Entity`], [`DbEnum`]), the database and
+    //! its sessions ([`Db`], [`Session`], [`SessionOptions`]), errors
+    //! ([`Error`], [`Result`]), and the traits whose methods queries call
+    //! ([`Load`], [`TextColumn`]). Everything else lives in the module of its
+    //! concern.
 
-#[cfg(feature = "derive")]
-pub use persist_derive::{DbEnum, Entity};
+    pub use crate::db::Db;
+    pub use crate::error::{Error, Result};
+    pub use crate::model::{DbEnum, Entity};
+    pub use crate::query::{Load, TextColumn};
+    pub use crate::session::{Session, SessionOptions};
+}
 
 /// The README's examples, compiled and run as doc tests so they cannot rot.
 #[cfg(doctest)]
@@ -94,17 +75,17 @@ pub use sqlx;
 /// Paths used by code that `#[derive(Entity)]` generates. Not public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::column::Column;
-    pub use crate::entity::{
+    pub use crate::error::BoxDynError;
+    pub use crate::error::{Error, Result};
+    pub use crate::model::SqlCache;
+    pub use crate::model::entity::{
         AutoKeyField, BelongsTo, ColumnMeta, Entity, EntityMeta, Key, OnDelete, Related,
         RelationKind, RelationMeta, TimestampField, VersionField,
     };
-    pub use crate::error::BoxDynError;
-    pub use crate::error::{Error, Result};
-    pub use crate::repo::Repo;
+    pub use crate::model::value::{Binder, DbEnum, Field, RowReader, SqlType, enum_field};
+    pub use crate::query::column::Column;
+    pub use crate::query::repo::Repo;
     pub use crate::session::Session;
-    pub use crate::sql::SqlCache;
-    pub use crate::value::{Binder, DbEnum, Field, RowReader, SqlType, enum_field};
     pub use chrono::{DateTime, Utc};
     pub use sea_query::Value;
 
@@ -122,7 +103,7 @@ pub mod __private {
 
     /// Binds a `#[persist(json)]` field.
     pub fn bind_json<T: serde::Serialize, B: Binder>(v: &T, b: &mut B, column: &str) -> Result<()> {
-        crate::value::json_field::bind(v, b).map_err(|e| Error::encode(column, e))
+        crate::model::value::json_field::bind(v, b).map_err(|e| Error::encode(column, e))
     }
 
     /// Decodes a `#[persist(json)]` field.
@@ -131,7 +112,7 @@ pub mod __private {
         i: usize,
         column: &str,
     ) -> Result<T> {
-        crate::value::json_field::decode(r, i).map_err(|e| Error::decode(column, e))
+        crate::model::value::json_field::decode(r, i).map_err(|e| Error::decode(column, e))
     }
 
     /// Stores a generated key into an auto-increment field.

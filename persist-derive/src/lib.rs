@@ -16,14 +16,14 @@ mod internals;
 
 use proc_macro::TokenStream;
 
-/// Implements `persist_core::Entity` for a struct with named fields, and
+/// Implements `persist_core::model::Entity` for a struct with named fields, and
 /// generates its column constants and its repository (`<Name>Repo`).
 #[proc_macro_derive(Entity, attributes(persist))]
 pub fn derive_entity(input: TokenStream) -> TokenStream {
     expand::entity::derive(input.into()).into()
 }
 
-/// Implements `persist_core::DbEnum` and `persist_core::Field` for a
+/// Implements `persist_core::model::DbEnum` and `persist_core::model::Field` for a
 /// unit-only enum stored as text.
 #[proc_macro_derive(DbEnum, attributes(persist))]
 pub fn derive_db_enum(input: TokenStream) -> TokenStream {

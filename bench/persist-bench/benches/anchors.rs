@@ -53,7 +53,7 @@ use std::time::{Duration, Instant};
 use criterion::{BatchSize, BenchmarkGroup, Criterion, measurement::WallTime};
 use persist_bench::{Rng, pg_url, unique_name};
 use persist_cache::InProcessCache;
-use persist_core::{Db, Entity, Load, Session};
+use persist_core::prelude::*;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool, Row, SqliteConnection, SqlitePool};
 use tokio::runtime::Runtime;

@@ -22,7 +22,7 @@ use std::hint::black_box;
 use criterion::Criterion;
 use persist_bench::{Account, Backend, RedisPrefix, Rng, Scratch, hot_set, redis_keys, redis_url};
 use persist_cache::{InProcessCache, NearCache, RedisCache};
-use persist_core::Db;
+use persist_core::prelude::*;
 use persist_core::cache::SharedCache;
 use tokio::runtime::Runtime;
 

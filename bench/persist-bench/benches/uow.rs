@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion};
 use persist_bench::{pg_url, unique_name};
-use persist_core::{Db, Entity};
+use persist_core::prelude::*;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, SqliteConnection};
 use tokio::runtime::Runtime;

@@ -12,7 +12,7 @@
 //! `l2` (1,000 lookups served by the in-process shared cache, a fresh
 //! session each), `update` (1,000 updates in one commit). Each runs after the
 //! same setup (10,000 rows), so two builds compare by their totals.
-use persist_core::{Db, Entity};
+use persist_core::prelude::*;
 use std::time::Duration;
 
 #[derive(Entity, Clone, Debug, PartialEq)]

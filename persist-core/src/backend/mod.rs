@@ -1,8 +1,8 @@
 //! Backend dispatch: the one place that knows which databases are compiled in.
 //!
 //! Each backend module implements [`Driver`] for its sqlx database type, plus
-//! [`Binder`](crate::Binder) for its argument buffer and
-//! [`RowReader`](crate::RowReader) for its row type. Everything above this
+//! [`Binder`](crate::model::Binder) for its argument buffer and
+//! [`RowReader`](crate::model::RowReader) for its row type. Everything above this
 //! module is written once, generically over `Driver`, and reaches a concrete
 //! backend through [`dispatch!`].
 
@@ -11,8 +11,10 @@ use std::sync::Arc;
 use futures_core::future::BoxFuture;
 use futures_core::stream::BoxStream;
 
+pub(crate) mod errmap;
+
 use crate::error::{Error, Result};
-use crate::value::{Binder, RowReader};
+use crate::model::value::{Binder, RowReader};
 
 #[cfg(feature = "mysql")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
@@ -28,33 +30,6 @@ mod sqlite;
 #[cfg(feature = "sqlite")]
 #[allow(unsafe_code)]
 mod sqlite_direct;
-
-/// The kind of database a [`Db`](crate::Db) talks to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Backend {
-    /// SQLite (feature `sqlite`, the default).
-    Sqlite = 0,
-    /// PostgreSQL (feature `postgres`).
-    Postgres = 1,
-    /// MySQL or MariaDB (feature `mysql`).
-    MySql = 2,
-}
-
-impl Backend {
-    /// The most bind parameters one statement may carry on this backend
-    /// (SQLite's default limit is 32766, PostgreSQL's and MySQL's 65535).
-    pub const fn max_binds(self) -> usize {
-        match self {
-            Backend::Sqlite => 32_766,
-            Backend::Postgres | Backend::MySql => 65_535,
-        }
-    }
-
-    /// Whether `INSERT … RETURNING` gives back generated keys.
-    pub const fn has_returning(self) -> bool {
-        !matches!(self, Backend::MySql)
-    }
-}
 
 /// Outcome of a statement that returns no rows.
 #[derive(Debug, Clone, Copy)]
@@ -153,7 +128,7 @@ impl<E> Decoded<E> {
     pub(crate) const NEW: Decoded<E> = Decoded(std::marker::PhantomData);
 }
 
-impl<E: crate::entity::Entity> RowMap for Decoded<E> {
+impl<E: crate::model::entity::Entity> RowMap for Decoded<E> {
     type Out = E;
     #[inline]
     fn map<R: RowReader>(&self, row: &R) -> Result<E> {
@@ -181,56 +156,6 @@ impl RowMap for AnyRow {
     type Out = ();
     fn map<R: RowReader>(&self, _row: &R) -> Result<()> {
         Ok(())
-    }
-}
-
-/// Which sea-query builder renders SQL for a backend.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum SeaBuilder {
-    Sqlite,
-    Postgres,
-    MySql,
-}
-
-impl SeaBuilder {
-    pub(crate) fn build_select(
-        self,
-        q: &sea_query::SelectStatement,
-    ) -> (String, sea_query::Values) {
-        match self {
-            SeaBuilder::Sqlite => q.build(sea_query::SqliteQueryBuilder),
-            SeaBuilder::Postgres => q.build(sea_query::PostgresQueryBuilder),
-            SeaBuilder::MySql => q.build(sea_query::MysqlQueryBuilder),
-        }
-    }
-}
-
-impl Backend {
-    pub(crate) fn sea(self) -> SeaBuilder {
-        match self {
-            Backend::Sqlite => SeaBuilder::Sqlite,
-            Backend::Postgres => SeaBuilder::Postgres,
-            Backend::MySql => SeaBuilder::MySql,
-        }
-    }
-
-    /// Quotes an identifier for this backend.
-    pub(crate) fn quote(self, ident: &str) -> String {
-        match self {
-            Backend::MySql => format!("`{}`", ident.replace('`', "``")),
-            _ => format!("\"{}\"", ident.replace('"', "\"\"")),
-        }
-    }
-
-    /// The `n`-th (1-based) bind placeholder.
-    pub(crate) fn placeholder(self, n: usize, out: &mut String) {
-        use std::fmt::Write;
-        match self {
-            Backend::Postgres => {
-                let _ = write!(out, "${n}");
-            }
-            _ => out.push('?'),
-        }
     }
 }
 

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::{Done, Driver, driver_sqlx, native_binds, native_reads};
 use crate::error::BoxDynError;
-use crate::value::{Binder, RowReader, SqlType};
+use crate::model::value::{Binder, RowReader, SqlType};
 
 impl Binder for MySqlArguments {
     fn null(&mut self, _ty: SqlType) -> Result<(), BoxDynError> {

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::{Done, Driver, driver_sqlx, native_binds, native_reads};
 use crate::error::BoxDynError;
-use crate::value::{Binder, RowReader, SqlType};
+use crate::model::value::{Binder, RowReader, SqlType};
 
 impl Binder for PgArguments {
     fn null(&mut self, ty: SqlType) -> Result<(), BoxDynError> {

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::sqlite_direct::{Direct, Ran};
 use super::{Done, Driver, RowMap, StmtError, native_reads};
 use crate::error::BoxDynError;
-use crate::value::{Binder, RowReader, SqlType};
+use crate::model::value::{Binder, RowReader, SqlType};
 
 /// The busy timeout persist opens SQLite connections with.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);

@@ -31,7 +31,7 @@ use uuid::Uuid;
 use super::sqlite::Arg;
 use super::{RowMap, StmtError};
 use crate::error::BoxDynError;
-use crate::value::RowReader;
+use crate::model::value::RowReader;
 
 /// How many prepared statements one lock keeps (a transaction rarely
 /// needs more; past it, the least recently used one is finalized to make

@@ -3,16 +3,17 @@
 use std::sync::Arc;
 
 use super::{Guard, Session};
-use crate::backend::{AnyConn, Backend, Decoded, Driver, FirstInt, RowMap, dispatch};
-use crate::entity::{Entity, Key};
+use crate::backend::{AnyConn, Decoded, Driver, FirstInt, RowMap, dispatch};
 use crate::error::{Error, Result};
-use crate::sql::{self, MAX_INSERT_ROWS};
-use crate::uow::Merge;
-use crate::value::{Binder, RowReader};
+use crate::model::entity::{Entity, Key};
+use crate::model::value::{Binder, RowReader};
+use crate::session::uow::Merge;
+use crate::sql::Backend;
+use crate::sql::statements::{self as sql, MAX_INSERT_ROWS};
 
 /// Sets the timestamps and the initial version of rows about to be inserted.
 pub(crate) fn prepare_insert<E: Entity>(values: &mut [E]) {
-    let now = crate::value::truncate_micros(chrono::Utc::now());
+    let now = crate::model::value::truncate_micros(chrono::Utc::now());
     for v in values {
         v.stamp_created(now);
         if v.version() == Some(0) {
@@ -43,18 +44,21 @@ pub(crate) fn bind_insert_columns<E: Entity, B: Binder>(value: &E, b: &mut B) ->
 /// Reads a generated key returned by `RETURNING`, in the key column's own
 /// width (PostgreSQL answers an `integer` key as INT4, which sqlx will not
 /// read as `i64`).
-pub(crate) fn generated_key<R: RowReader>(meta: &crate::entity::EntityMeta, r: &R) -> Result<i64> {
+pub(crate) fn generated_key<R: RowReader>(
+    meta: &crate::model::entity::EntityMeta,
+    r: &R,
+) -> Result<i64> {
     let ty = meta.auto_increment.map(|i| meta.columns[i].sql_type);
     let key = match ty {
-        Some(crate::value::SqlType::SmallInt) => r.i16(0).map(|v| v.map(i64::from)),
-        Some(crate::value::SqlType::Int) => r.i32(0).map(|v| v.map(i64::from)),
+        Some(crate::model::value::SqlType::SmallInt) => r.i16(0).map(|v| v.map(i64::from)),
+        Some(crate::model::value::SqlType::Int) => r.i32(0).map(|v| v.map(i64::from)),
         _ => r.i64(0),
     };
     Ok(key.map_err(|e| Error::decode("key", e))?.unwrap_or(0))
 }
 
 /// Reads the generated key a `RETURNING` row carries.
-pub(crate) struct GeneratedKey(pub(crate) &'static crate::entity::EntityMeta);
+pub(crate) struct GeneratedKey(pub(crate) &'static crate::model::entity::EntityMeta);
 
 impl RowMap for GeneratedKey {
     type Out = i64;
@@ -125,7 +129,7 @@ pub(crate) async fn insert_rows<E: Entity>(
     let b = s.backend();
     let ncols = meta.insert_columns().count();
     let auto = meta.auto_increment.is_some();
-    let db = &s.inner.db.inner;
+    let db = &s.inner.db;
     let mariadb = b == Backend::MySql && db.mysql_returning;
     // MySQL hands out consecutive ids to one multi-row insert only with
     // `innodb_autoinc_lock_mode` below 2; otherwise insert one row at a time.
@@ -195,7 +199,7 @@ pub(crate) async fn insert_rows<E: Entity>(
 }
 
 /// An `INSERT` of `sent` rows answered `written` (rows or returned keys).
-fn check_written(meta: &crate::entity::EntityMeta, sent: usize, written: u64) -> Result<()> {
+fn check_written(meta: &crate::model::entity::EntityMeta, sent: usize, written: u64) -> Result<()> {
     if written == sent as u64 {
         return Ok(());
     }

@@ -1,11 +1,15 @@
 //! [`Session`]: the unit of work. One connection, its transactions, the
 //! identity map and the registered changes.
 
-mod cached;
 mod exec;
+pub(crate) mod flush;
 mod ops;
 mod options;
 mod savepoint;
+pub(crate) mod scope;
+pub(crate) mod shared;
+pub(crate) mod tx_cache;
+pub(crate) mod uow;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -16,11 +20,12 @@ use sqlx_core::transaction::TransactionManager;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 use tracing::Instrument;
 
-use crate::backend::{AnyConn, Backend, Driver, StmtError, dispatch};
-use crate::db::Db;
-use crate::entity::{Entity, EntityMeta};
+use crate::backend::{AnyConn, Driver, StmtError, dispatch};
 use crate::error::{Error, Result};
-use crate::uow::Uow;
+use crate::model::entity::{Entity, EntityMeta};
+use crate::session::shared::Shared;
+use crate::session::uow::Uow;
+use crate::sql::Backend;
 
 pub(crate) use exec::{bind_key, count_of, fetch_entities, fetch_entities_merged, insert_rows};
 pub use ops::AutoflushGuard;
@@ -74,21 +79,21 @@ impl std::fmt::Debug for Session {
 }
 
 pub(crate) struct Inner {
-    pub(crate) db: Db,
+    pub(crate) db: Arc<Shared>,
     state: Arc<Mutex<State>>,
     uow: SyncMutex<Uow>,
     /// Open savepoints (index 0 = depth 2): each one's id and the
     /// unit-of-work snapshot and cache mark it took.
-    savepoints: SyncMutex<Vec<(u64, Uow, cached::CacheMark)>>,
+    savepoints: SyncMutex<Vec<(u64, Uow, tx_cache::CacheMark)>>,
     failed: AtomicBool,
     pub(crate) streaming: AtomicBool,
     autoflush: AtomicBool,
     statements: AtomicU64,
     options: SessionOptions,
-    tx_cache: SyncMutex<cached::TxCache>,
+    tx_cache: SyncMutex<tx_cache::TxCache>,
     /// Rows the shared cache answered before the transaction began, to
     /// check once it has.
-    unchecked: SyncMutex<Vec<cached::Unchecked>>,
+    unchecked: SyncMutex<Vec<tx_cache::Unchecked>>,
     /// Operations under way on the connection (see [`Session::step`]): above
     /// zero while no operation runs, one was cut (its future dropped) in the
     /// middle, and the connection's state is unknown.
@@ -114,7 +119,6 @@ impl Inner {
         }
         let id = self.id;
         self.db
-            .inner
             .sqlite_writers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -169,11 +173,11 @@ impl Runner {
 pub(crate) type Guard = OwnedMutexGuard<State>;
 
 impl Session {
-    pub(crate) async fn open(db: Db, options: SessionOptions) -> Result<Session> {
-        let identity_map = options.identity_map.unwrap_or(db.inner.identity_map);
-        let limit = options.identity_map_limit.or(db.inner.identity_map_limit);
+    pub(crate) async fn open(db: Arc<Shared>, options: SessionOptions) -> Result<Session> {
+        let identity_map = options.identity_map.unwrap_or(db.identity_map);
+        let limit = options.identity_map_limit.or(db.identity_map_limit);
         let pending = Arc::new(AtomicUsize::new(0));
-        let in_memory = db.inner.in_memory;
+        let in_memory = db.in_memory;
         let s = Session {
             inner: Arc::new(Inner {
                 db,
@@ -189,7 +193,7 @@ impl Session {
                 autoflush: AtomicBool::new(true),
                 statements: AtomicU64::new(0),
                 options,
-                tx_cache: SyncMutex::new(cached::TxCache::default()),
+                tx_cache: SyncMutex::new(tx_cache::TxCache::default()),
                 unchecked: SyncMutex::new(Vec::new()),
                 pending,
                 wrote: AtomicBool::new(false),
@@ -205,11 +209,6 @@ impl Session {
     /// The backend of this session's database.
     pub fn backend(&self) -> Backend {
         self.inner.db.backend()
-    }
-
-    /// The database this session belongs to.
-    pub fn db(&self) -> &Db {
-        &self.inner.db
     }
 
     /// Statements this session has sent (queries and writes; not `BEGIN`,
@@ -374,7 +373,6 @@ impl Session {
         let mut writers = self
             .inner
             .db
-            .inner
             .sqlite_writers
             .lock()
             .unwrap_or_else(|p| p.into_inner());
@@ -412,7 +410,7 @@ impl Session {
             if !uow.has_pending() {
                 return Ok(());
             }
-            crate::flush::plans(&uow)
+            crate::session::flush::plans(&uow)
         };
         let mut plans = match plans {
             Ok(p) => p,
@@ -503,7 +501,7 @@ impl Session {
     /// connection layer and the session's claims end with it.
     fn end_transaction(&self, guard: &mut Guard, discard: bool) {
         if let Some(conn) = guard.tx.take() {
-            let conns = &self.inner.db.inner.conns;
+            let conns = &self.inner.db.conns;
             if discard {
                 conns.abandon(conn, true);
             } else {
@@ -559,7 +557,7 @@ impl Session {
                     while <DB as sqlx::Database>::TransactionManager::get_transaction_depth(c) > 0 {
                         <DB as sqlx::Database>::TransactionManager::commit(c)
                             .await
-                            .map_err(|e| crate::errmap::map(backend, None, e))?;
+                            .map_err(|e| crate::backend::errmap::map(backend, None, e))?;
                     }
                     Ok(())
                 })
@@ -596,7 +594,7 @@ impl Session {
         outcome
     }
 
-    fn savepoint_stack(&self) -> MutexGuard<'_, Vec<(u64, Uow, cached::CacheMark)>> {
+    fn savepoint_stack(&self) -> MutexGuard<'_, Vec<(u64, Uow, tx_cache::CacheMark)>> {
         self.inner
             .savepoints
             .lock()
@@ -617,7 +615,7 @@ impl Session {
             table = meta.map(|m| m.table)
         );
         self.step(fut.instrument(span)).await.map_err(|e| match e {
-            StmtError::Db(e) => crate::errmap::map(self.backend(), meta, e),
+            StmtError::Db(e) => crate::backend::errmap::map(self.backend(), meta, e),
             StmtError::Row(e) => e,
         })
     }

@@ -9,12 +9,10 @@ use super::exec::GeneratedKey;
 use super::exec::{bind_insert_columns, prepare_insert};
 use super::{Session, bind_key, count_of, fetch_entities, insert_rows};
 use crate::backend::{AnyConn, AnyRow, Decoded, Done, Driver, FirstInt, dispatch};
-use crate::entity::{Entity, Key};
 use crate::error::{Error, Result};
-use crate::query::{Query, RawQuery};
-use crate::repo::Repo;
-use crate::sql::{self, Shape};
-use crate::uow::{Lookup, Merge};
+use crate::model::entity::{Entity, Key};
+use crate::session::uow::{Lookup, Merge};
+use crate::sql::statements::{self as sql, Shape};
 
 /// Turns autoflush back on when dropped; see [`Session::no_autoflush`].
 #[derive(Debug)]
@@ -292,25 +290,6 @@ impl Session {
         })
     }
 
-    /// A typed query on `E`'s table.
-    pub fn query<E: Entity>(&self) -> Query<'_, E> {
-        Query::new(self)
-    }
-
-    /// A raw SQL query whose rows decode into `E`. The statement must select
-    /// `E`'s columns in field order (as `SELECT * FROM t` does on a table
-    /// persist created); bind parameters with [`RawQuery::bind`]. Registered
-    /// changes are flushed first.
-    pub fn raw<E: Entity>(&self, sql: impl sqlx::SqlSafeStr) -> RawQuery<'_, E> {
-        RawQuery::new(self, sql)
-    }
-
-    /// The generic repository of `E` on this session (the generated
-    /// `E::repo(&s)` adds finders to it).
-    pub fn repo<E: Entity>(&self) -> Repo<'_, E> {
-        Repo::new(self)
-    }
-
     // ----- immediate writes ----------------------------------------------------
 
     /// Inserts `value` now (after writing registered changes) and returns it
@@ -447,7 +426,7 @@ impl Session {
     /// version mismatch at flush is [`Error::Stale`].
     pub fn update<E: Entity>(&self, value: &mut E) -> Result<()> {
         self.check_open()?;
-        let now = crate::value::truncate_micros(chrono::Utc::now());
+        let now = crate::model::value::truncate_micros(chrono::Utc::now());
         self.uow().update(value, now)
     }
 

@@ -1,6 +1,6 @@
 //! Options of one session: isolation, read-only, identity map, retries.
 
-use crate::backend::Backend;
+use crate::sql::Backend;
 
 /// Transaction isolation level, where the backend has a choice.
 ///
@@ -46,8 +46,8 @@ impl Isolation {
     }
 }
 
-/// Options for [`Db::session_with`](crate::Db::session_with) and
-/// [`Db::transaction_with`](crate::Db::transaction_with).
+/// Options for [`Db::session_with`](crate::db::Db::session_with) and
+/// [`Db::transaction_with`](crate::db::Db::transaction_with).
 #[derive(Debug, Clone, Default)]
 pub struct SessionOptions {
     pub(crate) isolation: Option<Isolation>,
@@ -93,7 +93,7 @@ impl SessionOptions {
         self
     }
 
-    /// How often [`Db::transaction_with`](crate::Db::transaction_with)
+    /// How often [`Db::transaction_with`](crate::db::Db::transaction_with)
     /// retries on a retryable error (default: the `Db`'s setting).
     pub fn max_retries(mut self, n: u32) -> Self {
         self.max_retries = Some(n);

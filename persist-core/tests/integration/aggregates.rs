@@ -1,11 +1,12 @@
 //! Projections into tuples and structs, aggregates, group by and having.
 
-use persist_core::{Db, count_all};
+use persist_core::prelude::*;
+use persist_core::query::count_all;
 
 use crate::common::TestResult;
 use crate::rel_model::*;
 
-async fn seed(db: &Db) -> Result<Vec<User>, persist_core::Error> {
+async fn seed(db: &Db) -> Result<Vec<User>, persist_core::error::Error> {
     db.create_tables::<Blog>().await?;
     let s = db.session().await?;
     let users = s.insert_many(vec![user("a"), user("b"), user("c")]).await?;

@@ -1,6 +1,6 @@
 //! Bulk update and delete: one statement, the row count, versions bumped.
 
-use persist_core::{Db, Error};
+use persist_core::prelude::*;
 
 use crate::common::TestResult;
 use crate::rel_model::*;

@@ -9,7 +9,8 @@ use persist_cache::{InProcessCache, RedisCache};
 use persist_core::cache::{
     CacheFuture, CacheKey, CacheMetrics, CachedQuery, ChangeSet, SharedCache,
 };
-use persist_core::{Db, Error, Isolation, SessionOptions};
+use persist_core::prelude::*;
+use persist_core::session::Isolation;
 use tokio::sync::Notify;
 
 use crate::common::{self, OwnRedis, TestResult};
@@ -597,7 +598,7 @@ pub async fn redis_outage_falls_back_to_the_database(db: Db) -> TestResult {
 }
 
 /// Opted in by the derive attribute, not at run time.
-#[derive(persist_core::Entity, Clone, Debug, PartialEq)]
+#[derive(persist_core::model::Entity, Clone, Debug, PartialEq)]
 #[persist(table = "cached_notes", cache(ttl = "5m"))]
 pub struct CachedNote {
     #[persist(primary_key, auto_increment)]
@@ -613,7 +614,7 @@ pub async fn derive_attribute_opts_in(db: Db) -> TestResult {
     };
     let result = async {
         assert_eq!(
-            <CachedNote as persist_core::Entity>::META.cache_ttl,
+            <CachedNote as persist_core::model::Entity>::META.cache_ttl,
             Some(Duration::from_secs(300))
         );
         let cdb = Db::builder()

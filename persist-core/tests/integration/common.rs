@@ -6,7 +6,8 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use persist_core::{Backend, Db, Error};
+use persist_core::prelude::*;
+use persist_core::sql::Backend;
 
 pub type TestResult = Result<(), Error>;
 pub type TestFn = fn(Db) -> Pin<Box<dyn Future<Output = TestResult> + Send>>;
@@ -246,7 +247,7 @@ macro_rules! suite {
                         #[test]
                         fn $test() {
                             $crate::common::run(
-                                ::persist_core::Backend::$B,
+                                ::persist_core::sql::Backend::$B,
                                 $direct,
                                 concat!(stringify!($module), "::", stringify!($test)),
                                 |db| Box::pin($crate::$module::$test(db)),

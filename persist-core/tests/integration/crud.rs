@@ -1,6 +1,7 @@
 //! Inserts, reads, updates, deletes, upserts and generated finders.
 
-use persist_core::{Backend, Db, Error};
+use persist_core::prelude::*;
+use persist_core::sql::Backend;
 
 use crate::common::TestResult;
 use crate::model::*;

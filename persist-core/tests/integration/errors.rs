@@ -1,6 +1,7 @@
 //! Structured errors: the same variant, table, columns and constraint on every backend.
 
-use persist_core::{Backend, Db, Error};
+use persist_core::prelude::*;
+use persist_core::sql::Backend;
 
 use crate::common::TestResult;
 use crate::model::*;

@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use persist_cache::InProcessCache;
 use persist_core::cache::SharedCache;
-use persist_core::{Backend, Db, DbBuilder, Error, Isolation, SessionOptions};
+use persist_core::db::DbBuilder;
+use persist_core::prelude::*;
+use persist_core::session::Isolation;
+use persist_core::sql::Backend;
 
 use crate::cache::HeldCache;
 use crate::common::{self, TestResult};
@@ -21,7 +24,7 @@ const TTL: Duration = Duration::from_secs(60);
 
 /// A counter without a `version`: only the transaction's isolation
 /// protects its read-modify-write.
-#[derive(persist_core::Entity, Clone, Debug, PartialEq, Default)]
+#[derive(persist_core::model::Entity, Clone, Debug, PartialEq, Default)]
 #[persist(table = "tallies")]
 pub struct Tally {
     #[persist(primary_key)]

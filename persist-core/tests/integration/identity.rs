@@ -2,7 +2,7 @@
 //! the limit, off), autoflush, rollback/commit clearing the session, and the
 //! statement counts of the batch paths.
 
-use persist_core::{Db, Error, SessionOptions};
+use persist_core::prelude::*;
 
 use crate::common::TestResult;
 use crate::model::Note;

@@ -1,6 +1,6 @@
 //! Joins in typed queries.
 
-use persist_core::{Db, Error, Load};
+use persist_core::prelude::*;
 
 use crate::common::TestResult;
 use crate::rel_model::*;

@@ -1,7 +1,7 @@
 //! Batched loading: one statement per relation level, children grouped in
 //! the parents' order.
 
-use persist_core::{Db, Load};
+use persist_core::prelude::*;
 
 use crate::common::TestResult;
 use crate::rel_model::*;

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use persist_core::{Backend, Db};
+use persist_core::prelude::*;
+use persist_core::sql::Backend;
 use tokio::time::timeout;
 
 use crate::common::TestResult;
@@ -54,7 +55,7 @@ pub async fn for_update_blocks_second_session(db: Db) -> TestResult {
             .one()
             .await?;
         s.rollback().await?;
-        Ok::<_, persist_core::Error>(job)
+        Ok::<_, persist_core::error::Error>(job)
     });
     // The second session waits for the lock...
     tokio::time::sleep(Duration::from_millis(500)).await;

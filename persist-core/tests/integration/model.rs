@@ -1,7 +1,7 @@
 //! Entities shared by the suite.
 
 use chrono::{DateTime, Utc};
-use persist_core::{DbEnum, Entity};
+use persist_core::prelude::*;
 use serde::{Deserialize, Serialize};
 
 #[derive(Entity, Clone, Debug, PartialEq, Default)]

@@ -2,7 +2,9 @@
 
 use chrono::{TimeZone, Utc};
 use futures_util::StreamExt;
-use persist_core::{Backend, Db, Error, Query, Session};
+use persist_core::prelude::*;
+use persist_core::query::Query;
+use persist_core::sql::Backend;
 
 use crate::common::TestResult;
 use crate::model::*;

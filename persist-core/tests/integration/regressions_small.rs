@@ -6,7 +6,8 @@ use std::sync::Once;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use persist_core::{Backend, Db, Entity, Error};
+use persist_core::prelude::*;
+use persist_core::sql::Backend;
 
 use crate::common::{self, TestResult};
 use crate::model::*;
@@ -269,7 +270,7 @@ async fn huge_ttls_on(
         // At READ COMMITTED the cache answers every read (MySQL's default,
         // REPEATABLE READ, reads from its snapshot once it has one).
         let cdb = Db::builder()
-            .isolation(persist_core::Isolation::ReadCommitted)
+            .isolation(persist_core::session::Isolation::ReadCommitted)
             .cache_arc(cache)
             .cache_entity::<Customer>(Duration::MAX)
             .query_cache_ttl(Duration::MAX)

@@ -1,7 +1,7 @@
 //! Entities with relations: users → posts → comments, tags through a join
 //! entity, a has-one profile, a self-referencing employee, and a job queue.
 
-use persist_core::Entity;
+use persist_core::prelude::*;
 
 #[derive(Entity, Clone, Debug, PartialEq, Default)]
 #[persist(table = "users")]

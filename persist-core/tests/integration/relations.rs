@@ -1,7 +1,7 @@
 //! Declared relations: many-to-many through a join entity, self-reference,
 //! and cascades emitted as the foreign keys' `ON DELETE`.
 
-use persist_core::{Db, Error, Load};
+use persist_core::prelude::*;
 
 use crate::common::TestResult;
 use crate::rel_model::*;

@@ -1,6 +1,7 @@
 //! Schema creation and removal, and the names persist gives constraints.
 
-use persist_core::{Backend, Db, Error, Session};
+use persist_core::prelude::*;
+use persist_core::sql::Backend;
 
 use crate::common::TestResult;
 use crate::model::*;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use persist_core::{Db, Error, SessionOptions};
+use persist_core::prelude::*;
 
 use crate::common::{self, TestResult};
 use crate::model::*;

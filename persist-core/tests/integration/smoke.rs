@@ -1,4 +1,4 @@
-use persist_core::{Db, Error};
+use persist_core::prelude::*;
 
 use crate::common::TestResult;
 use crate::model::*;

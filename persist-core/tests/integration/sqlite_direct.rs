@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use persist_core::{Backend, Db, Error, SessionOptions};
+use persist_core::prelude::*;
+use persist_core::sql::Backend;
 
 use crate::common::{TestResult, isolated_url};
 use crate::model::*;

@@ -1,7 +1,7 @@
 //! Every supported field type round-trips identically on every backend.
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
-use persist_core::{Db, Error};
+use persist_core::prelude::*;
 
 use crate::common::TestResult;
 use crate::model::*;

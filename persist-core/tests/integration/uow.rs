@@ -14,7 +14,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use persist_core::{Backend, Db, Entity, Error, Isolation, Session, SessionOptions};
+use persist_core::prelude::*;
+use persist_core::session::Isolation;
+use persist_core::sql::Backend;
 use tracing::Instrument;
 
 use crate::common::TestResult;
@@ -1359,7 +1361,7 @@ fn e(step: usize, op: &Op) -> impl Fn(Error) -> String + use<> {
 async fn run_ops(db: &Db, s: &Session, seeded: Model, ops: &[Op]) -> Result<(), String> {
     let mut committed = seeded;
     let mut view = committed.clone();
-    let mut saves: Vec<(persist_core::Savepoint, Model)> = Vec::new();
+    let mut saves: Vec<(persist_core::session::Savepoint, Model)> = Vec::new();
     for (step, op) in ops.iter().enumerate() {
         match op {
             Op::Add(k, v) => {

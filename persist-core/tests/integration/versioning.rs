@@ -3,7 +3,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use persist_core::{Backend, Db, Error};
+use persist_core::prelude::*;
+use persist_core::sql::Backend;
 
 use crate::common::TestResult;
 use crate::model::*;

@@ -1,7 +1,9 @@
 #![deny(warnings)]
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use persist_core::{Column, DbEnum, Entity, Field, Session, SqlType};
+use persist_core::prelude::*;
+use persist_core::model::{Field, SqlType};
+use persist_core::query::Column;
 
 #[derive(Entity, Clone, Debug, PartialEq)]
 #[persist(table = "customers")]
@@ -60,7 +62,7 @@ struct OrderLine {
 }
 
 #[allow(dead_code)]
-async fn finders(s: &Session) -> persist_core::Result<()> {
+async fn finders(s: &Session) -> persist_core::error::Result<()> {
     let accounts = Account::repo(s);
     let copy: AccountRepo<'_> = accounts;
     let _: Option<Account> = copy.find_by_iban("DE01").await?;
@@ -69,7 +71,7 @@ async fn finders(s: &Session) -> persist_core::Result<()> {
     let _: Vec<OrderLine> = OrderLine::repo(s).find_all_by_type(Some("x".to_owned())).await?;
     let _: Vec<OrderLine> = OrderLine::repo(s).find_all_by_account_id(7).await?;
     // Deref to the generic repository.
-    let _: &persist_core::Repo<'_, Account> = &accounts;
+    let _: &persist_core::query::Repo<'_, Account> = &accounts;
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! Every public async operation of a session, cut at every poll (see
 //! [`super::harness`]).
 
-use persist_core::Db;
+use persist_core::prelude::*;
 
 use super::harness::{Op, cut_every_poll};
 use crate::common::TestResult;

@@ -5,7 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use persist_core::{Backend, Db, Error, Session};
+use persist_core::prelude::*;
+use persist_core::sql::Backend;
 
 use super::model::*;
 use crate::common::{self, TestResult};

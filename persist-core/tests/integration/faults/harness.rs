@@ -21,7 +21,8 @@ use std::time::Duration;
 
 use persist_cache::InProcessCache;
 use persist_core::cache::{CacheKey, SharedCache};
-use persist_core::{Db, Error, Isolation, Load, Savepoint, Session, SessionOptions};
+use persist_core::prelude::*;
+use persist_core::session::{Isolation, Savepoint};
 
 use super::model::*;
 use crate::common::{self, TestResult};

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use persist_core::{Db, Entity, Error};
+use persist_core::prelude::*;
 
 /// The parent of a round's rows (a loader reads its children).
 #[derive(Entity, Clone, Debug, PartialEq, Default)]
@@ -66,10 +66,10 @@ pub fn row(group_id: i64, round: i64, tag: impl Into<String>) -> FaultRow {
 /// `sqlite_sqlx`, `postgres`, `mysql`.
 pub fn path_name(db: &Db) -> &'static str {
     match db.backend() {
-        persist_core::Backend::Sqlite if db.sqlite_direct() => "sqlite",
-        persist_core::Backend::Sqlite => "sqlite_sqlx",
-        persist_core::Backend::Postgres => "postgres",
-        persist_core::Backend::MySql => "mysql",
+        persist_core::sql::Backend::Sqlite if db.sqlite_direct() => "sqlite",
+        persist_core::sql::Backend::Sqlite => "sqlite_sqlx",
+        persist_core::sql::Backend::Postgres => "postgres",
+        persist_core::sql::Backend::MySql => "mysql",
     }
 }
 
@@ -123,7 +123,10 @@ pub async fn seed_group(db: &Db) -> Result<i64, Error> {
 }
 
 /// The rows of `round` in key order, read in `s`.
-pub async fn round_rows(s: &persist_core::Session, round: i64) -> Result<Vec<FaultRow>, Error> {
+pub async fn round_rows(
+    s: &persist_core::session::Session,
+    round: i64,
+) -> Result<Vec<FaultRow>, Error> {
     s.query::<FaultRow>()
         .filter(FaultRow::ROUND.eq(round))
         .order_by(FaultRow::ID)
@@ -144,7 +147,7 @@ pub async fn observer(url: &str, direct: bool) -> Result<Db, Error> {
 /// Every row of `round`, as another connection sees it.
 pub async fn committed_rows(observer: &Db, round: i64) -> Result<Vec<FaultRow>, Error> {
     let s = observer
-        .session_with(persist_core::SessionOptions::new().read_only())
+        .session_with(persist_core::session::SessionOptions::new().read_only())
         .await?;
     let rows = round_rows(&s, round).await?;
     s.rollback().await?;

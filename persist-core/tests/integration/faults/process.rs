@@ -10,7 +10,7 @@ use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use persist_core::{Db, Entity, Error};
+use persist_core::prelude::*;
 
 use super::model::*;
 use crate::common::{self, TestResult};

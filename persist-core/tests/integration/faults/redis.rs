@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use persist_cache::RedisCache;
 use persist_core::cache::SharedCache;
-use persist_core::{Db, Error, SessionOptions};
+use persist_core::prelude::*;
 
 use super::model::*;
 use crate::common::{self, OwnRedis, TestResult};

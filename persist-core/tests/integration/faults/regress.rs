@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use persist_core::{Db, Error};
+use persist_core::prelude::*;
 
 use super::model::*;
 use crate::common::{self, TestResult};

@@ -1,4 +1,4 @@
-use persist_core::Entity;
+use persist_core::prelude::*;
 
 // Every error of the input is reported in one build.
 #[derive(Entity, Clone)]
@@ -15,5 +15,5 @@ struct Note {
 fn main() {
     // No follow-up errors: the stub impls keep the generated items.
     let _ = Note::ID;
-    let _ = <Note as persist_core::Entity>::META;
+    let _ = <Note as persist_core::model::Entity>::META;
 }

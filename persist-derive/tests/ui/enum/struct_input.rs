@@ -1,4 +1,4 @@
-use persist_core::DbEnum;
+use persist_core::prelude::*;
 
 #[derive(DbEnum, Clone, Copy)]
 struct Status {

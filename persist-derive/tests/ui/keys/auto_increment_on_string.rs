@@ -1,4 +1,4 @@
-use persist_core::Entity;
+use persist_core::prelude::*;
 
 #[derive(Entity, Clone)]
 struct Note {

@@ -1,6 +1,6 @@
 use std::collections::HashMap;
 
-use persist_core::Entity;
+use persist_core::prelude::*;
 
 #[derive(Entity, Clone)]
 struct Note {

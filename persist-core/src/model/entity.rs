@@ -6,8 +6,8 @@ use std::hash::Hash;
 use chrono::{DateTime, NaiveDateTime, Utc};
 
 use crate::error::{BoxDynError, Result};
-use crate::sql::SqlCache;
-use crate::value::{Binder, Field, RowReader, SqlType};
+use crate::model::SqlCache;
+use crate::model::value::{Binder, Field, RowReader, SqlType};
 
 /// A struct mapped to one table. Implement it with `#[derive(Entity)]`.
 ///
@@ -75,7 +75,7 @@ pub struct EntityMeta {
     pub relations: &'static [RelationMeta],
     /// Row TTL in the shared cache when the entity opts in with
     /// `#[persist(cache(ttl = "60s"))]` (see
-    /// [`DbBuilder::cache_entity`](crate::DbBuilder::cache_entity) for the
+    /// [`DbBuilder::cache_entity`](crate::db::DbBuilder::cache_entity) for the
     /// run-time way).
     pub cache_ttl: Option<std::time::Duration>,
 }
@@ -173,7 +173,7 @@ pub enum RelationKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OnDelete {
     /// No action (the default): deleting a referenced parent is a
-    /// [`ForeignKeyViolation`](crate::Error::ForeignKeyViolation).
+    /// [`ForeignKeyViolation`](crate::error::Error::ForeignKeyViolation).
     #[default]
     NoAction,
     /// `ON DELETE CASCADE`: the children are deleted with the parent.
@@ -218,7 +218,7 @@ impl RelationMeta {
 
 /// A relation from `Self` to `C` declared on `Self` (`has_many`, `has_one`
 /// or `many_to_many`); implemented by `#[derive(Entity)]`, used by the
-/// loaders ([`Session::load_related`](crate::Session::load_related)).
+/// loaders ([`Session::load_related`](crate::session::Session::load_related)).
 pub trait Related<C>: Entity {
     /// The relation's metadata (an element of `Self::META.relations`).
     const RELATION: &'static RelationMeta;
@@ -226,7 +226,7 @@ pub trait Related<C>: Entity {
 
 /// `Self` references `P` through a foreign-key column (`references = "P"`);
 /// implemented by `#[derive(Entity)]` when exactly one field references `P`,
-/// used by [`Session::load_parents`](crate::Session::load_parents).
+/// used by [`Session::load_parents`](crate::session::Session::load_parents).
 pub trait BelongsTo<P>: Entity {
     /// Index of the foreign-key column in `Self::META.columns`.
     const COLUMN: usize;

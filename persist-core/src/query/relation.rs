@@ -9,10 +9,10 @@ use sea_query::SelectStatement;
 use uuid::Uuid;
 
 use crate::backend::{Driver, dispatch};
-use crate::entity::{Entity, EntityMeta};
 use crate::error::{BoxDynError, Error, Result};
+use crate::model::entity::{Entity, EntityMeta};
+use crate::model::value::{Binder, RowReader, SqlType};
 use crate::session::Session;
-use crate::value::{Binder, RowReader, SqlType};
 
 /// A key value that can be hashed: what a foreign key and the primary key
 /// it references are compared as. Integers of every width compare equal

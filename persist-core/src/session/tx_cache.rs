@@ -3,21 +3,22 @@
 //! cached read paths.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::Session;
 use crate::backend::AnyConn;
-use crate::backend::Backend;
+use crate::cache::layer::{CacheLayer, MAX_PUT_AGE, cache_key};
 use crate::cache::{
     CacheKey, CachedQuery, ChangeSet, decode_row, decode_rows, encode_row, encode_rows,
 };
-use crate::db::Db;
-use crate::entity::{Entity, EntityMeta, OnDelete};
 use crate::error::Error;
 use crate::error::Result;
-use crate::l2::{CacheLayer, MAX_PUT_AGE, cache_key};
+use crate::model::entity::{Entity, EntityMeta, OnDelete};
 use crate::session::Isolation;
-use crate::uow::Merge;
+use crate::session::shared::Shared;
+use crate::session::uow::Merge;
+use crate::sql::Backend;
 use futures_core::future::BoxFuture;
 
 /// How the cache may answer a read (see [`Session::cache_read`]).
@@ -79,7 +80,7 @@ pub(crate) struct CacheMark {
 /// a task of its own, so the cache never keeps serving what the transaction
 /// replaced.
 pub(crate) struct CommitFence {
-    db: Option<Db>,
+    db: Option<Arc<Shared>>,
     changes: ChangeSet,
 }
 
@@ -92,12 +93,7 @@ impl CommitFence {
 
     /// The commit was answered and the cache told: lifts the fence.
     pub(crate) fn disarm(mut self) {
-        if let Some(layer) = self
-            .db
-            .take()
-            .as_ref()
-            .and_then(|db| db.inner.cache.as_ref())
-        {
+        if let Some(layer) = self.db.take().as_ref().and_then(|db| db.cache.as_ref()) {
             layer.end_commit(&self.changes);
         }
     }
@@ -112,7 +108,7 @@ impl Drop for CommitFence {
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
                 rt.spawn(async move {
-                    if let Some(layer) = db.inner.cache.as_ref() {
+                    if let Some(layer) = db.cache.as_ref() {
                         if let Err(e) = layer.provider.after_commit(&changes).await {
                             layer.failed("after_commit", &e);
                         }
@@ -121,7 +117,7 @@ impl Drop for CommitFence {
                 });
             }
             Err(_) => {
-                if let Some(layer) = db.inner.cache.as_ref() {
+                if let Some(layer) = db.cache.as_ref() {
                     tracing::warn!(
                         "a cut commit's cache invalidation has no runtime to run on; cached rows of {:?} may be stale until their TTL",
                         changes.regions
@@ -151,7 +147,7 @@ pub(crate) struct TxCache {
 
 impl Session {
     pub(crate) fn cache_layer(&self) -> Option<&CacheLayer> {
-        self.inner.db.inner.cache.as_ref()
+        self.inner.db.cache.as_ref()
     }
 
     fn tx_cache(&self) -> std::sync::MutexGuard<'_, TxCache> {
@@ -243,7 +239,7 @@ impl Session {
         self.inner
             .options
             .isolation
-            .or(self.inner.db.inner.default_isolation)
+            .or(self.inner.db.default_isolation)
     }
 
     /// How the cache may answer a read of `table` in this transaction: only
@@ -288,7 +284,7 @@ impl Session {
     /// Checks the rows the cache answered before this transaction began
     /// against the database, now that it has (with SQLite's write lock, or
     /// the snapshot, taken). A row that differs is [`Error::Stale`]
-    /// (retryable: [`Db::transaction`](crate::Db::transaction) runs the
+    /// (retryable: [`Db::transaction`](crate::db::Db::transaction) runs the
     /// work again).
     pub(crate) async fn check_cached_reads(&self, conn: &mut AnyConn) -> Result<()> {
         let unchecked = std::mem::take(&mut *self.unchecked());

@@ -14,13 +14,13 @@ tokio::task_local! {
 impl Session {
     /// Runs `fut` with this session as the ambient one:
     /// [`Session::current`] inside it (in this task) answers this session.
-    /// [`Db::transaction`](crate::Db::transaction) does this for its closure.
+    /// [`Db::transaction`](crate::db::Db::transaction) does this for its closure.
     pub async fn scope<F: Future>(&self, fut: F) -> F::Output {
         CURRENT.scope(self.clone(), fut).await
     }
 
     /// The ambient session of the current task, set by [`Session::scope`]
-    /// or [`Db::transaction`](crate::Db::transaction); outside one,
+    /// or [`Db::transaction`](crate::db::Db::transaction); outside one,
     /// [`Error::NoSession`]. (A task spawned inside a scope does not inherit
     /// it: pass the session or scope the task.)
     pub fn current() -> Result<Session> {

@@ -1,10 +1,13 @@
 //! SQL text of fixed statement shapes, built once per entity and backend.
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
-use crate::backend::Backend;
+use crate::model::SqlCache;
+use crate::model::sql_cache::{InsertSlots, SHAPES};
+use crate::sql::Backend;
 
-/// The fixed statement shapes whose SQL is cached per entity and backend.
+/// The fixed statement shapes whose SQL is cached per entity and backend
+/// (one slot each in [`SqlCache`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(usize)]
 pub(crate) enum Shape {
@@ -19,7 +22,8 @@ pub(crate) enum Shape {
     ExistsByKey,
 }
 
-const SHAPES: usize = 8;
+const _: () = assert!(Shape::ExistsByKey as usize + 1 == SHAPES);
+const _: () = assert!(Backend::MySql as usize + 1 == crate::model::sql_cache::BACKENDS);
 
 /// Most rows one multi-row `INSERT` carries (fewer when the bind limit says
 /// so). Fewer, larger statements are faster (10,000 rows of two columns: one
@@ -73,39 +77,7 @@ pub(crate) fn insert_batches(rows: usize, max: usize) -> impl Iterator<Item = us
     })
 }
 
-/// Cached multi-row `INSERT` statements, by row count.
-type InsertSlots = Mutex<Vec<(usize, Arc<str>)>>;
-
-/// Cached `UPDATE` statements, by the set of columns they set.
-type UpdateSlots = Mutex<Vec<(u128, bool, Arc<str>)>>;
-const BACKENDS: usize = 3;
-
-/// Per-entity cache of SQL text, one slot per backend and statement shape.
-///
-/// `#[derive(Entity)]` places one in a `static` per entity, so a lookup is an
-/// index, not a map search.
-#[derive(Debug)]
-pub struct SqlCache {
-    slots: [[OnceLock<Arc<str>>; SHAPES]; BACKENDS],
-    updates: [UpdateSlots; BACKENDS],
-    inserts: [InsertSlots; BACKENDS],
-    /// MariaDB's multi-row `INSERT … RETURNING` (MySQL's slot above has no
-    /// `RETURNING`).
-    mariadb_inserts: InsertSlots,
-}
-
 impl SqlCache {
-    /// An empty cache (a `const fn`, for statics).
-    #[allow(clippy::new_without_default)]
-    pub const fn new() -> Self {
-        SqlCache {
-            slots: [const { [const { OnceLock::new() }; SHAPES] }; BACKENDS],
-            updates: [const { Mutex::new(Vec::new()) }; BACKENDS],
-            inserts: [const { Mutex::new(Vec::new()) }; BACKENDS],
-            mariadb_inserts: Mutex::new(Vec::new()),
-        }
-    }
-
     /// The multi-row `INSERT` of `rows` rows. The sizes a program uses
     /// recur (batches of the maximum size, and its usual remainders), so the
     /// last few sizes are kept.
@@ -181,7 +153,7 @@ fn kept_insert(slots: &InsertSlots, rows: usize, build: impl FnOnce() -> String)
     sql
 }
 
-use crate::entity::EntityMeta;
+use crate::model::entity::EntityMeta;
 
 /// Writes a comma-separated list of quoted column names.
 fn column_list(b: Backend, meta: &EntityMeta, cols: impl Iterator<Item = usize>, out: &mut String) {

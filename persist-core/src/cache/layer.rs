@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use crate::cache::{CacheError, CacheKey, CacheMetrics, ChangeSet, SharedCache};
-use crate::entity::{Entity, EntityMeta};
+use crate::model::entity::{Entity, EntityMeta};
 
 /// A provider and persist's settings for it, held by the `Db`.
 pub(crate) struct CacheLayer {

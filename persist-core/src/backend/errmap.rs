@@ -8,9 +8,9 @@
 
 use sqlx::error::{DatabaseError, ErrorKind};
 
-use crate::backend::Backend;
-use crate::entity::EntityMeta;
 use crate::error::Error;
+use crate::model::entity::EntityMeta;
+use crate::sql::Backend;
 
 /// Maps `e`, raised by a statement on `meta`'s table (when known).
 pub(crate) fn map(backend: Backend, meta: Option<&EntityMeta>, e: sqlx::Error) -> Error {

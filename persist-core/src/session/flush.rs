@@ -11,11 +11,11 @@ use std::sync::Arc;
 use futures_core::future::BoxFuture;
 
 use crate::backend::{AnyConn, Driver, dispatch};
-use crate::entity::{Entity, EntityMeta, Key};
 use crate::error::{Error, Result};
+use crate::model::entity::{Entity, EntityMeta, Key};
+use crate::session::uow::{AnyTable, Captured, State, Table, Uow, capture_column, changed_columns};
 use crate::session::{Session, bind_key, insert_rows};
-use crate::sql::{self, Shape};
-use crate::uow::{AnyTable, Captured, State, Table, Uow, capture_column, changed_columns};
+use crate::sql::statements::{self as sql, Shape};
 
 /// The pending work of one table, taken out of the unit of work.
 pub(crate) trait PlanOps: Send {
@@ -456,7 +456,7 @@ impl<E: Entity> PlanOps for TablePlan<E> {
                     let key = value.key();
                     t.entries.insert(
                         key,
-                        crate::uow::Entry {
+                        crate::session::uow::Entry {
                             current: value,
                             snapshot: None,
                             state: State::Clean,
@@ -525,7 +525,7 @@ async fn execute_keyed<E: Entity>(
         }
         bind_key::<E, _>(key, &mut args)?;
         if let Some(version) = expected {
-            crate::value::Binder::i64(&mut args, version)
+            crate::model::value::Binder::i64(&mut args, version)
                 .map_err(|e| Error::encode("version", e))?;
         }
         s.run(Some(E::META), sql, DB::execute(c, sql.clone(), args))
@@ -535,7 +535,7 @@ async fn execute_keyed<E: Entity>(
 
 /// Records that `written` is now in the database; an entry registered
 /// again while the flush ran keeps its newer change.
-fn mark_written<E: Entity>(e: &mut crate::uow::Entry<E>, rev: u64, written: E) {
+fn mark_written<E: Entity>(e: &mut crate::session::uow::Entry<E>, rev: u64, written: E) {
     if e.rev == rev {
         e.current = written;
         e.snapshot = None;

@@ -9,11 +9,11 @@ use futures_util::StreamExt;
 use sea_query::{Alias, Cond, Expr, ExprTrait, SelectStatement};
 
 use crate::backend::{Driver, dispatch};
-use crate::column::{Column, Filter, Order};
-use crate::entity::{Entity, Key};
 use crate::error::{Error, Result};
+use crate::model::entity::{Entity, Key};
+use crate::model::value::Field;
+use crate::query::column::{Column, Filter, Order};
 use crate::session::{Session, count_of, fetch_entities};
-use crate::value::Field;
 
 /// A query on `E`'s table, built from column constants.
 ///
@@ -41,7 +41,7 @@ pub struct Query<'s, E> {
     pub(crate) limit: Option<u64>,
     pub(crate) offset: Option<u64>,
     /// Row lock taken by `all` / `one` / `optional` / `stream`.
-    pub(crate) lock: Option<crate::select::RowLock>,
+    pub(crate) lock: Option<crate::query::select::RowLock>,
     /// Rows replace what the session holds (`populate_existing`).
     pub(crate) overwrite: bool,
     /// Answered from the shared query cache when possible (`cached`).
@@ -80,6 +80,21 @@ impl<E, V> IntoOrder<E> for (Column<E, V>, Order) {
     }
 }
 
+impl Session {
+    /// A typed query on `E`'s table.
+    pub fn query<E: Entity>(&self) -> Query<'_, E> {
+        Query::new(self)
+    }
+
+    /// A raw SQL query whose rows decode into `E`. The statement must select
+    /// `E`'s columns in field order (as `SELECT * FROM t` does on a table
+    /// persist created); bind parameters with [`RawQuery::bind`]. Registered
+    /// changes are flushed first.
+    pub fn raw<E: Entity>(&self, sql: impl sqlx::SqlSafeStr) -> RawQuery<'_, E> {
+        RawQuery::new(self, sql)
+    }
+}
+
 impl<'s, E: Entity> Query<'s, E> {
     pub(crate) fn new(session: &'s Session) -> Self {
         Query {
@@ -110,7 +125,7 @@ impl<'s, E: Entity> Query<'s, E> {
     /// since SQLite has no row locks — a write session there already holds
     /// the database's single write lock from its first write.
     pub fn for_update(mut self) -> Self {
-        self.lock = Some(crate::select::RowLock::Update);
+        self.lock = Some(crate::query::select::RowLock::Update);
         self
     }
 
@@ -118,7 +133,7 @@ impl<'s, E: Entity> Query<'s, E> {
     /// session are skipped instead of waited for (`FOR UPDATE SKIP
     /// LOCKED`): the job-queue pattern. A no-op on SQLite (see `for_update`).
     pub fn skip_locked(mut self) -> Self {
-        self.lock = Some(crate::select::RowLock::SkipLocked);
+        self.lock = Some(crate::query::select::RowLock::SkipLocked);
         self
     }
 
@@ -219,7 +234,7 @@ impl<'s, E: Entity> Query<'s, E> {
             q.limit(n);
         }
         if let Some(n) = self.offset {
-            if self.limit.is_none() && self.session.backend() != crate::Backend::Postgres {
+            if self.limit.is_none() && self.session.backend() != crate::sql::Backend::Postgres {
                 // SQLite and MySQL accept OFFSET only after a LIMIT.
                 q.limit(i64::MAX as u64);
             }
@@ -232,7 +247,7 @@ impl<'s, E: Entity> Query<'s, E> {
     /// it holds this query's result (same SQL and parameters) and the table
     /// has not changed since: zero SQL. A commit that writes the table makes
     /// the next run query the database again. Needs a cache on the `Db`
-    /// ([`DbBuilder::cache`](crate::DbBuilder::cache)); without one, or in a
+    /// ([`DbBuilder::cache`](crate::db::DbBuilder::cache)); without one, or in a
     /// session that wrote the table, the query simply runs.
     pub fn cached(mut self) -> Self {
         self.cached = true;
@@ -257,7 +272,7 @@ impl<'s, E: Entity> Query<'s, E> {
                         &mut guard,
                         Arc::from(sql),
                         values.0,
-                        crate::uow::Merge::Raw,
+                        crate::session::uow::Merge::Raw,
                     )
                     .await
                 })
@@ -266,7 +281,7 @@ impl<'s, E: Entity> Query<'s, E> {
         let b = self.session.backend();
         let (sql, values) = if plain {
             // A fixed shape: its SQL is built once per entity and backend.
-            let sql = E::sql_cache().get(b, crate::sql::Shape::SelectPlain, || {
+            let sql = E::sql_cache().get(b, crate::sql::statements::Shape::SelectPlain, || {
                 b.sea().build_select(&q).0
             });
             (sql, Vec::new())
@@ -276,7 +291,7 @@ impl<'s, E: Entity> Query<'s, E> {
         };
         let mut guard = self.session.lock_for_read(E::META.table).await?;
         let merge = if self.overwrite {
-            crate::uow::Merge::Overwrite
+            crate::session::uow::Merge::Overwrite
         } else {
             self.session.default_merge()
         };
@@ -298,7 +313,7 @@ impl<'s, E: Entity> Query<'s, E> {
     pub async fn all(mut self) -> Result<Vec<E>> {
         self.check()?;
         let mut q = self.base_select();
-        crate::select::apply_lock(&mut q, self.lock);
+        crate::query::select::apply_lock(&mut q, self.lock);
         let plain = self.is_plain();
         self.fetch(q, plain).await
     }
@@ -313,7 +328,7 @@ impl<'s, E: Entity> Query<'s, E> {
     pub async fn optional(mut self) -> Result<Option<E>> {
         self.check()?;
         let mut q = self.base_select();
-        crate::select::apply_lock(&mut q, self.lock);
+        crate::query::select::apply_lock(&mut q, self.lock);
         if self.limit.is_none_or(|n| n > 2) {
             q.limit(2);
         }
@@ -377,7 +392,7 @@ impl<'s, E: Entity> Query<'s, E> {
         let session = self.session.clone();
         let checked = self.check();
         let mut q = self.base_select();
-        crate::select::apply_lock(&mut q, self.lock);
+        crate::query::select::apply_lock(&mut q, self.lock);
         Box::pin(async_stream::try_stream! {
             checked?;
             let (sql, values) = session.backend().sea().build_select(&q);
@@ -391,7 +406,7 @@ impl<'s, E: Entity> Query<'s, E> {
                 let args = DB::args_from_values(values);
                 DB::fetch(c, sql.clone(), args)
                     .map(move |row| {
-                        row.map_err(|e| crate::errmap::map(backend, Some(E::META), e))
+                        row.map_err(|e| crate::backend::errmap::map(backend, Some(E::META), e))
                             .and_then(|row| E::decode_row(&row, 0))
                     })
                     .boxed()

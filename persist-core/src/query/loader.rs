@@ -25,13 +25,13 @@ use std::future::Future;
 
 use sea_query::{Alias, Cond, Expr, ExprTrait, SelectStatement};
 
-use crate::column::Column;
-use crate::entity::{BelongsTo, Entity, EntityMeta, Related, RelationKind, RelationMeta};
 use crate::error::{Error, Result};
-use crate::query::Query;
-use crate::relation::{self, KeyValue, RowMap};
+use crate::model::entity::{BelongsTo, Entity, EntityMeta, Related, RelationKind, RelationMeta};
+use crate::model::value::RowReader;
+use crate::query::column::Column;
+use crate::query::entity_query::Query;
+use crate::query::relation::{self, KeyValue, RowMap};
 use crate::session::Session;
-use crate::value::RowReader;
 
 /// Keys per `IN` list: under every backend's bind limit, and small enough
 /// that the statement stays cheap to parse.

@@ -22,13 +22,13 @@ use std::marker::PhantomData;
 
 use sea_query::{Alias, Cond, Expr, ExprTrait, SelectStatement};
 
-use crate::backend::Backend;
-use crate::column::{Column, Filter, Order};
-use crate::entity::{Entity, EntityMeta, RelationKind};
 use crate::error::{Error, Result};
-use crate::query::{IntoOrder, Query};
-use crate::relation::{self, KeyValue, RowMap};
-use crate::value::RowReader;
+use crate::model::entity::{Entity, EntityMeta, RelationKind};
+use crate::model::value::RowReader;
+use crate::query::column::{Column, Filter, Order};
+use crate::query::entity_query::{IntoOrder, Query};
+use crate::query::relation::{self, KeyValue, RowMap};
+use crate::sql::Backend;
 
 /// How a join treats left rows without a match; see [`LeftJoin`] and
 /// [`InnerJoin`].

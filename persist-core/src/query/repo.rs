@@ -2,12 +2,12 @@
 
 use std::marker::PhantomData;
 
-use crate::column::Column;
-use crate::entity::Entity;
 use crate::error::Result;
-use crate::query::Query;
+use crate::model::entity::Entity;
+use crate::model::value::Field;
+use crate::query::column::Column;
+use crate::query::entity_query::Query;
 use crate::session::Session;
-use crate::value::Field;
 
 /// The repository of entity `E` on a session: the session's operations with
 /// the entity type fixed.
@@ -18,6 +18,14 @@ use crate::value::Field;
 pub struct Repo<'s, E> {
     session: &'s Session,
     _marker: PhantomData<fn() -> E>,
+}
+
+impl Session {
+    /// The generic repository of `E` on this session (the generated
+    /// `E::repo(&s)` adds finders to it).
+    pub fn repo<E: Entity>(&self) -> Repo<'_, E> {
+        Repo::new(self)
+    }
 }
 
 impl<E> Clone for Repo<'_, E> {

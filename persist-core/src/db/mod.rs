@@ -7,13 +7,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tracing::Instrument;
 
-use crate::backend::{AnyConn, AnyPool, Backend};
+use crate::backend::AnyPool;
+use crate::cache::layer::CacheLayer;
 use crate::cache::{CacheMetrics, SharedCache};
 use crate::conn::Connections;
-use crate::entity::{Entity, EntityList};
 use crate::error::{Error, Result};
-use crate::l2::CacheLayer;
+use crate::model::entity::{Entity, EntityList};
+use crate::session::shared::Shared;
 use crate::session::{Isolation, Session, SessionOptions};
+use crate::sql::Backend;
 
 /// The outcome of [`Db::transaction_with`]: the closure's value and how many
 /// tries it took (1 when it committed at once).
@@ -33,37 +35,7 @@ pub struct Committed<T> {
 /// MySQL commits DDL implicitly.
 #[derive(Clone, Debug)]
 pub struct Db {
-    pub(crate) inner: Arc<DbInner>,
-}
-
-#[derive(Debug)]
-pub(crate) struct DbInner {
-    /// The pool and the connections sessions gave back.
-    pub(crate) conns: Connections,
-    pub(crate) backend: Backend,
-    pub(crate) statements: AtomicU64,
-    pub(crate) max_retries: u32,
-    /// MySQL: whether a multi-row insert gets consecutive auto-increment ids
-    /// (`innodb_autoinc_lock_mode` below 2).
-    pub(crate) mysql_consecutive_ids: bool,
-    /// MariaDB 10.5+: multi-row inserts read their keys with `RETURNING`.
-    pub(crate) mysql_returning: bool,
-    pub(crate) identity_map: bool,
-    pub(crate) identity_map_limit: Option<usize>,
-    pub(crate) cache: Option<CacheLayer>,
-    /// SQLite: statements take the direct path.
-    pub(crate) sqlite_direct: bool,
-    /// SQLite in memory (its database lives as long as its connections).
-    pub(crate) in_memory: bool,
-    /// The isolation a session gets when it asks for none: the builder's
-    /// [`DbBuilder::isolation`], else the server's default, read at connect
-    /// (SQLite: `None`, always serializable).
-    pub(crate) default_isolation: Option<Isolation>,
-    /// SQLite: the write sessions holding the database's write lock, by the
-    /// task they run in (see `Session::claim_sqlite_write`).
-    pub(crate) sqlite_writers: std::sync::Mutex<Vec<(crate::session::Runner, u64)>>,
-    /// The longest [`Db::close`] waits for connections.
-    pub(crate) close_timeout: Duration,
+    pub(crate) inner: Arc<Shared>,
 }
 
 /// The server's default isolation level (PostgreSQL, MySQL); `None` for
@@ -219,7 +191,7 @@ impl DbBuilder {
 
     /// Registers a shared (second-level) cache provider, for example from
     /// `persist-cache`. Entities opt in with [`DbBuilder::cache_entity`];
-    /// queries with [`Query::cached`](crate::Query::cached).
+    /// queries with [`Query::cached`](crate::query::Query::cached).
     pub fn cache(mut self, provider: impl SharedCache) -> Self {
         self.cache = Some(Provider(Arc::new(provider)));
         self
@@ -286,7 +258,7 @@ impl DbBuilder {
             None => server_isolation(&pool).await?,
         };
         #[cfg_attr(not(feature = "mysql"), allow(unused_mut))]
-        let mut inner = DbInner {
+        let mut inner = Shared {
             conns: Connections::new(pool, self.sqlite_direct, in_memory),
             backend,
             statements: AtomicU64::new(0),
@@ -432,13 +404,13 @@ impl Db {
     /// Starts a session on one pooled connection, which it holds for its
     /// life; see [`Session`].
     pub async fn session(&self) -> Result<Session> {
-        Session::open(self.clone(), SessionOptions::default()).await
+        Session::open(self.inner.clone(), SessionOptions::default()).await
     }
 
     /// Starts a session with options: isolation level, read-only, identity
     /// map.
     pub async fn session_with(&self, options: SessionOptions) -> Result<Session> {
-        Session::open(self.clone(), options).await
+        Session::open(self.inner.clone(), options).await
     }
 
     /// Runs `f` in a fresh session: commits when it returns `Ok`, rolls back
@@ -500,13 +472,13 @@ impl Db {
     /// before children by their foreign keys, with their indexes and named
     /// constraints.
     pub async fn create_tables<L: EntityList>(&self) -> Result<()> {
-        let statements = crate::schema::create_statements(self.backend(), &L::metas())?;
+        let statements = crate::sql::schema::create_statements(self.backend(), &L::metas())?;
         self.run_ddl(statements).await
     }
 
     /// Drops the tables of the listed entities (`if exists`), children first.
     pub async fn drop_tables<L: EntityList>(&self) -> Result<()> {
-        let statements = crate::schema::drop_statements(self.backend(), &L::metas())?;
+        let statements = crate::sql::schema::drop_statements(self.backend(), &L::metas())?;
         self.run_ddl(statements).await
     }
 
@@ -578,16 +550,11 @@ impl Db {
         self.inner.conns.parked_len()
     }
 
-    /// A connection for a session; see [`Connections::acquire`].
-    pub(crate) async fn acquire(&self) -> Result<AnyConn> {
-        self.inner.conns.acquire().await
-    }
-
     async fn run_ddl(&self, statements: Vec<String>) -> Result<()> {
-        let mut conn = self.acquire().await?;
+        let mut conn = self.inner.acquire().await?;
         for sql in statements {
             let sql: Arc<str> = Arc::from(sql);
-            self.count_statement();
+            self.inner.count_statement();
             let span = tracing::debug_span!("persist.statement", sql = %sql);
             let done = crate::backend::dispatch!(&mut conn, |c, DB| {
                 <DB as crate::backend::Driver>::execute(c, sql, Default::default())
@@ -601,8 +568,14 @@ impl Db {
         }
         Ok(())
     }
+}
 
-    pub(crate) fn count_statement(&self) {
-        self.inner.statements.fetch_add(1, Ordering::Relaxed);
+impl Session {
+    /// The database this session belongs to (a cheap handle: `Db` is an
+    /// `Arc`).
+    pub fn db(&self) -> Db {
+        Db {
+            inner: self.inner.db.clone(),
+        }
     }
 }

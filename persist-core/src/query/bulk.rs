@@ -24,12 +24,13 @@ use sea_query::{
     SqliteQueryBuilder,
 };
 
-use crate::backend::{Backend, Driver, dispatch};
-use crate::column::{Column, Filter};
-use crate::entity::Entity;
+use crate::backend::{Driver, dispatch};
 use crate::error::{Error, Result};
+use crate::model::entity::Entity;
+use crate::model::value::{Field, SqlType};
+use crate::query::column::{Column, Filter};
 use crate::session::Session;
-use crate::value::{Field, SqlType};
+use crate::sql::Backend;
 
 /// `UPDATE` of every row of `E` matching the filters; made by
 /// [`Session::update_all`]. Run it with `.await` (or
@@ -181,7 +182,7 @@ impl<'s, E: Entity> UpdateAll<'s, E> {
             q.value(c.clone(), Expr::col(c).add(1));
         }
         if let Some(u) = meta.updated_at.filter(|u| !named(*u)) {
-            let now = crate::value::truncate_micros(chrono::Utc::now());
+            let now = crate::model::value::truncate_micros(chrono::Utc::now());
             let v = match meta.columns[u].sql_type {
                 SqlType::Timestamp => now.naive_utc().to_value(),
                 _ => now.to_value(),

@@ -21,13 +21,13 @@ use std::marker::PhantomData;
 
 use sea_query::{Alias, Expr, ExprTrait, LockBehavior, LockType, SelectStatement, SimpleExpr};
 
-use crate::backend::Backend;
-use crate::column::{Column, Order};
-use crate::entity::Entity;
 use crate::error::{Error, Result};
-use crate::query::{IntoOrder, Query};
-use crate::relation::{self, RowMap};
-use crate::value::{Field, RowReader};
+use crate::model::entity::Entity;
+use crate::model::value::{Field, RowReader};
+use crate::query::column::{Column, Order};
+use crate::query::entity_query::{IntoOrder, Query};
+use crate::query::relation::{self, RowMap};
+use crate::sql::Backend;
 
 /// A row lock requested with [`Query::for_update`] / [`Query::skip_locked`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,13 +9,13 @@
 use std::any::{Any, TypeId};
 use std::collections::{HashMap, HashSet};
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use chrono::{DateTime, Utc};
 use indexmap::IndexMap;
-use uuid::Uuid;
 
-use crate::entity::{Entity, EntityMeta};
-use crate::error::{BoxDynError, Error, Result};
-use crate::value::{Binder, SqlType};
+use crate::error::{Error, Result};
+use crate::model::entity::{Entity, EntityMeta};
+pub(crate) use crate::model::row::Captured;
+pub(crate) use crate::model::row::capture_column;
 
 /// The state of an identity-map entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,7 +117,7 @@ pub(crate) trait AnyTable: Send + Sync {
     /// Evicts up to `n` clean entries, oldest first; returns how many went.
     fn evict_clean(&mut self, n: usize) -> usize;
     /// Takes the pending work out as a plan (entries stay, marked by `rev`).
-    fn plan(&self) -> Result<Option<Box<dyn crate::flush::PlanOps>>>;
+    fn plan(&self) -> Result<Option<Box<dyn crate::session::flush::PlanOps>>>;
     /// Forgets the entries whose column `col` holds one of `keys` (captured
     /// text) and returns their own keys: the rows a database cascade deleted.
     fn forget_referencing(&mut self, col: usize, keys: &HashSet<String>) -> Vec<String>;
@@ -159,8 +159,8 @@ impl<E: Entity> AnyTable for Table<E> {
         });
         before - self.entries.len()
     }
-    fn plan(&self) -> Result<Option<Box<dyn crate::flush::PlanOps>>> {
-        crate::flush::plan_table(self)
+    fn plan(&self) -> Result<Option<Box<dyn crate::session::flush::PlanOps>>> {
+        crate::session::flush::plan_table(self)
     }
     fn forget_referencing(&mut self, col: usize, keys: &HashSet<String>) -> Vec<String> {
         let mut gone = Vec::new();
@@ -168,12 +168,12 @@ impl<E: Entity> AnyTable for Table<E> {
             let row = e.snapshot().unwrap_or(&e.current);
             let hit = capture_column(row, col)
                 .ok()
-                .and_then(|c| crate::flush::captured_text(&c))
+                .and_then(|c| crate::session::flush::captured_text(&c))
                 .is_some_and(|v| keys.contains(&v));
             if hit
                 && E::META.primary_key.len() == 1
                 && let Ok(Some(k)) = capture_column(row, E::META.primary_key[0])
-                    .map(|c| crate::flush::captured_text(&c))
+                    .map(|c| crate::session::flush::captured_text(&c))
             {
                 gone.push(k);
             }
@@ -638,68 +638,6 @@ impl Uow {
         let deleted = t.key_deletes.shift_remove(key).is_some();
         t.entries.shift_remove(key).is_some() || deleted
     }
-}
-
-/// One column value, owned, for comparing two versions of a row.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Captured {
-    Null(SqlType),
-    Bool(bool),
-    I16(i16),
-    I32(i32),
-    I64(i64),
-    F32(u32),
-    F64(u64),
-    Str(String),
-    Bytes(Vec<u8>),
-    Json(serde_json::Value),
-    TimestampTz(DateTime<Utc>),
-    Timestamp(NaiveDateTime),
-    Date(NaiveDate),
-    Time(NaiveTime),
-    Uuid(Uuid),
-}
-
-/// A [`Binder`] that keeps the values instead of sending them.
-#[derive(Default)]
-pub(crate) struct Capture(pub Vec<Captured>);
-
-/// Binder methods that keep the value as one [`Captured`] variant.
-macro_rules! capture {
-    ($($m:ident($t:ty) => $variant:ident $(. $conv:ident())?),* $(,)?) => {$(
-        fn $m(&mut self, v: $t) -> Result<(), BoxDynError> {
-            self.0.push(Captured::$variant(v $(. $conv())?));
-            Ok(())
-        }
-    )*};
-}
-
-impl Binder for Capture {
-    capture!(
-        null(SqlType) => Null,
-        bool(bool) => Bool,
-        i16(i16) => I16,
-        i32(i32) => I32,
-        i64(i64) => I64,
-        f32(f32) => F32.to_bits(),
-        f64(f64) => F64.to_bits(),
-        str(&str) => Str.to_owned(),
-        bytes(&[u8]) => Bytes.to_vec(),
-        json(&serde_json::Value) => Json.clone(),
-        timestamptz(DateTime<Utc>) => TimestampTz,
-        timestamp(NaiveDateTime) => Timestamp,
-        date(NaiveDate) => Date,
-        time(NaiveTime) => Time,
-        uuid(Uuid) => Uuid,
-    );
-}
-
-/// The value of column `col` of `v`.
-pub(crate) fn capture_column<E: Entity>(v: &E, col: usize) -> Result<Captured> {
-    let mut c = Capture::default();
-    v.bind_column(col, &mut c)?;
-    c.0.pop()
-        .ok_or_else(|| Error::Invalid(format!("column #{col} bound nothing")))
 }
 
 /// Indexes of the non-key columns whose values differ between `old` and

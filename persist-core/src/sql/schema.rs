@@ -9,10 +9,10 @@ use sea_query::{
     MysqlQueryBuilder, PostgresQueryBuilder, SqliteQueryBuilder, Table, TableCreateStatement,
 };
 
-use crate::backend::Backend;
-use crate::entity::{ColumnMeta, EntityMeta, OnDelete};
 use crate::error::{Error, Result};
-use crate::value::SqlType;
+use crate::model::entity::{ColumnMeta, EntityMeta, OnDelete};
+use crate::model::value::SqlType;
+use crate::sql::Backend;
 
 /// The column type of `c` on backend `b`.
 fn column_type(b: Backend, c: &ColumnMeta) -> ColumnType {

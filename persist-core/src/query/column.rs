@@ -4,9 +4,9 @@ use std::marker::PhantomData;
 
 use sea_query::{Alias, Cond, Expr, ExprTrait, SimpleExpr};
 
-use crate::entity::Entity;
 use crate::error::{Error, Result};
-use crate::value::Field;
+use crate::model::entity::Entity;
+use crate::model::value::Field;
 
 /// A column of entity `E` holding values of type `V`.
 ///
@@ -204,7 +204,7 @@ impl<E: Entity, V: Field + TextColumn> Column<E, V> {
     }
 }
 
-/// Sort direction for [`crate::Query::order_by`].
+/// Sort direction for [`crate::query::Query::order_by`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Order {
     /// Ascending.

@@ -271,7 +271,7 @@ fn trunc_time(t: NaiveTime) -> NaiveTime {
 }
 
 /// Truncates a timestamp to microseconds, as every backend stores it.
-pub fn truncate_micros(t: DateTime<Utc>) -> DateTime<Utc> {
+pub(crate) fn truncate_micros(t: DateTime<Utc>) -> DateTime<Utc> {
     t.with_nanosecond(t.nanosecond() / 1_000 * 1_000)
         .unwrap_or(t)
 }

@@ -1,0 +1,22 @@
+//! The model: what an entity is to persist. The [`Entity`] trait that
+//! `#[derive(Entity)]` implements, its metadata (table, columns, keys,
+//! relations), and the [`Field`] types a column may hold.
+//!
+//! This is the bottom layer: it names nothing above it.
+
+pub(crate) mod entity;
+pub(crate) mod row;
+pub(crate) mod sql_cache;
+pub(crate) mod value;
+
+pub use entity::{
+    BelongsTo, ColumnMeta, Entity, EntityList, EntityMeta, Key, MetaFn, OnDelete, Related,
+    RelationKind, RelationMeta,
+};
+pub use sql_cache::SqlCache;
+pub use value::{Binder, DbEnum, Field, RowReader, SqlType};
+
+/// The derives, in the macro namespace beside their traits: `model::Entity`
+/// names both the trait and `#[derive(Entity)]`.
+#[cfg(feature = "derive")]
+pub use persist_derive::{DbEnum, Entity};
