@@ -156,6 +156,7 @@ impl EntityMeta {
 
 /// The kind of a declared relation; see [`RelationMeta`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RelationKind {
     /// `has_many(Child, by = "fk")`: any number of children whose `fk`
     /// column holds this entity's key.
@@ -171,6 +172,7 @@ pub enum RelationKind {
 /// foreign key's `ON DELETE` action, declared with `on_delete = "…"` on a
 /// `has_many`, `has_one` or `many_to_many` (where it applies to the join rows).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum OnDelete {
     /// No action (the default): deleting a referenced parent is a
     /// [`ForeignKeyViolation`](crate::error::Error::ForeignKeyViolation).

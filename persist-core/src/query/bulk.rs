@@ -1,11 +1,11 @@
 //! Bulk writes: `UPDATE … WHERE …` and `DELETE … WHERE …` as one statement.
 //!
 //! ```
-//! # use persist_core::{Entity, Error};
+//! # use persist_core::prelude::*;
 //! # #[derive(Entity, Clone, Debug)]
 //! # pub struct Account { #[persist(primary_key)] pub id: i64, pub balance_cents: i64,
 //! #     pub frozen: bool, #[persist(version)] pub version: i64 }
-//! # async fn demo(s: &persist_core::Session) -> Result<(), Error> {
+//! # async fn demo(s: &Session) -> Result<(), Error> {
 //! let frozen: u64 = s
 //!     .update_all::<Account>()
 //!     .set(Account::FROZEN, true)
@@ -127,7 +127,7 @@ fn build(b: Backend, q: &impl QueryStatementWriter) -> (String, sea_query::Value
 async fn execute<E: Entity>(s: &Session, sql: String, values: sea_query::Values) -> Result<u64> {
     let sql: Arc<str> = Arc::from(sql);
     let mut guard = s.lock().await?;
-    let tx = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
+    let tx = guard.conn.as_mut().ok_or(Error::SessionClosed)?;
     s.will_write();
     let out = dispatch!(tx, |c, DB| {
         let args = DB::args_from_values(values);
@@ -135,7 +135,7 @@ async fn execute<E: Entity>(s: &Session, sql: String, values: sea_query::Values)
             .await
     });
     // A failed write fails the session, as a failed flush does.
-    let done = s.write(&mut guard, out).await?;
+    let done = s.fail_on_error(&mut guard, out).await?;
     drop(guard);
     s.after_bulk_write::<E>();
     Ok(done.rows_affected)

@@ -206,6 +206,7 @@ impl<E: Entity, V: Field + TextColumn> Column<E, V> {
 
 /// Sort direction for [`crate::query::Query::order_by`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Order {
     /// Ascending.
     Asc,

@@ -18,10 +18,10 @@ use crate::session::{Session, count_of, fetch_entities};
 /// A query on `E`'s table, built from column constants.
 ///
 /// ```
-/// # use persist_core::{Db, Entity, Error};
+/// # use persist_core::prelude::*;
 /// # #[derive(Entity, Clone, Debug)]
 /// # pub struct Account { #[persist(primary_key)] pub id: i64, pub balance_cents: i64 }
-/// # async fn demo(s: &persist_core::Session) -> Result<(), Error> {
+/// # async fn demo(s: &Session) -> Result<(), Error> {
 /// let rich: Vec<Account> = s
 ///     .query::<Account>()
 ///     .filter(Account::BALANCE_CENTS.gt(1_000))
@@ -371,7 +371,7 @@ impl<'s, E: Entity> Query<'s, E> {
         let (sql, values) = b.sea().build_select(&q);
         let sql: Arc<str> = Arc::from(sql);
         let mut guard = self.session.lock_for_read(E::META.table).await?;
-        let tx = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
+        let tx = guard.conn.as_mut().ok_or(Error::SessionClosed)?;
         dispatch!(tx, |c, DB| {
             let args = DB::args_from_values(values);
             let n = self
@@ -400,7 +400,7 @@ impl<'s, E: Entity> Query<'s, E> {
             let mut guard = session.lock_for_read(E::META.table).await?;
             let _busy = Busy::set(&session);
             session.count_stream_statement(&sql);
-            let tx = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
+            let tx = guard.conn.as_mut().ok_or(Error::SessionClosed)?;
             let backend = session.backend();
             let mut rows: BoxStream<'_, Result<E>> = dispatch!(tx, |c, DB| {
                 let args = DB::args_from_values(values);

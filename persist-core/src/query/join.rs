@@ -1,13 +1,13 @@
 //! Joins in typed queries: `s.query::<User>().left_join::<Post>()`.
 //!
 //! ```
-//! # use persist_core::{Db, Entity, Error};
+//! # use persist_core::prelude::*;
 //! # #[derive(Entity, Clone, Debug)]
 //! # pub struct User { #[persist(primary_key)] pub id: i64, pub name: String }
 //! # #[derive(Entity, Clone, Debug)]
 //! # pub struct Post { #[persist(primary_key)] pub id: i64,
 //! #     #[persist(references = "User")] pub user_id: i64, pub title: String }
-//! # async fn demo(s: &persist_core::Session) -> Result<(), Error> {
+//! # async fn demo(s: &Session) -> Result<(), Error> {
 //! let pairs: Vec<(User, Option<Post>)> = s
 //!     .query::<User>()
 //!     .left_join::<Post>()

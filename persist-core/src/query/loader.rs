@@ -2,7 +2,7 @@
 //! keys under the bind limit), never one per parent row.
 //!
 //! ```
-//! # use persist_core::{Db, Entity, Error, Load};
+//! # use persist_core::prelude::*;
 //! #[derive(Entity, Clone, Debug)]
 //! #[persist(has_many(Post, by = "user_id"))]
 //! pub struct User { #[persist(primary_key, auto_increment)] pub id: i64, pub name: String }
@@ -13,7 +13,7 @@
 //!     #[persist(references = "User")] pub user_id: i64,
 //!     pub title: String,
 //! }
-//! # async fn demo(s: &persist_core::Session) -> Result<(), Error> {
+//! # async fn demo(s: &Session) -> Result<(), Error> {
 //! let users = s.all::<User>().await?;
 //! let posts: Vec<Vec<Post>> = users.load::<Post>(s).await?;   // one SELECT … WHERE user_id IN (…)
 //! let authors: Vec<Option<User>> = s.load_parents::<User, _>(&posts.concat()).await?;

@@ -211,7 +211,7 @@ pub(crate) async fn fetch_mapped<M: RowMap>(
     let (sql, values) = s.backend().sea().build_select(q);
     let sql: Arc<str> = Arc::from(sql);
     let mut guard = s.lock().await?;
-    let tx = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
+    let tx = guard.conn.as_mut().ok_or(Error::SessionClosed)?;
     dispatch!(tx, |c, DB| {
         let args = DB::args_from_values(values);
         s.run(Some(meta), &sql, DB::fetch_all(c, sql.clone(), args, m))

@@ -1,10 +1,11 @@
 //! Projections and aggregates ([`Select`]), and row locks.
 //!
 //! ```
-//! # use persist_core::{Db, Entity, Error, count_all};
+//! # use persist_core::prelude::*;
+//! # use persist_core::query::count_all;
 //! # #[derive(Entity, Clone, Debug)]
 //! # pub struct Post { #[persist(primary_key)] pub id: i64, pub user_id: i64, pub likes: i32 }
-//! # async fn demo(s: &persist_core::Session) -> Result<(), Error> {
+//! # async fn demo(s: &Session) -> Result<(), Error> {
 //! // (user_id, number of posts, total likes) for users with more than one post
 //! let rows: Vec<(i64, i64, Option<i64>)> = s
 //!     .query::<Post>()

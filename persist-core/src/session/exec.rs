@@ -91,7 +91,7 @@ pub(crate) async fn fetch_entities_merged<E: Entity>(
     values: Vec<sea_query::Value>,
     merge: Merge,
 ) -> Result<Vec<E>> {
-    let tx = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
+    let tx = guard.conn.as_mut().ok_or(Error::SessionClosed)?;
     let rows: Vec<E> = dispatch!(tx, |c, DB| {
         let args = DB::args_from_values(sea_query::Values(values));
         s.run(

@@ -13,7 +13,9 @@ use futures_core::future::BoxFuture;
 use crate::backend::{AnyConn, Driver, dispatch};
 use crate::error::{Error, Result};
 use crate::model::entity::{Entity, EntityMeta, Key};
-use crate::session::uow::{AnyTable, Captured, State, Table, Uow, capture_column, changed_columns};
+use crate::session::uow::{
+    AnyTable, Captured, EntryState, Table, Uow, capture_column, changed_columns,
+};
 use crate::session::{Session, bind_key, insert_rows};
 use crate::sql::statements::{self as sql, Shape};
 
@@ -117,21 +119,21 @@ pub(crate) fn plan_table<E: Entity>(t: &Table<E>) -> Result<Option<Box<dyn PlanO
     let mut deletes = Vec::new();
     for (key, e) in &t.entries {
         match e.state {
-            State::Clean => {}
-            State::New => inserts.push(Insert {
+            EntryState::Clean => {}
+            EntryState::New => inserts.push(Insert {
                 key: Some(key.clone()),
                 seq: e.seq,
                 rev: e.rev,
                 value: e.current.clone(),
             }),
-            State::Dirty => updates.push(Update {
+            EntryState::Dirty => updates.push(Update {
                 key: key.clone(),
                 rev: e.rev,
                 value: e.current.clone(),
                 snapshot: e.snapshot.clone(),
                 expected: if e.check_version { e.expected } else { None },
             }),
-            State::Deleted => deletes.push(Delete {
+            EntryState::Deleted => deletes.push(Delete {
                 key: key.clone(),
                 rev: Some(e.rev),
                 seq: e.seq,
@@ -212,25 +214,25 @@ fn order_self_referencing_inserts<E: Entity>(
             keys.insert(k, i);
         }
     }
-    let mut parent: Vec<Option<usize>> = Vec::with_capacity(rows.len());
+    let mut parent: Vec<Vec<usize>> = Vec::with_capacity(rows.len());
     for (i, r) in rows.iter().enumerate() {
         let p = captured_text(&capture_column(&r.value, fk)?).and_then(|v| keys.get(&v).copied());
-        parent.push(p.filter(|p| *p != i));
+        parent.push(p.filter(|p| *p != i).into_iter().collect());
     }
-    let order = dependency_order(&parent).map_err(|cycle| {
+    let (order, cycle) = dependency_order(&parent);
+    if !cycle.is_empty() {
         let keys: Vec<String> = cycle
             .iter()
             .map(|i| format!("{:?}", rows[*i].key))
             .collect();
-        Error::Invalid(format!(
+        return Err(Error::Invalid(format!(
             "rows of {} reference each other in a cycle ({}); insert one with a NULL {} first",
             meta.table,
             keys.join(", "),
             meta.columns[fk].name
-        ))
-    })?;
-    let mut slots: Vec<Option<Insert<E>>> = rows.into_iter().map(Some).collect();
-    Ok(order.into_iter().filter_map(|i| slots[i].take()).collect())
+        )));
+    }
+    Ok(in_order(rows, order))
 }
 
 /// Deletes rows referenced by other deleted rows of the same table last.
@@ -257,25 +259,14 @@ fn order_self_referencing_deletes<E: Entity>(
             waits_for[p].push(i);
         }
     }
-    let mut done = vec![false; rows.len()];
-    let mut order = Vec::with_capacity(rows.len());
-    while order.len() < rows.len() {
-        let before = order.len();
-        for i in 0..rows.len() {
-            if !done[i] && waits_for[i].iter().all(|c| done[*c]) {
-                done[i] = true;
-                order.push(i);
-            }
-        }
-        if order.len() == before {
-            return Err(Error::Invalid(format!(
-                "rows of {} to delete reference each other in a cycle",
-                meta.table
-            )));
-        }
+    let (order, cycle) = dependency_order(&waits_for);
+    if !cycle.is_empty() {
+        return Err(Error::Invalid(format!(
+            "rows of {} to delete reference each other in a cycle",
+            meta.table
+        )));
     }
-    let mut slots: Vec<Option<Delete<E>>> = rows.into_iter().map(Some).collect();
-    Ok(order.into_iter().filter_map(|i| slots[i].take()).collect())
+    Ok(in_order(rows, order))
 }
 
 /// The text a key column captures as, from a dynamic key value.
@@ -292,24 +283,35 @@ fn value_text(v: &sea_query::Value) -> String {
     format!("{c:?}")
 }
 
-/// Orders items so each comes after its parent, keeping the given order
-/// otherwise; on a cycle returns the items in it.
-fn dependency_order(parent: &[Option<usize>]) -> Result<Vec<usize>, Vec<usize>> {
-    let mut done = vec![false; parent.len()];
-    let mut order = Vec::with_capacity(parent.len());
-    while order.len() < parent.len() {
+/// Orders items so each comes after the items it waits for, keeping the
+/// given order otherwise: in passes, each taking (in index order) every
+/// item whose waits are done. Answers the order, and the items left over
+/// because they wait for each other in a cycle (empty if none). The one
+/// ordering of the flush: tables by foreign key, and the rows of a
+/// self-referencing table.
+fn dependency_order(waits_for: &[Vec<usize>]) -> (Vec<usize>, Vec<usize>) {
+    let mut done = vec![false; waits_for.len()];
+    let mut order = Vec::with_capacity(waits_for.len());
+    while order.len() < waits_for.len() {
         let before = order.len();
-        for i in 0..parent.len() {
-            if !done[i] && parent[i].is_none_or(|p| done[p]) {
+        for (i, waits) in waits_for.iter().enumerate() {
+            if !done[i] && waits.iter().all(|w| done[*w]) {
                 done[i] = true;
                 order.push(i);
             }
         }
         if order.len() == before {
-            return Err((0..parent.len()).filter(|i| !done[*i]).collect());
+            let left = (0..waits_for.len()).filter(|i| !done[*i]).collect();
+            return (order, left);
         }
     }
-    Ok(order)
+    (order, Vec::new())
+}
+
+/// `items` rearranged as `order` (a permutation of their indexes) says.
+fn in_order<T>(items: Vec<T>, order: Vec<usize>) -> Vec<T> {
+    let mut slots: Vec<Option<T>> = items.into_iter().map(Some).collect();
+    order.into_iter().filter_map(|i| slots[i].take()).collect()
 }
 
 impl<E: Entity> PlanOps for TablePlan<E> {
@@ -459,7 +461,7 @@ impl<E: Entity> PlanOps for TablePlan<E> {
                         crate::session::uow::Entry {
                             current: value,
                             snapshot: None,
-                            state: State::Clean,
+                            state: EntryState::Clean,
                             expected: None,
                             check_version: true,
                             seq: ins.seq,
@@ -484,7 +486,7 @@ impl<E: Entity> PlanOps for TablePlan<E> {
                 Some(rev) => {
                     if t.entries
                         .get(&d.key)
-                        .is_some_and(|e| e.rev == rev && e.state == State::Deleted)
+                        .is_some_and(|e| e.rev == rev && e.state == EntryState::Deleted)
                     {
                         t.entries.shift_remove(&d.key);
                     }
@@ -500,7 +502,7 @@ impl<E: Entity> PlanOps for TablePlan<E> {
         t.marks = t
             .entries
             .values()
-            .filter(|e| e.state != State::Clean)
+            .filter(|e| e.state != EntryState::Clean)
             .count();
     }
 }
@@ -539,13 +541,13 @@ fn mark_written<E: Entity>(e: &mut crate::session::uow::Entry<E>, rev: u64, writ
     if e.rev == rev {
         e.current = written;
         e.snapshot = None;
-        e.state = State::Clean;
+        e.state = EntryState::Clean;
     } else {
-        if matches!(e.state, State::New | State::Clean) {
+        if matches!(e.state, EntryState::New | EntryState::Clean) {
             // Registered again while the flush ran (an undone update leaves
             // it clean): what the session holds differs from what was
             // written, so it stays to be written.
-            e.state = State::Dirty;
+            e.state = EntryState::Dirty;
         }
         e.snapshot = Some(written);
     }
@@ -574,37 +576,20 @@ pub(crate) fn order_plans(plans: Vec<Box<dyn PlanOps>>) -> Result<Vec<Box<dyn Pl
                 .collect()
         })
         .collect();
-    let mut done = vec![false; plans.len()];
-    let mut order = Vec::with_capacity(plans.len());
-    while order.len() < plans.len() {
-        let before = order.len();
-        for i in 0..plans.len() {
-            if !done[i] && parents[i].iter().all(|p| done[*p]) {
-                done[i] = true;
-                order.push(i);
-            }
-        }
-        if order.len() == before {
-            let stuck: Vec<usize> = (0..plans.len()).filter(|i| !done[*i]).collect();
-            if stuck
-                .iter()
-                .any(|i| plans[*i].has_inserts() || plans[*i].has_deletes())
-            {
-                let names: Vec<&str> = stuck.iter().map(|i| tables[*i]).collect();
-                return Err(Error::Invalid(format!(
-                    "cannot order the flush: foreign keys form a cycle among {}",
-                    names.join(", ")
-                )));
-            }
-            // Only updates: any order is safe.
-            for i in stuck {
-                done[i] = true;
-                order.push(i);
-            }
-        }
+    let (mut order, stuck) = dependency_order(&parents);
+    if stuck
+        .iter()
+        .any(|i| plans[*i].has_inserts() || plans[*i].has_deletes())
+    {
+        let names: Vec<&str> = stuck.iter().map(|i| tables[*i]).collect();
+        return Err(Error::Invalid(format!(
+            "cannot order the flush: foreign keys form a cycle among {}",
+            names.join(", ")
+        )));
     }
-    let mut slots: Vec<Option<Box<dyn PlanOps>>> = plans.into_iter().map(Some).collect();
-    Ok(order.into_iter().filter_map(|i| slots[i].take()).collect())
+    // Only updates in a cycle: any order is safe for them.
+    order.extend(stuck);
+    Ok(in_order(plans, order))
 }
 
 /// Builds the plans of every table with pending work.

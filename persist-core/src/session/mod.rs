@@ -1,6 +1,7 @@
 //! [`Session`]: the unit of work. One connection, its transactions, the
 //! identity map and the registered changes.
 
+mod commit_fence;
 mod exec;
 pub(crate) mod flush;
 mod ops;
@@ -8,6 +9,7 @@ mod options;
 mod savepoint;
 pub(crate) mod scope;
 pub(crate) mod shared;
+mod sqlite_writers;
 pub(crate) mod tx_cache;
 pub(crate) mod uow;
 
@@ -31,6 +33,7 @@ pub(crate) use exec::{bind_key, count_of, fetch_entities, fetch_entities_merged,
 pub use ops::AutoflushGuard;
 pub use options::{Isolation, SessionOptions};
 pub use savepoint::Savepoint;
+pub(crate) use sqlite_writers::Runner;
 
 /// A unit of work: a session on one pooled connection, held for the
 /// session's life, with its transaction, identity map and registered
@@ -80,7 +83,7 @@ impl std::fmt::Debug for Session {
 
 pub(crate) struct Inner {
     pub(crate) db: Arc<Shared>,
-    state: Arc<Mutex<State>>,
+    slot: Arc<Mutex<ConnSlot>>,
     uow: SyncMutex<Uow>,
     /// Open savepoints (index 0 = depth 2): each one's id and the
     /// unit-of-work snapshot and cache mark it took.
@@ -111,38 +114,23 @@ impl Drop for Inner {
     }
 }
 
-impl Inner {
-    /// Forgets this session's claim on SQLite's write lock.
-    fn release_sqlite_write(&self) {
-        if self.db.backend() != Backend::Sqlite {
-            return;
-        }
-        let id = self.id;
-        self.db
-            .sqlite_writers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|(_, holder)| *holder != id);
-    }
-}
-
-/// The session's connection, locked for one operation.
-pub(crate) struct State {
+/// The slot of the session's connection, locked for one operation.
+pub(crate) struct ConnSlot {
     /// The connection of the open transaction; `None` while the session is
     /// idle (between transactions), so an idle session holds no connection.
-    pub(crate) tx: Option<AnyConn>,
+    pub(crate) conn: Option<AnyConn>,
     /// The session's count of operations under way (see `Inner::pending`).
     pending: Arc<AtomicUsize>,
     /// SQLite in memory: a connection is never discarded.
     in_memory: bool,
 }
 
-impl Drop for State {
+impl Drop for ConnSlot {
     /// The last handle of the session is gone: its connection goes to the
     /// connection layer, which rolls back every level of an open
     /// transaction (or closes the connection) before anyone else gets it.
     fn drop(&mut self) {
-        if let Some(conn) = self.tx.take() {
+        if let Some(conn) = self.conn.take() {
             let cut = self.pending.load(Ordering::Acquire) > 0;
             crate::conn::abandon(conn, cut, self.in_memory);
         }
@@ -152,25 +140,8 @@ impl Drop for State {
 /// Ids of sessions, unique in the process.
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
-/// What runs a session's calls: a tokio task, or (outside any, as in
-/// `block_on`) a thread.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Runner {
-    Task(tokio::task::Id),
-    Thread(std::thread::ThreadId),
-}
-
-impl Runner {
-    fn current() -> Runner {
-        match tokio::task::try_id() {
-            Some(id) => Runner::Task(id),
-            None => Runner::Thread(std::thread::current().id()),
-        }
-    }
-}
-
 /// The locked session state, with the connection in a transaction.
-pub(crate) type Guard = OwnedMutexGuard<State>;
+pub(crate) type Guard = OwnedMutexGuard<ConnSlot>;
 
 impl Session {
     pub(crate) async fn open(db: Arc<Shared>, options: SessionOptions) -> Result<Session> {
@@ -181,8 +152,8 @@ impl Session {
         let s = Session {
             inner: Arc::new(Inner {
                 db,
-                state: Arc::new(Mutex::new(State {
-                    tx: None,
+                slot: Arc::new(Mutex::new(ConnSlot {
+                    conn: None,
                     pending: pending.clone(),
                     in_memory,
                 })),
@@ -241,7 +212,7 @@ impl Session {
     /// flushing.
     pub(crate) async fn lock_unflushed(&self) -> Result<Guard> {
         self.check_open()?;
-        let mut guard = self.inner.state.clone().lock_owned().await;
+        let mut guard = self.inner.slot.clone().lock_owned().await;
         self.recover(&mut guard)?;
         // A stream or a failure may have happened while this call waited.
         self.check_open()?;
@@ -280,10 +251,10 @@ impl Session {
     }
 
     async fn ensure_transaction(&self, guard: &mut Guard) -> Result<()> {
-        if guard.tx.is_none() {
-            guard.tx = Some(self.inner.db.acquire().await?);
+        if guard.conn.is_none() {
+            guard.conn = Some(self.inner.db.acquire().await?);
         }
-        let conn = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
+        let conn = guard.conn.as_mut().ok_or(Error::SessionClosed)?;
         if crate::conn::transaction_depth(conn) > 0 {
             return Ok(());
         }
@@ -364,33 +335,6 @@ impl Session {
         Ok(())
     }
 
-    /// SQLite: records that this session, in this task, is about to take
-    /// the database's write lock (`BEGIN IMMEDIATE`). Another session of the
-    /// same task holding it would make this one wait for itself until the
-    /// busy timeout: that is refused at once.
-    fn claim_sqlite_write(&self) -> Result<()> {
-        let task = Runner::current();
-        let mut writers = self
-            .inner
-            .db
-            .sqlite_writers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if writers
-            .iter()
-            .any(|(t, id)| *t == task && *id != self.inner.id)
-        {
-            return Err(Error::WouldWaitOnItself);
-        }
-        writers.push((task, self.inner.id));
-        Ok(())
-    }
-
-    /// Forgets this session's claim on SQLite's write lock.
-    fn release_sqlite_write(&self) {
-        self.inner.release_sqlite_write();
-    }
-
     /// Writes every registered change now.
     pub async fn flush(&self) -> Result<()> {
         self.lock().await.map(drop)
@@ -425,7 +369,7 @@ impl Session {
         // does not know of.
         let outcome = self
             .step(async {
-                let conn = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
+                let conn = guard.conn.as_mut().ok_or(Error::SessionClosed)?;
                 for p in plans.iter_mut() {
                     p.run_inserts(self, conn).await?;
                     p.run_updates(self, conn).await?;
@@ -478,7 +422,7 @@ impl Session {
     /// back. A rollback that fails leaves the connection in a state persist
     /// cannot vouch for: it is discarded.
     async fn rollback_connection(&self, guard: &mut Guard) -> Result<()> {
-        let Some(conn) = guard.tx.as_mut() else {
+        let Some(conn) = guard.conn.as_mut() else {
             return Ok(());
         };
         let outcome: Result<()> = self
@@ -500,7 +444,7 @@ impl Session {
     /// `discard` — in a state nobody knows): the connection goes back to the
     /// connection layer and the session's claims end with it.
     fn end_transaction(&self, guard: &mut Guard, discard: bool) {
-        if let Some(conn) = guard.tx.take() {
+        if let Some(conn) = guard.conn.take() {
             let conns = &self.inner.db.conns;
             if discard {
                 conns.abandon(conn, true);
@@ -529,14 +473,14 @@ impl Session {
     /// [`Error::SessionFailed`] until [`rollback`](Session::rollback).
     pub async fn commit(&self) -> Result<()> {
         self.check_open()?;
-        let mut guard = self.inner.state.clone().lock_owned().await;
+        let mut guard = self.inner.slot.clone().lock_owned().await;
         self.recover(&mut guard)?;
         self.check_open()?;
         // Several rows answered by the cache and nothing else: they are
         // checked in a transaction of their own, so that together they are
         // what one snapshot of the database shows. (One row alone is.)
         let unchecked = self.unchecked().len();
-        if guard.tx.is_none() && !self.uow().has_pending() && unchecked < 2 {
+        if guard.conn.is_none() && !self.uow().has_pending() && unchecked < 2 {
             // Nothing began and nothing is registered: no BEGIN/COMMIT pair.
             self.unchecked().clear();
             self.uow().clear();
@@ -549,7 +493,7 @@ impl Session {
         // From here until the cache has heard of the commit, a cut must not
         // leave the cache serving what the transaction replaced.
         let fence = self.cache_commit_fence();
-        let conn = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
+        let conn = guard.conn.as_mut().ok_or(Error::SessionClosed)?;
         let outcome: Result<()> = self
             .step(async {
                 dispatch!(conn, |c, DB| {
@@ -583,7 +527,7 @@ impl Session {
         if self.inner.streaming.load(Ordering::Acquire) {
             return Err(Error::SessionBusy);
         }
-        let mut guard = self.inner.state.clone().lock_owned().await;
+        let mut guard = self.inner.slot.clone().lock_owned().await;
         // A cut operation's connection is discarded: nothing more to undo.
         let _ = self.recover(&mut guard);
         let outcome = self.rollback_connection(&mut guard).await;
@@ -635,9 +579,9 @@ impl Session {
         self.count_tx_statement();
     }
 
-    /// Ends a write that ran now; a failure marks the session failed and
-    /// rolls back.
-    pub(crate) async fn write<T>(&self, guard: &mut Guard, out: Result<T>) -> Result<T> {
+    /// Passes on the outcome of a write that ran now; a failure marks the
+    /// session failed and rolls back.
+    pub(crate) async fn fail_on_error<T>(&self, guard: &mut Guard, out: Result<T>) -> Result<T> {
         if out.is_err() {
             self.fail(guard).await;
         }

@@ -142,7 +142,7 @@ impl Session {
 
     async fn load_by_key<E: Entity>(&self, key: &E::Key, merge: Merge) -> Result<Option<E>> {
         let mut guard = self.lock_for_read(E::META.table).await?;
-        let tx = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
+        let tx = guard.conn.as_mut().ok_or(Error::SessionClosed)?;
         let row = self.read_by_key::<E>(tx, key).await?;
         Ok(row.and_then(|r| self.merge_row(r, merge)))
     }
@@ -252,7 +252,7 @@ impl Session {
         let mut guard = self.lock_for_read(E::META.table).await?;
         let b = self.backend();
         let sql = E::sql_cache().get(b, Shape::Count, || sql::count(b, E::META));
-        let tx = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
+        let tx = guard.conn.as_mut().ok_or(Error::SessionClosed)?;
         dispatch!(tx, |c, DB| {
             let n = self
                 .run(
@@ -275,7 +275,7 @@ impl Session {
         let mut guard = self.lock_for_read(E::META.table).await?;
         let b = self.backend();
         let sql = E::sql_cache().get(b, Shape::ExistsByKey, || sql::exists_by_key(b, E::META));
-        let tx = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
+        let tx = guard.conn.as_mut().ok_or(Error::SessionClosed)?;
         dispatch!(tx, |c, DB| {
             let mut args = <DB as crate::backend::Driver>::Args::default();
             bind_key::<E, _>(key, &mut args)?;
@@ -308,12 +308,12 @@ impl Session {
         let mut values = values;
         prepare_insert(&mut values);
         let mut guard = self.lock().await?;
-        let tx = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
+        let tx = guard.conn.as_mut().ok_or(Error::SessionClosed)?;
         self.will_write();
         // One step for all chunks: a cut between two leaves rows the
         // session does not know of.
         let out = self.step(insert_rows(self, tx, &mut values)).await;
-        self.write(&mut guard, out).await?;
+        self.fail_on_error(&mut guard, out).await?;
         self.cache_wrote(E::META, Vec::new(), false);
         if self.caches(E::META) {
             let rows = values
@@ -354,7 +354,7 @@ impl Session {
         let mut guard = self.lock().await?;
         let b = self.backend();
         let sql: Arc<str> = Arc::from(sql::upsert(b, meta, &target));
-        let tx = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
+        let tx = guard.conn.as_mut().ok_or(Error::SessionClosed)?;
         self.will_write();
         let out: Result<()> = async {
             dispatch!(tx, |c, DB| {
@@ -385,7 +385,7 @@ impl Session {
             })
         }
         .await;
-        self.write(&mut guard, out).await?;
+        self.fail_on_error(&mut guard, out).await?;
         self.cache_wrote(E::META, vec![format!("{:?}", value.key())], false);
         let mut uow = self.uow();
         uow.detach::<E>(&value.key());

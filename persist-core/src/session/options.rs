@@ -6,6 +6,7 @@ use crate::sql::Backend;
 ///
 /// SQLite is always serializable and ignores it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Isolation {
     /// `READ UNCOMMITTED`.
     ReadUncommitted,

@@ -35,7 +35,7 @@ impl Session {
     pub async fn savepoint(&self) -> Result<Savepoint> {
         let mut guard = self.lock_unflushed().await?;
         let snapshot = self.uow().clone();
-        let conn = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
+        let conn = guard.conn.as_mut().ok_or(Error::SessionClosed)?;
         let depth: Result<usize> = self
             .step(async {
                 Ok(dispatch!(conn, |c, DB| {
@@ -84,7 +84,7 @@ impl Savepoint {
         self.check_open()?;
         let mut guard = s.lock_unflushed().await?;
         self.check_open()?;
-        let conn = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
+        let conn = guard.conn.as_mut().ok_or(Error::SessionClosed)?;
         let target = self.depth;
         let rolled: Result<()> = s
             .step(async {
@@ -123,7 +123,7 @@ impl Savepoint {
         self.check_open()?;
         let mut guard = s.lock_unflushed().await?;
         self.check_open()?;
-        let conn = guard.tx.as_mut().ok_or(Error::SessionClosed)?;
+        let conn = guard.conn.as_mut().ok_or(Error::SessionClosed)?;
         let target = self.depth;
         let released: Result<()> = s
             .step(async {

@@ -3,7 +3,6 @@
 //! cached read paths.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::Session;
@@ -16,9 +15,10 @@ use crate::error::Error;
 use crate::error::Result;
 use crate::model::entity::{Entity, EntityMeta, OnDelete};
 use crate::session::Isolation;
-use crate::session::shared::Shared;
+pub(crate) use crate::session::commit_fence::CommitFence;
 use crate::session::uow::Merge;
 use crate::sql::Backend;
+use crate::sql::inspect::{might_write, named_tables};
 use futures_core::future::BoxFuture;
 
 /// How the cache may answer a read (see [`Session::cache_read`]).
@@ -70,63 +70,6 @@ impl Unchecked {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct CacheMark {
     inserted: usize,
-}
-
-/// Held from just before `COMMIT` until the cache has heard of the commit.
-/// While it is held, this process's sessions do not answer reads of the
-/// regions it names from the cache (the database may already hold what the
-/// cache does not). Dropped without [`CommitFence::disarm`] — the commit's
-/// future was cut, and the `COMMIT` may have landed — it invalidates them in
-/// a task of its own, so the cache never keeps serving what the transaction
-/// replaced.
-pub(crate) struct CommitFence {
-    db: Option<Arc<Shared>>,
-    changes: ChangeSet,
-}
-
-impl CommitFence {
-    /// What the transaction changed, for the cache to hear after `COMMIT`
-    /// (empty without a cache).
-    pub(crate) fn changes(&self) -> &ChangeSet {
-        &self.changes
-    }
-
-    /// The commit was answered and the cache told: lifts the fence.
-    pub(crate) fn disarm(mut self) {
-        if let Some(layer) = self.db.take().as_ref().and_then(|db| db.cache.as_ref()) {
-            layer.end_commit(&self.changes);
-        }
-    }
-}
-
-impl Drop for CommitFence {
-    fn drop(&mut self) {
-        let Some(db) = self.db.take() else {
-            return;
-        };
-        let changes = std::mem::take(&mut self.changes);
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => {
-                rt.spawn(async move {
-                    if let Some(layer) = db.cache.as_ref() {
-                        if let Err(e) = layer.provider.after_commit(&changes).await {
-                            layer.failed("after_commit", &e);
-                        }
-                        layer.end_commit(&changes);
-                    }
-                });
-            }
-            Err(_) => {
-                if let Some(layer) = db.cache.as_ref() {
-                    tracing::warn!(
-                        "a cut commit's cache invalidation has no runtime to run on; cached rows of {:?} may be stale until their TTL",
-                        changes.regions
-                    );
-                    layer.end_commit(&changes);
-                }
-            }
-        }
-    }
 }
 
 /// What the session's current transaction means to the cache.
@@ -621,125 +564,5 @@ fn cascade_regions(meta: &'static EntityMeta, tx: &mut TxCache) {
                 OnDelete::NoAction => {}
             }
         }
-    }
-}
-
-/// Whether a raw statement may write: anything but a plain `SELECT` (a
-/// `WITH` may wrap a data-modifying statement, so it counts as a write when
-/// it names one).
-fn might_write(sql: &str) -> bool {
-    let mut words = sql_words(sql);
-    match words.next().map(|w| w.to_ascii_uppercase()) {
-        Some(w) if w == "SELECT" || w == "VALUES" => false,
-        Some(w) if w == "WITH" => words.any(|w| {
-            ["INSERT", "UPDATE", "DELETE", "MERGE"]
-                .iter()
-                .any(|k| w.eq_ignore_ascii_case(k))
-        }),
-        _ => true,
-    }
-}
-
-/// The tables a statement names after `UPDATE`, `INTO`, `FROM`, `JOIN` or
-/// `TABLE` (unquoted, without a schema).
-fn named_tables(sql: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut words = sql_words(sql).peekable();
-    while let Some(w) = words.next() {
-        let names_table = ["UPDATE", "INTO", "FROM", "JOIN", "TABLE"]
-            .iter()
-            .any(|k| w.eq_ignore_ascii_case(k));
-        if names_table && let Some(next) = words.peek() {
-            let name = next.rsplit('.').next().unwrap_or(next);
-            let name = name.trim_matches(|c| c == '"' || c == '`' || c == '[' || c == ']');
-            if !name.is_empty() {
-                out.push(name.to_owned());
-            }
-        }
-    }
-    out
-}
-
-/// The words of a statement (identifiers, keywords and quoted names), with
-/// string literals and comments left out.
-fn sql_words(sql: &str) -> impl Iterator<Item = String> + '_ {
-    let mut words = Vec::new();
-    let mut chars = sql.chars().peekable();
-    let mut word = String::new();
-    while let Some(c) = chars.next() {
-        match c {
-            '\'' => {
-                // A string literal ('' escapes a quote).
-                while let Some(c) = chars.next() {
-                    if c == '\'' && chars.peek() != Some(&'\'') {
-                        break;
-                    }
-                    if c == '\'' {
-                        chars.next();
-                    }
-                }
-            }
-            '-' if chars.peek() == Some(&'-') => {
-                for c in chars.by_ref() {
-                    if c == '\n' {
-                        break;
-                    }
-                }
-            }
-            '/' if chars.peek() == Some(&'*') => {
-                chars.next();
-                let mut star = false;
-                for c in chars.by_ref() {
-                    if star && c == '/' {
-                        break;
-                    }
-                    star = c == '*';
-                }
-            }
-            c if c.is_alphanumeric() || matches!(c, '_' | '.' | '"' | '`' | '$') => word.push(c),
-            _ => {
-                if !word.is_empty() {
-                    words.push(std::mem::take(&mut word));
-                }
-            }
-        }
-        if matches!(c, '\'' | '-' | '/') && !word.is_empty() {
-            words.push(std::mem::take(&mut word));
-        }
-    }
-    if !word.is_empty() {
-        words.push(word);
-    }
-    words.into_iter()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{might_write, named_tables};
-
-    #[test]
-    fn raw_statements_that_write() {
-        assert!(!might_write("SELECT * FROM products WHERE id = ?"));
-        assert!(!might_write("  select 1"));
-        assert!(might_write("UPDATE products SET stock = 0 RETURNING *"));
-        assert!(might_write("-- note\nDELETE FROM products"));
-        assert!(might_write(
-            "WITH x AS (UPDATE products SET stock = 1 RETURNING *) SELECT * FROM x"
-        ));
-        assert!(!might_write(
-            "WITH x AS (SELECT 'update' AS u) SELECT * FROM x"
-        ));
-    }
-
-    #[test]
-    fn tables_a_statement_names() {
-        assert_eq!(
-            named_tables("UPDATE \"shop\".\"products\" SET a = 'from x' RETURNING *"),
-            ["products"]
-        );
-        assert_eq!(
-            named_tables("INSERT INTO `orders` SELECT * FROM carts JOIN lines ON 1=1"),
-            ["orders", "carts", "lines"]
-        );
     }
 }

@@ -2,6 +2,7 @@
 
 /// The kind of database a [`Db`](crate::db::Db) talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Backend {
     /// SQLite (feature `sqlite`, the default).
     Sqlite = 0,

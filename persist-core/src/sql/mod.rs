@@ -5,6 +5,7 @@
 //! into SQL text, and the drivers above it run that text.
 
 mod dialect;
+pub(crate) mod inspect;
 pub(crate) mod schema;
 pub(crate) mod statements;
 

@@ -153,6 +153,7 @@ async fn isolate(backend: Backend, test: &str) -> Option<Isolated> {
                 cleanup: Cleanup::MySqlDatabase(name),
             })
         }
+        other => panic!("the test suite has no case for {other:?}"),
     }
 }
 

@@ -398,6 +398,7 @@ pub async fn isolation_is_read_from_the_server(db: Db) -> TestResult {
         Backend::Sqlite => None,
         Backend::Postgres => Some(Isolation::ReadCommitted),
         Backend::MySql => Some(Isolation::RepeatableRead),
+        other => panic!("the test suite has no case for {other:?}"),
     };
     assert_eq!(db.isolation(), expected);
     if db.backend() == Backend::Postgres {

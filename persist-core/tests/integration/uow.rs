@@ -1271,6 +1271,7 @@ pub async fn isolation_option_accepted(db: Db) -> TestResult {
             .value,
         ),
         Backend::Sqlite => None,
+        other => panic!("the test suite has no case for {other:?}"),
     };
     if let Some(level) = level {
         assert_eq!(level.to_lowercase().replace('-', " "), "serializable");

@@ -70,6 +70,7 @@ pub fn path_name(db: &Db) -> &'static str {
         persist_core::sql::Backend::Sqlite => "sqlite_sqlx",
         persist_core::sql::Backend::Postgres => "postgres",
         persist_core::sql::Backend::MySql => "mysql",
+        other => panic!("the test suite has no case for {other:?}"),
     }
 }
 

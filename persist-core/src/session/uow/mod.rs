@@ -6,185 +6,19 @@
 //! (`add`, `update`, `delete`) only change entries; `flush` takes a plan out
 //! of them, runs it, and applies the outcome back.
 
-use std::any::{Any, TypeId};
+use std::any::TypeId;
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use indexmap::IndexMap;
 
 use crate::error::{Error, Result};
 use crate::model::entity::{Entity, EntityMeta};
 pub(crate) use crate::model::row::Captured;
 pub(crate) use crate::model::row::capture_column;
 
-/// The state of an identity-map entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum State {
-    /// As in the database.
-    Clean,
-    /// Registered for insert (key known).
-    New,
-    /// Registered for update.
-    Dirty,
-    /// Registered for delete.
-    Deleted,
-}
+mod table;
 
-#[derive(Clone)]
-pub(crate) struct Entry<E> {
-    pub current: E,
-    /// The row as last read from or written to the database, for an entry
-    /// that is not clean; `None` when the session never loaded it (an update
-    /// then writes every column). A clean entry's snapshot is `current`
-    /// (not stored twice: loading 10,000 rows clones each once, not twice);
-    /// read it through [`Entry::snapshot`].
-    pub snapshot: Option<E>,
-    pub state: State,
-    /// The version an update or delete checks when there is no snapshot.
-    pub expected: Option<i64>,
-    /// Whether a delete checks the version (`delete_by_key` does not).
-    pub check_version: bool,
-    /// Registration order (inserts keep it).
-    pub seq: u64,
-    /// Bumped on every registration, so a flush can tell whether the entry
-    /// changed again while it ran.
-    pub rev: u64,
-}
-
-impl<E> Entry<E> {
-    /// The row as last read from or written to the database.
-    pub fn snapshot(&self) -> Option<&E> {
-        if self.state == State::Clean {
-            Some(&self.current)
-        } else {
-            self.snapshot.as_ref()
-        }
-    }
-
-    /// Leaves the clean state: the snapshot is kept apart from `current`
-    /// from now on, and `current` becomes `value`.
-    fn leave_clean(&mut self, value: E) {
-        if self.state == State::Clean {
-            self.snapshot = Some(std::mem::replace(&mut self.current, value));
-        } else {
-            self.current = value;
-        }
-    }
-}
-
-/// A map keyed by primary keys. Hashing the key is most of the
-/// cost of an identity-map hit: foldhash, seeded per map, instead of SipHash.
-pub(crate) type KeyMap<K, V> = IndexMap<K, V, foldhash::fast::RandomState>;
-
-/// A pending insert of a row whose key the database generates.
-#[derive(Clone)]
-pub(crate) struct NewRow<E> {
-    pub value: E,
-    pub seq: u64,
-}
-
-/// What the session holds of one entity type.
-pub(crate) struct Table<E: Entity> {
-    pub entries: KeyMap<E::Key, Entry<E>>,
-    pub new_rows: Vec<NewRow<E>>,
-    /// Deletes by key of rows the session holds no value of (with their seq).
-    pub key_deletes: KeyMap<E::Key, u64>,
-    /// Registrations since the entries were last counted: zero means no
-    /// entry is pending, so a read's autoflush check need not scan a large
-    /// identity map. Registering bumps it; a flush recounts it.
-    pub marks: usize,
-}
-
-impl<E: Entity> Clone for Table<E> {
-    fn clone(&self) -> Self {
-        Table {
-            entries: self.entries.clone(),
-            new_rows: self.new_rows.clone(),
-            key_deletes: self.key_deletes.clone(),
-            marks: self.marks,
-        }
-    }
-}
-
-/// Type-erased access to a [`Table`].
-pub(crate) trait AnyTable: Send + Sync {
-    fn meta(&self) -> &'static EntityMeta;
-    fn as_any(&self) -> &dyn Any;
-    fn as_any_mut(&mut self) -> &mut dyn Any;
-    fn clone_box(&self) -> Box<dyn AnyTable>;
-    fn has_pending(&self) -> bool;
-    fn len(&self) -> usize;
-    /// Evicts up to `n` clean entries, oldest first; returns how many went.
-    fn evict_clean(&mut self, n: usize) -> usize;
-    /// Takes the pending work out as a plan (entries stay, marked by `rev`).
-    fn plan(&self) -> Result<Option<Box<dyn crate::session::flush::PlanOps>>>;
-    /// Forgets the entries whose column `col` holds one of `keys` (captured
-    /// text) and returns their own keys: the rows a database cascade deleted.
-    fn forget_referencing(&mut self, col: usize, keys: &HashSet<String>) -> Vec<String>;
-    /// Forgets every clean entry.
-    fn forget_clean(&mut self);
-}
-
-impl<E: Entity> AnyTable for Table<E> {
-    fn meta(&self) -> &'static EntityMeta {
-        E::META
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-    fn as_any_mut(&mut self) -> &mut dyn Any {
-        self
-    }
-    fn clone_box(&self) -> Box<dyn AnyTable> {
-        Box::new(self.clone())
-    }
-    fn has_pending(&self) -> bool {
-        !self.new_rows.is_empty()
-            || !self.key_deletes.is_empty()
-            || (self.marks > 0 && self.entries.values().any(|e| e.state != State::Clean))
-    }
-    fn len(&self) -> usize {
-        self.entries.len()
-    }
-    fn evict_clean(&mut self, n: usize) -> usize {
-        let before = self.entries.len();
-        let mut left = n;
-        self.entries.retain(|_, e| {
-            if left > 0 && e.state == State::Clean {
-                left -= 1;
-                false
-            } else {
-                true
-            }
-        });
-        before - self.entries.len()
-    }
-    fn plan(&self) -> Result<Option<Box<dyn crate::session::flush::PlanOps>>> {
-        crate::session::flush::plan_table(self)
-    }
-    fn forget_referencing(&mut self, col: usize, keys: &HashSet<String>) -> Vec<String> {
-        let mut gone = Vec::new();
-        self.entries.retain(|_, e| {
-            let row = e.snapshot().unwrap_or(&e.current);
-            let hit = capture_column(row, col)
-                .ok()
-                .and_then(|c| crate::session::flush::captured_text(&c))
-                .is_some_and(|v| keys.contains(&v));
-            if hit
-                && E::META.primary_key.len() == 1
-                && let Ok(Some(k)) = capture_column(row, E::META.primary_key[0])
-                    .map(|c| crate::session::flush::captured_text(&c))
-            {
-                gone.push(k);
-            }
-            !hit
-        });
-        gone
-    }
-    fn forget_clean(&mut self) {
-        self.entries.retain(|_, e| e.state != State::Clean);
-    }
-}
+pub(crate) use table::{AnyTable, Entry, EntryState, KeyMap, NewRow, Table};
 
 /// How rows read from the database meet what the session holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -364,7 +198,7 @@ impl Uow {
             return Lookup::Deleted;
         }
         match t.entries.get(key) {
-            Some(e) if e.state == State::Deleted => Lookup::Deleted,
+            Some(e) if e.state == EntryState::Deleted => Lookup::Deleted,
             Some(e) => Lookup::Found(e.current.clone()),
             None => Lookup::Missing,
         }
@@ -383,14 +217,14 @@ impl Uow {
             t.key_deletes.shift_remove(&key);
         }
         match t.entries.get_mut(&key) {
-            Some(e) if merge == Merge::Overwrite || e.state == State::Clean => {
+            Some(e) if merge == Merge::Overwrite || e.state == EntryState::Clean => {
                 e.current = row.clone();
                 e.snapshot = None;
-                e.state = State::Clean;
+                e.state = EntryState::Clean;
                 e.rev += 1;
                 Some(row)
             }
-            Some(e) if e.state == State::Deleted => None,
+            Some(e) if e.state == EntryState::Deleted => None,
             // Pending edits win over what the database says.
             Some(e) if merge == Merge::Track => Some(e.current.clone()),
             Some(_) => Some(row),
@@ -400,7 +234,7 @@ impl Uow {
                     Entry {
                         current: row.clone(),
                         snapshot: None,
-                        state: State::Clean,
+                        state: EntryState::Clean,
                         expected: None,
                         check_version: true,
                         seq,
@@ -421,7 +255,7 @@ impl Uow {
                 Entry {
                     current: row.clone(),
                     snapshot: None,
-                    state: State::Clean,
+                    state: EntryState::Clean,
                     expected: None,
                     check_version: true,
                     seq,
@@ -449,7 +283,7 @@ impl Uow {
                 Entry {
                     current: value,
                     snapshot: None,
-                    state: State::Dirty,
+                    state: EntryState::Dirty,
                     expected: None,
                     check_version: false,
                     seq,
@@ -459,7 +293,7 @@ impl Uow {
             return Ok(());
         }
         match t.entries.get_mut(&key) {
-            Some(e) if e.state == State::Deleted => {
+            Some(e) if e.state == EntryState::Deleted => {
                 // A delete and an insert of one key become one update (of
                 // the version the deleted row had).
                 let mut value = value;
@@ -467,7 +301,7 @@ impl Uow {
                     value.set_version(v.wrapping_add(1));
                 }
                 e.current = value;
-                e.state = State::Dirty;
+                e.state = EntryState::Dirty;
                 e.rev += 1;
                 Ok(())
             }
@@ -486,7 +320,7 @@ impl Uow {
                     Entry {
                         current: value,
                         snapshot: None,
-                        state: State::New,
+                        state: EntryState::New,
                         expected: None,
                         check_version: true,
                         seq,
@@ -507,11 +341,11 @@ impl Uow {
         t.marks += 1;
         let key = value.key();
         match t.entries.get_mut(&key) {
-            Some(e) if e.state == State::Deleted => Err(Error::Invalid(format!(
+            Some(e) if e.state == EntryState::Deleted => Err(Error::Invalid(format!(
                 "{} with key {key:?} was deleted in this session and cannot be updated",
                 E::META.name
             ))),
-            Some(e) if e.state == State::New => {
+            Some(e) if e.state == EntryState::New => {
                 // Still an insert: the new values are what will be inserted.
                 e.current = value.clone();
                 e.rev += 1;
@@ -521,7 +355,8 @@ impl Uow {
                 // The version to check is the one `value` carries, so a
                 // value edited from a client's copy is checked against it;
                 // a version this session bumped itself keeps the original.
-                let own_bump = e.state == State::Dirty && e.current.version() == value.version();
+                let own_bump =
+                    e.state == EntryState::Dirty && e.current.version() == value.version();
                 let expected = if own_bump {
                     e.expected
                 } else {
@@ -539,7 +374,7 @@ impl Uow {
                         // A pending change undone: back to the snapshot.
                         e.current = snap;
                     }
-                    e.state = State::Clean;
+                    e.state = EntryState::Clean;
                     e.rev += 1;
                     return Ok(());
                 }
@@ -550,7 +385,7 @@ impl Uow {
                 e.leave_clean(value.clone());
                 e.expected = expected;
                 e.check_version = true;
-                e.state = State::Dirty;
+                e.state = EntryState::Dirty;
                 e.rev += 1;
                 Ok(())
             }
@@ -565,7 +400,7 @@ impl Uow {
                     Entry {
                         current: value.clone(),
                         snapshot: None,
-                        state: State::Dirty,
+                        state: EntryState::Dirty,
                         expected,
                         check_version: true,
                         seq,
@@ -584,7 +419,7 @@ impl Uow {
         let t = self.table::<E>();
         t.marks += 1;
         match t.entries.get_mut(&key) {
-            Some(e) if e.state == State::New => {
+            Some(e) if e.state == EntryState::New => {
                 // Never written: forgetting it is the whole delete.
                 t.entries.shift_remove(&key);
             }
@@ -592,7 +427,8 @@ impl Uow {
                 if let Some(v) = value {
                     // As for updates: the version the value carries, unless
                     // it is this session's own pending bump.
-                    let own_bump = e.state == State::Dirty && e.current.version() == v.version();
+                    let own_bump =
+                        e.state == EntryState::Dirty && e.current.version() == v.version();
                     if !own_bump {
                         e.expected = v.version();
                     } else if e.snapshot().is_some() && e.expected.is_none() {
@@ -602,12 +438,12 @@ impl Uow {
                     e.expected = e.snapshot().and_then(|s| s.version());
                 }
                 e.check_version = value.is_some();
-                if e.state == State::Clean {
+                if e.state == EntryState::Clean {
                     // Kept for a later `add` of the key, which becomes an
                     // update of the changed columns.
                     e.snapshot = Some(e.current.clone());
                 }
-                e.state = State::Deleted;
+                e.state = EntryState::Deleted;
                 e.rev += 1;
             }
             None => match value {
@@ -617,7 +453,7 @@ impl Uow {
                         Entry {
                             current: v.clone(),
                             snapshot: None,
-                            state: State::Deleted,
+                            state: EntryState::Deleted,
                             expected: v.version(),
                             check_version: true,
                             seq,
