@@ -1,40 +1,4 @@
-//! # persist
-//!
-//! An ORM-style persistence framework: plain structs with
-//! `#[derive(Entity)]`, read and written through sessions (one database
-//! transaction each) on SQLite, PostgreSQL and MySQL/MariaDB.
-//!
-//! ```
-//! use persist_core::{Db, Entity, Error};
-//!
-//! #[derive(Entity, Clone, Debug, PartialEq)]
-//! #[persist(table = "customers")]
-//! pub struct Customer {
-//!     #[persist(primary_key, auto_increment)]
-//!     pub id: i64,
-//!     #[persist(unique)]
-//!     pub email: String,
-//!     pub name: String,
-//! }
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Error> {
-//! let db = Db::connect("sqlite::memory:").await?;
-//! db.create_tables::<Customer>().await?;
-//!
-//! let s = db.session().await?;
-//! let alice = s
-//!     .insert(Customer { id: 0, email: "alice@example.com".into(), name: "Alice".into() })
-//!     .await?;
-//! assert!(alice.id > 0);
-//! let found = Customer::repo(&s).find_by_email("alice@example.com").await?;
-//! assert_eq!(found, Some(alice));
-//! s.commit().await?;
-//! # Ok(()) }
-//! ```
-//!
-//! The tour continues in the README: the attribute reference, supported
-//! types per backend, typed queries, optimistic locking and errors.
+#![doc = include_str!("tour.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backend;
@@ -67,6 +31,38 @@ pub mod prelude {
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/reference/attributes.md")]
+pub struct AttributesDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/reference/types.md")]
+pub struct TypesDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/reference/sessions.md")]
+pub struct SessionsDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/reference/operations.md")]
+pub struct OperationsDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/reference/relations.md")]
+pub struct RelationsDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/reference/cache.md")]
+pub struct CacheDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/reference/faults.md")]
+pub struct FaultsDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/reference/errors.md")]
+pub struct ErrorsDoctests;
 
 /// Re-export of sqlx, for migrations (`persist_core::sqlx::migrate!`) and
 /// raw SQL.
