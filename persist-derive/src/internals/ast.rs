@@ -27,7 +27,9 @@ pub struct Entity<'a> {
     pub relations: Vec<attr::Relation>,
     /// `cache(ttl = "…")` in milliseconds.
     pub cache_ttl_ms: Option<u64>,
-    /// The path of persist-core that generated code names: `::persist_core`.
+    /// The path generated code names persist-core by: `crate = "…"`, else
+    /// `::persist_core`. After a bad `crate` value, the stubs name the
+    /// default.
     pub root: syn::Path,
 }
 
@@ -53,7 +55,9 @@ pub struct Enum<'a> {
     pub ident: &'a Ident,
     /// Its variants, in declaration order.
     pub variants: Vec<Variant<'a>>,
-    /// The path of persist-core that generated code names: `::persist_core`.
+    /// The path generated code names persist-core by: `crate = "…"`, else
+    /// `::persist_core`. After a bad `crate` value, the stubs name the
+    /// default.
     pub root: syn::Path,
 }
 
@@ -143,7 +147,7 @@ impl<'a> Entity<'a> {
             fields,
             relations,
             cache_ttl_ms: attrs.cache_ttl_ms,
-            root: default_root(),
+            root: attrs.crate_path.unwrap_or_else(default_root),
         })
     }
 
@@ -265,7 +269,7 @@ impl<'a> Enum<'a> {
         Some(Enum {
             ident: &input.ident,
             variants,
-            root: default_root(),
+            root: attrs.crate_path.unwrap_or_else(default_root),
         })
     }
 }
