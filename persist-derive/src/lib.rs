@@ -10,6 +10,36 @@
 //! resolved names, `internals::check` validates it, and `expand` generates
 //! code from the representation only. Every error is collected in an
 //! `internals::Ctxt` and reported at once.
+//!
+//! # `crate = "…"`
+//!
+//! Generated code names persist-core as `::persist_core`. An application
+//! that reaches it under another path (a re-export, a facade crate, a
+//! renamed dependency) gives that path as a container key, on an entity
+//! struct or a `DbEnum` enum alike, as with serde's `#[serde(crate = "…")]`:
+//!
+//! ```text
+//! mod storage {
+//!     pub use persist_core as engine;
+//! }
+//!
+//! #[derive(storage::engine::Entity, Clone, Debug)]
+//! #[persist(crate = "crate::storage::engine", table = "notes")]
+//! pub struct Note {
+//!     #[persist(primary_key, auto_increment)]
+//!     pub id: i64,
+//!     pub mood: Mood,
+//! }
+//!
+//! #[derive(storage::engine::DbEnum, Clone, Copy, Debug)]
+//! #[persist(crate = "crate::storage::engine")]
+//! pub enum Mood { Calm, NotCalm }
+//! ```
+//!
+//! The value is a module path as written in code at the derive
+//! (`"::facade::persist"`, `"crate::storage::engine"`, `"engine"`), resolved
+//! there; a string that is not such a path, and a second `crate` key, are
+//! compile errors.
 
 mod expand;
 mod internals;

@@ -10,9 +10,9 @@ use crate::internals::attr::{OnDelete, Relation, RelationKind};
 
 /// The `EntityMeta` value of an entity.
 pub fn meta(entity: &Entity<'_>) -> TokenStream {
-    let p = private();
+    let p = private(&entity.root);
     let (name, table) = (&entity.name, &entity.table);
-    let columns = entity.columns().map(|(_, f)| column_meta(f));
+    let columns = entity.columns().map(|(_, f)| column_meta(&p, f));
     let primary_key = entity
         .columns()
         .filter(|(_, f)| f.is_primary_key())
@@ -21,7 +21,10 @@ pub fn meta(entity: &Entity<'_>) -> TokenStream {
     let version = option_usize(entity.column_where(|f| f.attrs.version.is_some()));
     let created_at = option_usize(entity.column_where(|f| f.attrs.created_at.is_some()));
     let updated_at = option_usize(entity.column_where(|f| f.attrs.updated_at.is_some()));
-    let relations = entity.relations.iter().filter_map(relation_meta);
+    let relations = entity
+        .relations
+        .iter()
+        .filter_map(|rel| relation_meta(&p, rel));
     let cache_ttl = match entity.cache_ttl_ms {
         Some(ms) => quote!(::core::option::Option::Some(::core::time::Duration::from_millis(#ms))),
         None => quote!(::core::option::Option::None),
@@ -44,8 +47,7 @@ pub fn meta(entity: &Entity<'_>) -> TokenStream {
 
 /// The `RelationMeta` of a declared relation; `None` when it misses a key
 /// (already reported by `check`).
-fn relation_meta(rel: &Relation) -> Option<TokenStream> {
-    let p = private();
+fn relation_meta(p: &TokenStream, rel: &Relation) -> Option<TokenStream> {
     let target = &rel.target;
     let by = field_const(rel.by.as_ref()?);
     let kind = match rel.kind {
@@ -88,12 +90,12 @@ fn relation_meta(rel: &Relation) -> Option<TokenStream> {
 /// `Related<Target>` for each declared relation, and `BelongsTo<Parent>` for
 /// each entity exactly one field references.
 pub fn relation_impls(entity: &Entity<'_>) -> TokenStream {
-    let p = private();
+    let p = private(&entity.root);
     let ident = entity.ident;
     let related = entity
         .relations
         .iter()
-        .filter(|r| relation_meta(r).is_some())
+        .filter(|r| relation_meta(&p, r).is_some())
         .enumerate()
         .map(|(i, rel)| {
             let target = &rel.target;
@@ -126,8 +128,7 @@ pub fn relation_impls(entity: &Entity<'_>) -> TokenStream {
     quote!(#(#related)* #(#belongs)*)
 }
 
-fn column_meta(f: &Field<'_>) -> TokenStream {
-    let p = private();
+fn column_meta(p: &TokenStream, f: &Field<'_>) -> TokenStream {
     let ty = f.ty;
     let (name, field) = (&f.column, &f.name);
     let (sql_type, nullable) = if f.is_json() {
@@ -170,7 +171,7 @@ fn column_meta(f: &Field<'_>) -> TokenStream {
 
 /// One typed constant per stored non-JSON field: `Account::IBAN`.
 pub fn constants(entity: &Entity<'_>) -> TokenStream {
-    let p = private();
+    let p = private(&entity.root);
     let ident = entity.ident;
     let constants = entity
         .columns()

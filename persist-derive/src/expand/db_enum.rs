@@ -32,7 +32,7 @@ pub fn derive(input: TokenStream) -> TokenStream {
 }
 
 fn expand(input: &Enum<'_>, mode: Mode) -> TokenStream {
-    let p = private();
+    let p = private(&input.root);
     let ident = input.ident;
     let (as_str, from_str) = match mode {
         Mode::Full => {

@@ -61,7 +61,7 @@ fn expand(entity: &Entity<'_>, mode: Mode) -> TokenStream {
 }
 
 fn entity_impl(entity: &Entity<'_>) -> TokenStream {
-    let p = private();
+    let p = private(&entity.root);
     let ident = entity.ident;
     let meta = columns::meta(entity);
 
@@ -238,7 +238,7 @@ fn clone_field(f: &Field<'_>) -> TokenStream {
 /// An `Entity` impl that only type-checks: emitted beside the errors so that
 /// code using the entity does not add "`Entity` is not implemented" errors.
 fn stub_entity_impl(entity: &Entity<'_>) -> TokenStream {
-    let p = private();
+    let p = private(&entity.root);
     let ident = entity.ident;
     let (name, table) = (&entity.name, &entity.table);
     // The real key type where it is well formed, so that calls with keys

@@ -24,9 +24,10 @@ enum Mode {
     Stub,
 }
 
-/// The only runtime path generated code names besides `::core` and `::std`.
-fn private() -> TokenStream {
-    quote!(::persist_core::__private)
+/// The only runtime path generated code names besides `::core` and `::std`:
+/// `__private` under the root the derive was given (see `ast::Entity::root`).
+fn private(root: &syn::Path) -> TokenStream {
+    quote!(#root::__private)
 }
 
 /// `::core::option::Option<usize>` as a constant expression.

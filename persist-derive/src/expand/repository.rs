@@ -19,7 +19,7 @@ pub struct Repository {
 
 /// Expands the repository of an entity.
 pub fn expand(entity: &Entity<'_>, mode: Mode) -> Repository {
-    let p = private();
+    let p = private(&entity.root);
     let (ident, vis) = (entity.ident, entity.vis);
     let repo = format_ident!("{}Repo", entity.name, span = ident.span());
 
@@ -69,7 +69,7 @@ pub fn expand(entity: &Entity<'_>, mode: Mode) -> Repository {
 /// `find_by_x` / `exists_by_x` for a unique non-key field, `find_all_by_x`
 /// for an indexed or referencing one.
 fn finders(entity: &Entity<'_>, f: &Field<'_>, mode: Mode) -> TokenStream {
-    let p = private();
+    let p = private(&entity.root);
     let (ident, member, ty, column) = (entity.ident, f.ident, f.ty, &f.column);
     let constant = f.const_name();
     let (name, table) = (&f.name, &entity.table);

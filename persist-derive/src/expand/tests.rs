@@ -143,6 +143,92 @@ fn db_enum() {
 }
 
 #[test]
+fn renamed_crate() {
+    let entity = entity::derive(quote! {
+        #[derive(Entity, Clone)]
+        #[persist(crate = "crate::storage::engine", table = "notes")]
+        #[persist(has_many(Comment, by = "note_id"))]
+        pub struct Note {
+            #[persist(primary_key, auto_increment)]
+            pub id: i64,
+            #[persist(unique)]
+            pub slug: String,
+            #[persist(references = "Author")]
+            pub author_id: i64,
+            #[persist(version)]
+            pub version: i32,
+            #[persist(json)]
+            pub tags: Vec<String>,
+            #[persist(updated_at)]
+            pub updated_at: DateTime<Utc>,
+        }
+    });
+    let db_enum = db_enum::derive(quote! {
+        #[derive(DbEnum, Clone, Copy)]
+        #[persist(rename_all = "snake_case", crate = "::facade::persist")]
+        pub enum Mood {
+            Calm,
+            NotCalm,
+        }
+    });
+    let out = format!("{}\n{}", pretty(entity), pretty(db_enum));
+    // Every path into persist-core goes through the chosen root.
+    assert!(!out.contains("persist_core"), "{out}");
+    insta::assert_snapshot!(out);
+
+    // So do the stubs emitted beside errors.
+    let stub = pretty(entity::derive(quote! {
+        #[persist(crate = "engine")]
+        struct NoKey {
+            #[persist(unique)]
+            email: String,
+        }
+    }));
+    assert!(
+        stub.contains("impl engine::__private::Entity for NoKey"),
+        "{stub}"
+    );
+    assert!(!stub.contains("persist_core"), "{stub}");
+}
+
+#[test]
+fn crate_path_errors() {
+    let out = entity::derive(quote! {
+        #[persist(crate = "", crate = "not a path", crate = "engine::<T>", crate = "engine::")]
+        #[persist(crate = persist_core, crate)]
+        #[persist(crate = "::persist_core", crate = "crate::engine")]
+        struct Note {
+            #[persist(primary_key)]
+            id: i64,
+        }
+    });
+    const NOT_A_PATH: &str = "`crate` expects a path to persist-core, e.g. `crate = \"::persist_core\"` or `crate = \"crate::storage::engine\"`";
+    assert_eq!(
+        errors(out),
+        [
+            NOT_A_PATH,
+            NOT_A_PATH,
+            NOT_A_PATH,
+            NOT_A_PATH,
+            "expected a string: `crate = \"...\"`",
+            "expected `crate = \"...\"`",
+            "duplicate persist attribute `crate`",
+        ]
+    );
+    let out = db_enum::derive(quote! {
+        #[persist(crate = "1up", crate = "::persist_core")]
+        #[persist(crate = "crate::engine")]
+        enum Mood {
+            Calm,
+        }
+    });
+    assert_eq!(
+        errors(out),
+        [NOT_A_PATH, "duplicate persist attribute `crate`"]
+    );
+}
+
+#[test]
 fn every_entity_error_at_once() {
     let out = entity::derive(quote! {
         #[persist(table = "", nme = "x", rename_all = "Title Case")]
@@ -163,7 +249,7 @@ fn every_entity_error_at_once() {
         errors(out),
         [
             "`table` must not be empty",
-            "unknown persist attribute `nme`; expected one of: table, rename_all, has_many, has_one, many_to_many, cache",
+            "unknown persist attribute `nme`; expected one of: table, rename_all, has_many, has_one, many_to_many, cache, crate",
             "unknown rename_all value `Title Case`; expected one of: snake_case, camelCase, PascalCase, SCREAMING_SNAKE_CASE, kebab-case, lowercase, UPPERCASE",
             "duplicate persist attribute `column`",
             "unknown persist attribute `colum`; expected one of: primary_key, auto_increment, column, unique, index, references, version, json, skip, default, created_at, updated_at",
@@ -249,7 +335,7 @@ fn enum_errors() {
     assert_eq!(
         errors(out),
         [
-            "unknown persist attribute `table`; expected one of: rename_all",
+            "unknown persist attribute `table`; expected one of: rename_all, crate",
             "#[derive(DbEnum)] supports only unit variants (no fields)",
             "#[derive(DbEnum)] supports only unit variants (no fields)",
             "variant `A` is already stored as `a`",

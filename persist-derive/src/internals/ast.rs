@@ -27,6 +27,10 @@ pub struct Entity<'a> {
     pub relations: Vec<attr::Relation>,
     /// `cache(ttl = "…")` in milliseconds.
     pub cache_ttl_ms: Option<u64>,
+    /// The path generated code names persist-core by: `crate = "…"`, else
+    /// `::persist_core`. After a bad `crate` value, the stubs name the
+    /// default.
+    pub root: syn::Path,
 }
 
 /// One field of an entity.
@@ -51,6 +55,10 @@ pub struct Enum<'a> {
     pub ident: &'a Ident,
     /// Its variants, in declaration order.
     pub variants: Vec<Variant<'a>>,
+    /// The path generated code names persist-core by: `crate = "…"`, else
+    /// `::persist_core`. After a bad `crate` value, the stubs name the
+    /// default.
+    pub root: syn::Path,
 }
 
 /// One unit variant of a `DbEnum`.
@@ -139,6 +147,7 @@ impl<'a> Entity<'a> {
             fields,
             relations,
             cache_ttl_ms: attrs.cache_ttl_ms,
+            root: attrs.crate_path.unwrap_or_else(default_root),
         })
     }
 
@@ -260,8 +269,14 @@ impl<'a> Enum<'a> {
         Some(Enum {
             ident: &input.ident,
             variants,
+            root: attrs.crate_path.unwrap_or_else(default_root),
         })
     }
+}
+
+/// The path generated code names persist-core by.
+fn default_root() -> syn::Path {
+    syn::parse_quote!(::persist_core)
 }
 
 /// The text of an identifier without a raw `r#` prefix.

@@ -24,6 +24,8 @@ pub struct Container {
     pub relations: Vec<Relation>,
     /// `cache(ttl = "60s")`: the row TTL in the shared cache, in milliseconds.
     pub cache_ttl_ms: Option<u64>,
+    /// `crate = "path"`: the path generated code names persist-core by.
+    pub crate_path: Option<syn::Path>,
 }
 
 /// Which relation a container key declares.
@@ -117,6 +119,8 @@ pub struct Field {
 pub struct Enum {
     /// `rename_all = "…"`.
     pub rename_all: Option<RenameRule>,
+    /// `crate = "path"`: the path generated code names persist-core by.
+    pub crate_path: Option<syn::Path>,
 }
 
 /// Attributes of a `DbEnum` variant.
@@ -132,6 +136,7 @@ impl Container {
         let mut table = Slot::new(cx, symbol::TABLE);
         let mut rename_all = Slot::new(cx, symbol::RENAME_ALL);
         let mut cache = Slot::new(cx, symbol::CACHE);
+        let mut krate = Slot::new(cx, symbol::CRATE);
         let mut relations = Vec::new();
         for_each_meta(cx, attrs, |meta| {
             let kind = if meta.path == symbol::HAS_MANY {
@@ -160,6 +165,10 @@ impl Container {
                 if let Some(ms) = cache_ttl(cx, &meta)? {
                     cache.set(&meta.path, ms);
                 }
+            } else if meta.path == symbol::CRATE {
+                if let Some(path) = crate_path(cx, &meta)? {
+                    krate.set(&meta.path, path);
+                }
             } else {
                 unknown(cx, &meta, symbol::CONTAINER_KEYS)?;
             }
@@ -170,6 +179,7 @@ impl Container {
             rename_all: rename_all.get(),
             relations,
             cache_ttl_ms: cache.get(),
+            crate_path: krate.get(),
         }
     }
 }
@@ -279,10 +289,15 @@ impl Enum {
     /// Parses the `#[persist(…)]` attributes of a `DbEnum` enum.
     pub fn from_ast(cx: &Ctxt, attrs: &[Attribute]) -> Self {
         let mut rename_all = Slot::new(cx, symbol::RENAME_ALL);
+        let mut krate = Slot::new(cx, symbol::CRATE);
         for_each_meta(cx, attrs, |meta| {
             if meta.path == symbol::RENAME_ALL {
                 if let Some(rule) = rename_rule(cx, &meta)? {
                     rename_all.set(&meta.path, rule);
+                }
+            } else if meta.path == symbol::CRATE {
+                if let Some(path) = crate_path(cx, &meta)? {
+                    krate.set(&meta.path, path);
                 }
             } else {
                 unknown(cx, &meta, symbol::ENUM_KEYS)?;
@@ -291,6 +306,7 @@ impl Enum {
         });
         Enum {
             rename_all: rename_all.get(),
+            crate_path: krate.get(),
         }
     }
 }
@@ -555,6 +571,26 @@ fn relation(
         through: through.get(),
         on_delete: on_delete.get(),
     }))
+}
+
+/// Parses `crate = "path"`: a module-style path (`::persist_core`,
+/// `crate::storage::engine`), without generic arguments.
+fn crate_path(cx: &Ctxt, meta: &ParseNestedMeta<'_>) -> syn::Result<Option<syn::Path>> {
+    let Some(lit) = lit_str(cx, symbol::CRATE, meta)? else {
+        return Ok(None);
+    };
+    // `LitStr::parse_with` gives every token the literal's span: the path
+    // resolves where the user wrote it, like a path written in the code.
+    match lit.parse_with(syn::Path::parse_mod_style) {
+        Ok(path) => Ok(Some(path)),
+        Err(_) => {
+            cx.error_spanned_by(
+                &lit,
+                "`crate` expects a path to persist-core, e.g. `crate = \"::persist_core\"` or `crate = \"crate::storage::engine\"`",
+            );
+            Ok(None)
+        }
+    }
 }
 
 fn non_empty(cx: &Ctxt, key: Symbol, lit: &LitStr) {

@@ -17,6 +17,8 @@ pub const RENAME_ALL: Symbol = Symbol("rename_all");
 pub const HAS_MANY: Symbol = Symbol("has_many");
 pub const HAS_ONE: Symbol = Symbol("has_one");
 pub const MANY_TO_MANY: Symbol = Symbol("many_to_many");
+/// Also on a `DbEnum` enum.
+pub const CRATE: Symbol = Symbol("crate");
 
 // Relation keys.
 pub const BY: Symbol = Symbol("by");
@@ -44,7 +46,15 @@ pub const UPDATED_AT: Symbol = Symbol("updated_at");
 pub const RENAME: Symbol = Symbol("rename");
 
 /// Keys accepted on an entity struct, in the order error messages list them.
-pub const CONTAINER_KEYS: &[Symbol] = &[TABLE, RENAME_ALL, HAS_MANY, HAS_ONE, MANY_TO_MANY, CACHE];
+pub const CONTAINER_KEYS: &[Symbol] = &[
+    TABLE,
+    RENAME_ALL,
+    HAS_MANY,
+    HAS_ONE,
+    MANY_TO_MANY,
+    CACHE,
+    CRATE,
+];
 
 /// Keys inside `cache(…)`.
 pub const CACHE_KEYS: &[Symbol] = &[TTL];
@@ -69,7 +79,7 @@ pub const FIELD_KEYS: &[Symbol] = &[
 ];
 
 /// Keys accepted on a `DbEnum` enum.
-pub const ENUM_KEYS: &[Symbol] = &[RENAME_ALL];
+pub const ENUM_KEYS: &[Symbol] = &[RENAME_ALL, CRATE];
 
 /// Keys accepted on a `DbEnum` variant.
 pub const VARIANT_KEYS: &[Symbol] = &[RENAME];
