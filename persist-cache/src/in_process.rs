@@ -49,7 +49,7 @@ impl<K, T> Expiry<K, Entry<T>> for PerEntryTtl {
 /// retention horizon (or the record cap is reached), and then the epoch it
 /// held becomes the floor below which every put is refused.
 #[derive(Default)]
-struct State {
+struct Invalidations {
     /// Latest invalidation epoch of each recently changed key.
     keys: HashMap<CacheKey, u64>,
     /// The same records in epoch order, for pruning.
@@ -72,15 +72,15 @@ pub(crate) struct Local {
     rows: Cache<CacheKey, Entry<Arc<[u8]>>>,
     queries: Cache<String, Entry<Arc<CachedQuery>>>,
     epoch: AtomicU64,
-    state: Mutex<State>,
+    invalidations: Mutex<Invalidations>,
     max_ttl: Duration,
     retention: Duration,
     max_records: usize,
 }
 
 impl Local {
-    fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn invalidations(&self) -> MutexGuard<'_, Invalidations> {
+        self.invalidations.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn ttl(&self, ttl: Duration) -> Duration {
@@ -97,7 +97,7 @@ impl Local {
 
     pub(crate) fn get(&self, key: &CacheKey) -> Option<Vec<u8>> {
         let e = self.rows.get(key)?;
-        let st = self.state();
+        let st = self.invalidations();
         let region = st.regions.get(&key.region).copied().unwrap_or(0);
         if e.epoch < st.cleared || e.epoch < region {
             drop(st);
@@ -115,7 +115,7 @@ impl Local {
         epoch: u64,
         ttl: Duration,
     ) -> bool {
-        let st = self.state();
+        let st = self.invalidations();
         if epoch < st.floor
             || epoch < st.cleared
             || epoch > self.epoch()
@@ -140,7 +140,7 @@ impl Local {
     /// Applies a committed change set; answers how many keys and regions
     /// it invalidated.
     pub(crate) fn apply(&self, changes: &ChangeSet) -> usize {
-        let mut st = self.state();
+        let mut st = self.invalidations();
         let e = self.epoch.fetch_add(1, SeqCst) + 1;
         let now = Instant::now();
         for k in &changes.keys {
@@ -158,7 +158,7 @@ impl Local {
         changes.keys.len() + changes.regions.len()
     }
 
-    fn prune(&self, st: &mut State, now: Instant) {
+    fn prune(&self, st: &mut Invalidations, now: Instant) {
         while let Some((at, e, _)) = st.log.front() {
             if now.duration_since(*at) < self.retention && st.log.len() <= self.max_records {
                 break;
@@ -175,7 +175,7 @@ impl Local {
     /// Forgets everything: rows, query results, and refuses every put
     /// whose epoch predates this call.
     pub(crate) fn clear(&self) {
-        let mut st = self.state();
+        let mut st = self.invalidations();
         let e = self.epoch.fetch_add(1, SeqCst) + 1;
         st.cleared = e;
         st.floor = e;
@@ -186,7 +186,7 @@ impl Local {
     }
 
     pub(crate) fn table_stamps(&self, tables: &[String]) -> Vec<u64> {
-        let st = self.state();
+        let st = self.invalidations();
         tables
             .iter()
             .map(|t| st.stamps.get(t).copied().unwrap_or(0))
@@ -195,7 +195,7 @@ impl Local {
 
     pub(crate) fn query_get(&self, key: &str) -> Option<CachedQuery> {
         let e = self.queries.get(key)?;
-        if e.epoch < self.state().cleared {
+        if e.epoch < self.invalidations().cleared {
             return None;
         }
         Some((*e.value).clone())
@@ -210,7 +210,7 @@ impl Local {
         epoch: u64,
         ttl: Duration,
     ) -> bool {
-        let st = self.state();
+        let st = self.invalidations();
         if epoch < st.cleared {
             return false;
         }
@@ -298,7 +298,7 @@ impl InProcessCacheBuilder {
                 .expire_after(PerEntryTtl)
                 .build(),
             epoch: AtomicU64::new(1),
-            state: Mutex::new(State::default()),
+            invalidations: Mutex::new(Invalidations::default()),
             // Huge durations mean "until invalidated"; clamped like every
             // provider's (moka would saturate them anyway).
             max_ttl: clamp_ttl(self.max_ttl),

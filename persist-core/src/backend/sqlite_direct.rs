@@ -11,6 +11,10 @@
 //! [`Direct`] is owned by [`SqliteConn`](super::SqliteConn), whose only way
 //! to the sqlx connection drops it first.
 //!
+//! At about 630 lines this file is over the crate's 600-line guide on
+//! purpose: it holds all of persist's `unsafe`, and keeping it in one file
+//! keeps every FFI call and its safety argument reviewable together.
+//!
 //! The only `unsafe` of persist is in this module.
 //!
 //! While locked, the busy timeout is zero: a statement that would wait for
