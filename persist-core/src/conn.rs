@@ -1,16 +1,19 @@
-//! The life of a connection, in one place: **acquired** for a session (a
-//! parked one, else one from the pool), **parked** for the next session when
-//! the session ended its transaction, **released** to sqlx's pool, or
-//! **discarded** (closed) when persist cannot vouch for its state.
+//! The life of a connection, in one place, in four verbs: a connection is
+//! **acquired** for a session (a parked one, else one from the pool),
+//! **released** by the session when it is done with it, and then either
+//! **parked** for the next session (it is outside any transaction) or
+//! **discarded** (closed) when persist cannot vouch for its state;
+//! anything else goes back to sqlx's pool, which pings it before reuse.
 //!
 //! The invariant every path keeps: a connection handed to a session has no
 //! open transaction and a state persist can vouch for. Concretely:
-//! - a session that ends its transaction (`commit`, `rollback`) hands its
-//!   connection back with [`Connections::give_back`]: parked when it is
+//! - a session that ended its transaction (`commit`, `rollback`) releases
+//!   its connection with [`Connections::release`]: parked when it is
 //!   outside any transaction, rolled back first otherwise;
 //! - a session dropped with its transaction open (every handle gone, with
-//!   savepoints open or not) hands it to [`Connections::abandon`]: every level
-//!   is rolled back before any other session can get it;
+//!   savepoints open or not) releases it with
+//!   [`Connections::release_unfinished`]: every level is rolled back before
+//!   any other session can get it;
 //! - a connection an operation was cut in the middle of (its future dropped
 //!   while it waited on the database) is in a state nobody knows — half a
 //!   message sent, a `COMMIT` on its way, sqlx's transaction depth out of
@@ -127,12 +130,13 @@ impl Connections {
 
     /// Takes back the connection of a session that ended its transaction
     /// (commit or rollback answered): parked for the next session when it is
-    /// outside any transaction, else abandoned (rolled back, or discarded).
-    pub(crate) fn give_back(&self, mut conn: AnyConn) {
+    /// outside any transaction, else released unfinished (rolled back, or
+    /// discarded).
+    pub(crate) fn release(&self, mut conn: AnyConn) {
         if transaction_depth(&mut conn) == 0 {
             self.park(conn);
         } else {
-            self.abandon(conn, false);
+            self.release_unfinished(conn, false);
         }
     }
 
@@ -147,21 +151,21 @@ impl Connections {
             return;
         }
         drop(parked);
-        release(conn);
+        return_to_pool(conn);
     }
 
     /// Takes the connection of a session that did not end its transaction:
     /// its last handle was dropped, or (with `cut`) an operation's future was
     /// dropped while it waited on this connection.
-    pub(crate) fn abandon(&self, conn: AnyConn, cut: bool) {
-        abandon(conn, cut, self.in_memory);
+    pub(crate) fn release_unfinished(&self, conn: AnyConn, cut: bool) {
+        release_unfinished(conn, cut, self.in_memory);
     }
 
     /// Hands every parked connection back to the pool.
-    pub(crate) fn unpark(&self) {
+    pub(crate) fn release_parked(&self) {
         let conns = std::mem::take(&mut *self.parked());
         for c in conns {
-            release(c.0);
+            return_to_pool(c.0);
         }
     }
 
@@ -189,16 +193,16 @@ pub(crate) fn transaction_depth(conn: &mut AnyConn) -> usize {
 
 /// Returns a connection outside any transaction to sqlx's pool (which
 /// pings it before anyone else gets it).
-fn release(conn: AnyConn) {
+fn return_to_pool(conn: AnyConn) {
     drop(conn);
 }
 
-/// [`Connections::abandon`], for a connection whose `Db` may be gone
+/// [`Connections::release_unfinished`], for a connection whose `Db` may be gone
 /// (`in_memory` says whether it is an in-memory SQLite database's).
 #[cfg_attr(not(feature = "sqlite"), allow(unused_variables))]
-pub(crate) fn abandon(mut conn: AnyConn, cut: bool, in_memory: bool) {
+pub(crate) fn release_unfinished(mut conn: AnyConn, cut: bool, in_memory: bool) {
     if !cut && transaction_depth(&mut conn) == 0 {
-        release(conn);
+        return_to_pool(conn);
         return;
     }
     match conn {

@@ -487,7 +487,7 @@ impl Db {
     /// versioned migrations stay sqlx's, and the two meet here.
     pub async fn migrate(&self, migrator: &sqlx::migrate::Migrator) -> Result<()> {
         // The migrator takes its connection from the pool itself.
-        self.inner.conns.unpark();
+        self.inner.conns.release_parked();
         match &self.inner.conns.pool {
             #[cfg(feature = "sqlite")]
             AnyPool::Sqlite(p) => migrator.run(p).await,
@@ -505,7 +505,7 @@ impl Db {
     /// names how many are still out and `close` returns (their connections
     /// close when those sessions end).
     pub async fn close(&self) {
-        self.inner.conns.unpark();
+        self.inner.conns.release_parked();
         let closing = async {
             match &self.inner.conns.pool {
                 #[cfg(feature = "sqlite")]
@@ -526,7 +526,7 @@ impl Db {
             );
         }
         // A connection parked while the pool was closing goes back now.
-        self.inner.conns.unpark();
+        self.inner.conns.release_parked();
     }
 
     /// Connections of the pool that are out (held by sessions, parked, or

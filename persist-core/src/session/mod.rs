@@ -132,7 +132,7 @@ impl Drop for ConnSlot {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
             let cut = self.pending.load(Ordering::Acquire) > 0;
-            crate::conn::abandon(conn, cut, self.in_memory);
+            crate::conn::release_unfinished(conn, cut, self.in_memory);
         }
     }
 }
@@ -447,9 +447,9 @@ impl Session {
         if let Some(conn) = guard.conn.take() {
             let conns = &self.inner.db.conns;
             if discard {
-                conns.abandon(conn, true);
+                conns.release_unfinished(conn, true);
             } else {
-                conns.give_back(conn);
+                conns.release(conn);
             }
         }
         self.inner.wrote.store(false, Ordering::Release);
