@@ -73,11 +73,11 @@ pub use sqlx;
 pub mod __private {
     pub use crate::error::BoxDynError;
     pub use crate::error::{Error, Result};
-    pub use crate::model::SqlCache;
     pub use crate::model::entity::{
         AutoKeyField, BelongsTo, ColumnMeta, Entity, EntityMeta, Key, OnDelete, Related,
         RelationKind, RelationMeta, TimestampField, VersionField,
     };
+    pub use crate::model::sql_cache::SqlCache;
     pub use crate::model::value::{Binder, DbEnum, Field, RowReader, SqlType, enum_field};
     pub use crate::query::column::Column;
     pub use crate::query::repo::Repo;

@@ -13,7 +13,7 @@ pub use entity::{
     BelongsTo, ColumnMeta, Entity, EntityList, EntityMeta, Key, MetaFn, OnDelete, Related,
     RelationKind, RelationMeta,
 };
-pub use sql_cache::SqlCache;
+pub(crate) use sql_cache::SqlCache;
 pub use value::{Binder, DbEnum, Field, RowReader, SqlType};
 
 /// The derives, in the macro namespace beside their traits: `model::Entity`
