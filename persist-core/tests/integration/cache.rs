@@ -82,10 +82,7 @@ where
     F: FnOnce(Db, String) -> Fut,
     Fut: std::future::Future<Output = TestResult>,
 {
-    let Some((url, teardown)) = common::isolated_url(db.backend(), test).await else {
-        return Ok(());
-    };
-    let result = async {
+    common::with_isolated_db(db.backend(), test, |url| async move {
         // At READ COMMITTED the shared cache answers every read (at MySQL's
         // default, REPEATABLE READ, only reads before the snapshot exists,
         // which are then checked against it).
@@ -99,10 +96,8 @@ where
         let r = body(cdb.clone(), url.clone()).await;
         cdb.close().await;
         r
-    }
-    .await;
-    teardown.await;
-    result
+    })
+    .await
 }
 
 pub async fn insert_commit_then_cached(db: Db) -> TestResult {
@@ -607,12 +602,7 @@ pub struct CachedNote {
 }
 
 pub async fn derive_attribute_opts_in(db: Db) -> TestResult {
-    let Some((url, teardown)) =
-        common::isolated_url(db.backend(), "derive_attribute_opts_in").await
-    else {
-        return Ok(());
-    };
-    let result = async {
+    common::with_isolated_db(db.backend(), "derive_attribute_opts_in", |url| async move {
         assert_eq!(
             <CachedNote as persist_core::model::Entity>::META.cache_ttl,
             Some(Duration::from_secs(300))
@@ -649,8 +639,6 @@ pub async fn derive_attribute_opts_in(db: Db) -> TestResult {
         s.commit().await?;
         cdb.close().await;
         Ok(())
-    }
-    .await;
-    teardown.await;
-    result
+    })
+    .await
 }

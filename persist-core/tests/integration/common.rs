@@ -229,6 +229,22 @@ pub async fn isolated_url(
     Some((iso.url, teardown(iso.cleanup)))
 }
 
+/// Runs `test` with the URL of a fresh isolated database of `backend`,
+/// then drops that database whatever `test` answered. Where the backend is
+/// skipped (unreachable outside CI) the test passes without running.
+pub async fn with_isolated_db<F, Fut>(backend: Backend, test_name: &str, test: F) -> TestResult
+where
+    F: FnOnce(String) -> Fut,
+    Fut: Future<Output = TestResult>,
+{
+    let Some((url, teardown)) = isolated_url(backend, test_name).await else {
+        return Ok(());
+    };
+    let outcome = test(url).await;
+    teardown.await;
+    outcome
+}
+
 /// Declares the suite: every listed test, once per backend, named
 /// `<backend>::<module>::<test>`. SQLite runs twice: `sqlite` on the direct
 /// path (the default), `sqlite_sqlx` through sqlx's driver.

@@ -54,10 +54,7 @@ where
     F: FnOnce(Db) -> Fut,
     Fut: std::future::Future<Output = TestResult>,
 {
-    let Some((url, teardown)) = common::isolated_url(db.backend(), test).await else {
-        return Ok(());
-    };
-    let result = async {
+    common::with_isolated_db(db.backend(), test, |url| async move {
         let cdb = build(
             Db::builder()
                 .cache_arc(cache)
@@ -71,10 +68,8 @@ where
         let r = body(cdb.clone()).await;
         cdb.close().await;
         r
-    }
-    .await;
-    teardown.await;
-    result
+    })
+    .await
 }
 
 /// The shared cache answers reads at READ COMMITTED (MySQL's default level,
@@ -368,10 +363,7 @@ pub async fn cut_commit_still_invalidates_the_cache(db: Db) -> TestResult {
 /// Found by reading: `Db::close` waits a bounded time for a session that
 /// never gives its connection back.
 pub async fn close_wait_is_bounded(db: Db) -> TestResult {
-    let Some((url, teardown)) = common::isolated_url(db.backend(), "close_bounded").await else {
-        return Ok(());
-    };
-    let result = async {
+    common::with_isolated_db(db.backend(), "close_bounded", |url| async move {
         let cdb = Db::builder()
             .close_timeout(Duration::from_millis(300))
             .connect(&url)
@@ -385,10 +377,8 @@ pub async fn close_wait_is_bounded(db: Db) -> TestResult {
             .expect("close returned after its timeout, though a session holds a connection");
         drop(s);
         Ok(())
-    }
-    .await;
-    teardown.await;
-    result
+    })
+    .await
 }
 
 /// Found by reading: the query cache and cached reads go by the server's

@@ -263,10 +263,7 @@ async fn huge_ttls_on(
     name: &str,
     cache: std::sync::Arc<dyn persist_core::cache::SharedCache>,
 ) -> TestResult {
-    let Some((url, teardown)) = common::isolated_url(db.backend(), name).await else {
-        return Ok(());
-    };
-    let outcome = async {
+    common::with_isolated_db(db.backend(), name, |url| async move {
         // At READ COMMITTED the cache answers every read (MySQL's default,
         // REPEATABLE READ, reads from its snapshot once it has one).
         let cdb = Db::builder()
@@ -318,10 +315,8 @@ async fn huge_ttls_on(
         assert!(m.hits >= 3 && m.puts >= 3, "{m:?}");
         cdb.close().await;
         Ok(())
-    }
-    .await;
-    teardown.await;
-    outcome
+    })
+    .await
 }
 
 /// `Duration::MAX` in every cache setting (the providers', the entity's
@@ -418,11 +413,8 @@ pub async fn cached_rows_of_another_layout_are_misses(_db: Db) -> TestResult {
 /// the new one never reads the old one's cached row into swapped fields.
 pub async fn shared_cache_across_a_layout_change(db: Db) -> TestResult {
     use persist_cache::InProcessCache;
-    let Some((url, teardown)) = common::isolated_url(db.backend(), "layout_change").await else {
-        return Ok(());
-    };
     let cache = std::sync::Arc::new(InProcessCache::new());
-    let outcome = async {
+    common::with_isolated_db(db.backend(), "layout_change", |url| async move {
         let ttl = Duration::from_secs(60);
         let old = Db::builder()
             .cache_arc(cache.clone())
@@ -465,8 +457,6 @@ pub async fn shared_cache_across_a_layout_change(db: Db) -> TestResult {
         old.close().await;
         new.close().await;
         Ok(())
-    }
-    .await;
-    teardown.await;
-    outcome
+    })
+    .await
 }

@@ -216,53 +216,50 @@ pub async fn sessions_see_each_others_data_after_commit(db: Db) -> TestResult {
 }
 
 pub async fn one_connection_per_session(db: Db) -> TestResult {
-    let Some((url, teardown)) =
-        common::isolated_url(db.backend(), "one_connection_per_session").await
-    else {
-        return Ok(());
-    };
-    let result = async {
-        let db1 = Db::builder().max_connections(1).connect(&url).await?;
-        db1.create_tables::<Customer>().await?;
-        let s1 = db1.session().await?;
-        s1.insert(customer("a@x")).await?;
+    common::with_isolated_db(
+        db.backend(),
+        "one_connection_per_session",
+        |url| async move {
+            let db1 = Db::builder().max_connections(1).connect(&url).await?;
+            db1.create_tables::<Customer>().await?;
+            let s1 = db1.session().await?;
+            s1.insert(customer("a@x")).await?;
 
-        // The only connection is held by s1: a second session waits.
-        // (`db.session()` itself takes no connection: the first statement does.)
-        let waiting = tokio::time::timeout(Duration::from_millis(300), async {
-            db1.session().await?.count::<Customer>().await
-        })
-        .await;
-        assert!(
-            waiting.is_err(),
-            "a second session must wait for the connection"
-        );
+            // The only connection is held by s1: a second session waits.
+            // (`db.session()` itself takes no connection: the first statement does.)
+            let waiting = tokio::time::timeout(Duration::from_millis(300), async {
+                db1.session().await?.count::<Customer>().await
+            })
+            .await;
+            assert!(
+                waiting.is_err(),
+                "a second session must wait for the connection"
+            );
 
-        let pending = tokio::spawn({
-            let db1 = db1.clone();
-            async move {
-                let s2 = db1.session().await?;
-                let n = s2.count::<Customer>().await?;
-                s2.commit().await?;
-                Ok::<u64, Error>(n)
-            }
-        });
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert!(!pending.is_finished(), "still waiting while s1 is open");
-        // A session holds its connection from its first statement to the
-        // end of its transaction: commit hands it back to the pool.
-        s1.commit().await?;
-        let n = tokio::time::timeout(Duration::from_secs(10), pending)
-            .await
-            .expect("the second session starts once the first commits")
-            .expect("task")?;
-        assert_eq!(n, 1, "and sees what the first committed");
-        db1.close().await;
-        Ok::<(), Error>(())
-    }
-    .await;
-    teardown.await;
-    result
+            let pending = tokio::spawn({
+                let db1 = db1.clone();
+                async move {
+                    let s2 = db1.session().await?;
+                    let n = s2.count::<Customer>().await?;
+                    s2.commit().await?;
+                    Ok::<u64, Error>(n)
+                }
+            });
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert!(!pending.is_finished(), "still waiting while s1 is open");
+            // A session holds its connection from its first statement to the
+            // end of its transaction: commit hands it back to the pool.
+            s1.commit().await?;
+            let n = tokio::time::timeout(Duration::from_secs(10), pending)
+                .await
+                .expect("the second session starts once the first commits")
+                .expect("task")?;
+            assert_eq!(n, 1, "and sees what the first committed");
+            db1.close().await;
+            Ok::<(), Error>(())
+        },
+    )
+    .await
 }
 
 pub async fn concurrent_calls_on_one_session(db: Db) -> TestResult {

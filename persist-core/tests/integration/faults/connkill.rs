@@ -119,10 +119,7 @@ where
         eprintln!("{test}: SQLite has no server to kill a connection; nothing to test");
         return Ok(());
     }
-    let Some((url, teardown)) = common::isolated_url(db.backend(), test).await else {
-        return Ok(());
-    };
-    let r = async {
+    common::with_isolated_db(db.backend(), test, |url| async move {
         let main = Db::builder().max_connections(2).connect(&url).await?;
         let g = seed_group(&main).await?;
         let witness = observer(&url, true).await?;
@@ -135,10 +132,8 @@ where
         })
         .await?;
         r
-    }
-    .await;
-    teardown.await;
-    r
+    })
+    .await
 }
 
 /// New sessions on `main` work: a few in a row, more than its connections.

@@ -230,12 +230,10 @@ struct Env {
 pub async fn cut_every_poll(db: Db, op: Op) -> TestResult {
     let path = path_name(&db);
     let name = format!("cut_{}", op.name());
-    let Some((url, teardown)) = common::isolated_url(db.backend(), &name).await else {
-        return Ok(());
-    };
-    let r = sweep_all(&url, db.sqlite_direct(), path, op).await;
-    teardown.await;
-    r
+    common::with_isolated_db(db.backend(), &name, |url| async move {
+        sweep_all(&url, db.sqlite_direct(), path, op).await
+    })
+    .await
 }
 
 async fn sweep_all(url: &str, direct: bool, path: &'static str, op: Op) -> TestResult {

@@ -44,12 +44,10 @@ pub async fn killed_mid_flush_is_all_or_nothing(db: Db) -> TestResult {
     if let Ok(url) = std::env::var(CHILD_URL) {
         return child_commits_forever(&url, db.sqlite_direct()).await;
     }
-    let Some((url, teardown)) = common::isolated_url(db.backend(), "killed_mid_flush").await else {
-        return Ok(());
-    };
-    let r = parent(&db, &url).await;
-    teardown.await;
-    r
+    common::with_isolated_db(db.backend(), "killed_mid_flush", |url| async move {
+        parent(&db, &url).await
+    })
+    .await
 }
 
 /// The child: batch after batch of `BATCH` rows, each one transaction.

@@ -41,11 +41,7 @@ pub async fn redis_stopped_and_paused_during_commits(db: Db) -> TestResult {
         .build()
         .map_err(|e| Error::Invalid(e.to_string()))?;
     let cache: Arc<dyn SharedCache> = Arc::new(cache);
-    let Some((url, teardown)) = common::isolated_url(db.backend(), "redis_stopped_paused").await
-    else {
-        return Ok(());
-    };
-    let r = async {
+    common::with_isolated_db(db.backend(), "redis_stopped_paused", |url| async move {
         let cdb = Db::builder()
             .sqlite_direct(db.sqlite_direct())
             .cache_arc(cache)
@@ -145,8 +141,6 @@ pub async fn redis_stopped_and_paused_during_commits(db: Db) -> TestResult {
         eprintln!("cache metrics after the outages: {m:?}");
         cdb.close().await;
         Ok::<(), Error>(())
-    }
-    .await;
-    teardown.await;
-    r
+    })
+    .await
 }

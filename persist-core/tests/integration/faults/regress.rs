@@ -13,31 +13,22 @@ use crate::common::{self, TestResult};
 pub async fn abandoned_savepoint_transaction_is_not_committed_by_next_session(
     db: Db,
 ) -> TestResult {
-    let Some((url, teardown)) = common::isolated_url(db.backend(), "abandoned_savepoint").await
-    else {
-        return Ok(());
-    };
-    let r = async {
-        let one = Db::builder()
-            .max_connections(1)
-            .sqlite_direct(db.sqlite_direct())
-            .connect(&url)
-            .await?;
-        let g = seed_group(&one).await?;
-
-        let s = one.session().await?;
-        s.insert(row(g, 1, "before-savepoint")).await?;
-        let sp = s.savepoint().await?;
-        s.insert(row(g, 1, "after-savepoint")).await?;
-        // Abandoned: no commit, no rollback, the savepoint still open.
-        drop(sp);
-        drop(s);
-
-        next_session_commits_only_its_own(&one, &url, db.sqlite_direct(), g, "abandoned").await
-    }
-    .await;
-    teardown.await;
-    r
+    left_unfinished(
+        &db,
+        "abandoned_savepoint",
+        "abandoned",
+        |one, g| async move {
+            let s = one.session().await?;
+            s.insert(row(g, 1, "before-savepoint")).await?;
+            let sp = s.savepoint().await?;
+            s.insert(row(g, 1, "after-savepoint")).await?;
+            // Abandoned: no commit, no rollback, the savepoint still open.
+            drop(sp);
+            drop(s);
+            Ok(())
+        },
+    )
+    .await
 }
 
 /// Item 2: 2,000 adds, `timeout` cuts `commit()`, then `commit()` again on
@@ -113,21 +104,12 @@ pub async fn commit_retried_after_timeout_writes_each_row_once(db: Db) -> TestRe
 /// dies, as a handler's would): nothing of it is committed, not by the
 /// next session on the same connection either.
 pub async fn panic_in_transaction_with_savepoint_commits_nothing(db: Db) -> TestResult {
-    let Some((url, teardown)) = common::isolated_url(db.backend(), "panic_in_transaction").await
-    else {
-        return Ok(());
-    };
-    let r = async {
-        let one = Db::builder()
-            .max_connections(1)
-            .sqlite_direct(db.sqlite_direct())
-            .connect(&url)
-            .await?;
-        let g = seed_group(&one).await?;
-
-        let task = tokio::spawn({
-            let one = one.clone();
-            async move {
+    left_unfinished(
+        &db,
+        "panic_in_transaction",
+        "panicked",
+        |one, g| async move {
+            let task = tokio::spawn(async move {
                 one.transaction(move |s| async move {
                     s.insert(row(g, 1, "before-savepoint")).await?;
                     let _sp = s.savepoint().await?;
@@ -139,19 +121,40 @@ pub async fn panic_in_transaction_with_savepoint_commits_nothing(db: Db) -> Test
                     Ok(())
                 })
                 .await
-            }
-        });
-        let joined = task.await;
-        assert!(
-            joined.as_ref().is_err_and(|e| e.is_panic()),
-            "the closure panicked"
-        );
+            });
+            let joined = task.await;
+            assert!(
+                joined.as_ref().is_err_and(|e| e.is_panic()),
+                "the closure panicked"
+            );
+            Ok(())
+        },
+    )
+    .await
+}
 
-        next_session_commits_only_its_own(&one, &url, db.sqlite_direct(), g, "panicked").await
-    }
-    .await;
-    teardown.await;
-    r
+/// On a fresh database behind a `Db` of one connection (so the next session
+/// surely gets the same connection), seeded with a group: `leave` leaves a
+/// transaction of round 1 unfinished (`what`: abandoned, panicked), then
+/// [`next_session_commits_only_its_own`] checks what the next session sees
+/// and commits.
+async fn left_unfinished<F, Fut>(db: &Db, name: &str, what: &str, leave: F) -> TestResult
+where
+    F: FnOnce(Db, i64) -> Fut,
+    Fut: std::future::Future<Output = TestResult>,
+{
+    let direct = db.sqlite_direct();
+    common::with_isolated_db(db.backend(), name, |url| async move {
+        let one = Db::builder()
+            .max_connections(1)
+            .sqlite_direct(direct)
+            .connect(&url)
+            .await?;
+        let g = seed_group(&one).await?;
+        leave(one.clone(), g).await?;
+        next_session_commits_only_its_own(&one, &url, direct, g, what).await
+    })
+    .await
 }
 
 /// After a transaction of round 1 was left unfinished (`what`: abandoned,
