@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use sqlx_core::transaction::TransactionManager;
 
-use crate::backend::{AnyConn, AnyPool, Driver, dispatch};
+use crate::backend::{AnyConn, AnyPool, Driver, dispatch, dispatch_pool};
 use crate::error::Result;
 
 /// Most connections kept parked.
@@ -174,15 +174,23 @@ impl Connections {
         self.parked().len()
     }
 
+    /// Whether the pool was closed ([`Connections::close`]).
     pub(crate) fn is_closed(&self) -> bool {
-        match &self.pool {
-            #[cfg(feature = "sqlite")]
-            AnyPool::Sqlite(p) => p.is_closed(),
-            #[cfg(feature = "postgres")]
-            AnyPool::Postgres(p) => p.is_closed(),
-            #[cfg(feature = "mysql")]
-            AnyPool::MySql(p) => p.is_closed(),
-        }
+        dispatch_pool!(&self.pool, |p| p.is_closed())
+    }
+
+    /// Closes the pool: hands the parked connections back, then waits for
+    /// the sessions' connections to come back (callers bound the wait).
+    pub(crate) async fn close(&self) {
+        self.release_parked();
+        dispatch_pool!(&self.pool, |p| p.close().await);
+    }
+
+    /// Connections of the pool that are out (held by sessions, parked, or
+    /// on their way back): the pool's size less its idle connections.
+    pub(crate) fn in_use(&self) -> u32 {
+        let (size, idle) = dispatch_pool!(&self.pool, |p| (p.size(), p.num_idle()));
+        size.saturating_sub(u32::try_from(idle).unwrap_or(u32::MAX))
     }
 }
 

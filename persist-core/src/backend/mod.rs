@@ -218,6 +218,22 @@ macro_rules! dispatch {
 
 pub(crate) use dispatch;
 
+/// Runs `$body` with `$p` bound to the backend's sqlx pool (`&Pool<DB>`):
+/// the one match over pools, for calls every sqlx pool has.
+macro_rules! dispatch_pool {
+    ($e:expr, |$p:ident| $body:expr) => {
+        match $e {
+            #[cfg(feature = "sqlite")]
+            $crate::backend::AnyPool::Sqlite($p) => $body,
+            #[cfg(feature = "postgres")]
+            $crate::backend::AnyPool::Postgres($p) => $body,
+            #[cfg(feature = "mysql")]
+            $crate::backend::AnyPool::MySql($p) => $body,
+        }
+    };
+}
+pub(crate) use dispatch_pool;
+
 /// Implements [`Driver`]'s statements through sqlx for a database whose
 /// session connection is sqlx's own (`$exec` turns sqlx's result of
 /// `execute` into [`Done`]).

@@ -488,15 +488,8 @@ impl Db {
     pub async fn migrate(&self, migrator: &sqlx::migrate::Migrator) -> Result<()> {
         // The migrator takes its connection from the pool itself.
         self.inner.conns.release_parked();
-        match &self.inner.conns.pool {
-            #[cfg(feature = "sqlite")]
-            AnyPool::Sqlite(p) => migrator.run(p).await,
-            #[cfg(feature = "postgres")]
-            AnyPool::Postgres(p) => migrator.run(p).await,
-            #[cfg(feature = "mysql")]
-            AnyPool::MySql(p) => migrator.run(p).await,
-        }
-        .map_err(|e| Error::Database(e.into()))
+        crate::backend::dispatch_pool!(&self.inner.conns.pool, |p| migrator.run(p).await)
+            .map_err(|e| Error::Database(e.into()))
     }
 
     /// Closes the pool: new sessions get no connection, and the call waits
@@ -505,18 +498,7 @@ impl Db {
     /// names how many are still out and `close` returns (their connections
     /// close when those sessions end).
     pub async fn close(&self) {
-        self.inner.conns.release_parked();
-        let closing = async {
-            match &self.inner.conns.pool {
-                #[cfg(feature = "sqlite")]
-                AnyPool::Sqlite(p) => p.close().await,
-                #[cfg(feature = "postgres")]
-                AnyPool::Postgres(p) => p.close().await,
-                #[cfg(feature = "mysql")]
-                AnyPool::MySql(p) => p.close().await,
-            }
-        };
-        if tokio::time::timeout(self.inner.close_timeout, closing)
+        if tokio::time::timeout(self.inner.close_timeout, self.inner.conns.close())
             .await
             .is_err()
         {
@@ -533,15 +515,7 @@ impl Db {
     /// on their way back): the pool's size less its idle connections.
     /// A test can check that sessions gave theirs back.
     pub fn connections_in_use(&self) -> u32 {
-        let (size, idle) = match &self.inner.conns.pool {
-            #[cfg(feature = "sqlite")]
-            AnyPool::Sqlite(p) => (p.size(), p.num_idle()),
-            #[cfg(feature = "postgres")]
-            AnyPool::Postgres(p) => (p.size(), p.num_idle()),
-            #[cfg(feature = "mysql")]
-            AnyPool::MySql(p) => (p.size(), p.num_idle()),
-        };
-        size.saturating_sub(u32::try_from(idle).unwrap_or(u32::MAX))
+        self.inner.conns.in_use()
     }
 
     /// Connections kept for the next session (given back within the last
