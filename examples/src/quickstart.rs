@@ -142,7 +142,7 @@ pub async fn run(url: &str, log: &mut String) -> Result<Summary, Error> {
             .ok_or(Error::NotFound)?;
         acc.balance_cents -= 1_000;
         s.update(&mut acc)?;
-        Ok(())
+        Ok::<_, Error>(())
     })
     .await?;
     let _ = writeln!(log, "another session withdrew 10.00 (version 1 -> 2)");
@@ -173,7 +173,7 @@ pub async fn run(url: &str, log: &mut String) -> Result<Summary, Error> {
                 .ok_or(Error::NotFound)?;
             acc.balance_cents += 200;
             s.update(&mut acc)?;
-            Ok(acc)
+            Ok::<_, Error>(acc)
         })
         .await?;
     let _ = writeln!(

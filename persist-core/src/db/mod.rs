@@ -414,15 +414,39 @@ impl Db {
     }
 
     /// Runs `f` in a fresh session: commits when it returns `Ok`, rolls back
-    /// when it returns `Err`. A retryable error ([`Error::is_retryable`]:
-    /// deadlocks, serialization failures, SQLite busy, stale rows) reruns
-    /// `f` in a new session, at most [`DbBuilder::max_retries`] times, with a
-    /// short growing pause. The session is the ambient one inside `f`
+    /// when it returns `Err`. The session is the ambient one inside `f`
     /// ([`Session::current`]).
-    pub async fn transaction<F, Fut, T>(&self, f: F) -> Result<T>
+    ///
+    /// `f` fails with the application's own error type: any `E` that a
+    /// persist [`Error`] converts into (`E: From<Error>`, so `?` works on
+    /// persist calls inside `f`), and `transaction` answers that `E`. A
+    /// domain error (`OutOfStock`) is an `Err` like any other: nothing of
+    /// the attempt is committed.
+    ///
+    /// Retries: when the attempt failed with a retryable error
+    /// ([`Error::is_retryable`]: deadlocks, serialization failures, SQLite
+    /// busy, stale rows) — at commit, or inside `f`, whatever `E` it became
+    /// there (the session remembers that one of its calls answered such an
+    /// error) — `f` runs again in a new session, at most
+    /// [`DbBuilder::max_retries`] times, with a short growing pause. An
+    /// attempt that fails with any other error is not retried.
+    ///
+    /// When `E` is persist's own [`Error`], say so once, as with any
+    /// closure whose error type the compiler cannot infer:
+    ///
+    /// ```no_run
+    /// # use persist_core::prelude::*;
+    /// # async fn demo(db: Db) -> persist_core::Result<()> {
+    /// let n = db
+    ///     .transaction(|s| async move { Ok::<_, Error>(s.statement_count()) })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn transaction<F, Fut, T, E>(&self, f: F) -> std::result::Result<T, E>
     where
         F: FnMut(Session) -> Fut,
-        Fut: Future<Output = Result<T>>,
+        Fut: Future<Output = std::result::Result<T, E>>,
+        E: From<Error>,
     {
         self.transaction_with(SessionOptions::default(), f)
             .await
@@ -430,38 +454,43 @@ impl Db {
     }
 
     /// [`Db::transaction`] with session options, answering how many tries ran.
-    pub async fn transaction_with<F, Fut, T>(
+    pub async fn transaction_with<F, Fut, T, E>(
         &self,
         options: SessionOptions,
         mut f: F,
-    ) -> Result<Committed<T>>
+    ) -> std::result::Result<Committed<T>, E>
     where
         F: FnMut(Session) -> Fut,
-        Fut: Future<Output = Result<T>>,
+        Fut: Future<Output = std::result::Result<T, E>>,
+        E: From<Error>,
     {
         let max_retries = options.max_retries.unwrap_or(self.inner.max_retries);
         let mut attempts = 0u32;
         loop {
             attempts += 1;
             let s = self.session_with(options.clone()).await?;
+            // `Err` carries whether the attempt may succeed if run again.
             let outcome = match s.scope(f(s.clone())).await {
-                Ok(v) => s.commit().await.map(|()| v),
+                Ok(v) => match s.commit().await {
+                    Ok(()) => Ok(v),
+                    Err(e) => Err((e.is_retryable(), E::from(e))),
+                },
                 Err(e) => {
                     let _ = s.rollback().await;
-                    Err(e)
+                    Err((s.met_retryable_error(), e))
                 }
             };
             match outcome {
-                Err(e) if e.is_retryable() && attempts <= max_retries => {
-                    tracing::debug!(attempts, error = %e, "retrying transaction");
+                Ok(value) => return Ok(Committed { value, attempts }),
+                Err((true, _)) if attempts <= max_retries => {
+                    tracing::debug!(attempts, "retrying transaction after a retryable error");
                     // Spread the retries of competing tasks a little.
                     let jitter = u64::from(std::process::id() ^ attempts) % 7;
                     tokio::time::sleep(Duration::from_millis((5 << attempts.min(6)) + jitter))
                         .await;
                 }
-                Ok(value) => return Ok(Committed { value, attempts }),
-                Err(e) => {
-                    tracing::debug!(attempts, error = %e, "transaction failed");
+                Err((retryable, e)) => {
+                    tracing::debug!(attempts, retryable, "transaction failed");
                     return Err(e);
                 }
             }

@@ -2,7 +2,7 @@
 //! identity map and the registered changes.
 
 mod commit_fence;
-mod exec;
+pub(crate) mod exec;
 pub(crate) mod flush;
 mod ops;
 mod options;
@@ -104,6 +104,13 @@ pub(crate) struct Inner {
     /// Whether the open transaction sent a write (a cut then fails the
     /// session; a transaction that only read just loses its connection).
     wrote: AtomicBool,
+    /// Whether the session answered a retryable error (see
+    /// [`Error::is_retryable`]) since it opened: [`Db::transaction`] reruns
+    /// its closure when it fails after one, whatever error type the closure
+    /// turned it into.
+    ///
+    /// [`Db::transaction`]: crate::db::Db::transaction
+    met_retryable: AtomicBool,
     /// Tells this session from others (SQLite's write-lock claims).
     id: u64,
 }
@@ -168,6 +175,7 @@ impl Session {
                 unchecked: SyncMutex::new(Vec::new()),
                 pending,
                 wrote: AtomicBool::new(false),
+                met_retryable: AtomicBool::new(false),
                 id: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
             }),
         };
@@ -281,13 +289,15 @@ impl Session {
                 Ok(())
             })
             .await;
-        if begun.is_err() {
+        if let Err(e) = &begun {
+            self.note_error(e);
             self.release_sqlite_write();
             return begun;
         }
         if !self.unchecked().is_empty() {
             let checked = self.check_cached_reads(conn).await;
-            if checked.is_err() {
+            if let Err(e) = &checked {
+                self.note_error(e);
                 self.fail(guard).await;
             }
             return checked;
@@ -381,6 +391,7 @@ impl Session {
             })
             .await;
         if let Err(e) = outcome {
+            self.note_error(&e);
             self.fail(guard).await;
             return Err(e);
         }
@@ -507,7 +518,8 @@ impl Session {
                 })
             })
             .await;
-        if outcome.is_err() {
+        if let Err(e) = &outcome {
+            self.note_error(e);
             let _ = self.rollback_connection(&mut guard).await;
             self.cache_discard();
         } else {
@@ -558,10 +570,26 @@ impl Session {
             sql = sql,
             table = meta.map(|m| m.table)
         );
-        self.step(fut.instrument(span)).await.map_err(|e| match e {
-            StmtError::Db(e) => crate::backend::errmap::map(self.backend(), meta, e),
-            StmtError::Row(e) => e,
+        self.step(fut.instrument(span)).await.map_err(|e| {
+            let e = match e {
+                StmtError::Db(e) => crate::backend::errmap::map(self.backend(), meta, e),
+                StmtError::Row(e) => e,
+            };
+            self.note_error(&e);
+            e
         })
+    }
+
+    /// Remembers that the session answered a retryable error.
+    fn note_error(&self, e: &Error) {
+        if e.is_retryable() {
+            self.inner.met_retryable.store(true, Ordering::Release);
+        }
+    }
+
+    /// Whether the session answered a retryable error since it opened.
+    pub(crate) fn met_retryable_error(&self) -> bool {
+        self.inner.met_retryable.load(Ordering::Acquire)
     }
 
     /// Counts a statement whose rows are streamed (traced as an event: the

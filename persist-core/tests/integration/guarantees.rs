@@ -244,7 +244,7 @@ pub async fn cached_reads_lose_no_update(db: Db) -> TestResult {
                     let mut c = s.find::<Tally>(&1).await?.ok_or(Error::NotFound)?;
                     c.value += 1;
                     s.update(&mut c)?;
-                    Ok(())
+                    Ok::<_, Error>(())
                 })
                 .await
             }));
@@ -290,7 +290,7 @@ pub async fn second_write_session_in_a_task(db: Db) -> TestResult {
     // A write session after the first committed is fine in the same task.
     db.transaction(|s| async move {
         s.insert(customer("after@x", "after")).await?;
-        Ok(())
+        Ok::<_, Error>(())
     })
     .await?;
     let s = db.session().await?;

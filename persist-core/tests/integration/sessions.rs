@@ -87,7 +87,7 @@ pub async fn transaction_commits_on_ok(db: Db) -> TestResult {
                 c.fetch_add(1, Ordering::SeqCst);
                 let a = s.insert(customer("a@x")).await?;
                 s.add(customer("b@x"))?;
-                Ok(a.id)
+                Ok::<_, Error>(a.id)
             }
         })
         .await?;

@@ -1086,7 +1086,7 @@ pub async fn concurrent_bank_transfers(db: Db) -> TestResult {
                         to_id: to,
                         amount,
                     })?;
-                    Ok(t)
+                    Ok::<_, Error>(t)
                 })
                 .await
             })
@@ -1223,7 +1223,7 @@ pub async fn current_session_in_scope(db: Db) -> TestResult {
         // The same session: what it registered, this one sees.
         assert!(s.find::<Item>(&1).await?.is_some());
         assert_eq!(cur.statement_count(), s.statement_count());
-        Ok(())
+        Ok::<_, Error>(())
     })
     .await?;
 
@@ -1286,7 +1286,7 @@ pub async fn isolation_option_accepted(db: Db) -> TestResult {
             let mut v = s.find::<Item>(&1).await?.ok_or(Error::NotFound)?;
             v.qty += 1;
             s.update(&mut v)?;
-            Ok(v.qty)
+            Ok::<_, Error>(v.qty)
         })
         .await?;
     assert_eq!((c.value, c.attempts), (3, 1));

@@ -202,7 +202,7 @@ pub async fn transaction_retries_stale(db: Db) -> TestResult {
                 };
                 acc.balance_cents += 1;
                 s.update(&mut acc)?;
-                Ok(acc.balance_cents)
+                Ok::<_, Error>(acc.balance_cents)
             }
         })
         .await?;
@@ -251,7 +251,7 @@ pub async fn concurrent_increments_retry_until_done(db: Db) -> TestResult {
                         tokio::task::yield_now().await;
                         acc.balance_cents += 1;
                         s.update(&mut acc)?;
-                        Ok(())
+                        Ok::<_, Error>(())
                     }
                 })
                 .await

@@ -118,7 +118,7 @@ pub async fn panic_in_transaction_with_savepoint_commits_nothing(db: Db) -> Test
                     if s.statement_count() > 0 {
                         panic!("a handler panics mid-transaction");
                     }
-                    Ok(())
+                    Ok::<_, Error>(())
                 })
                 .await
             });
