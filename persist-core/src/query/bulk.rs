@@ -29,6 +29,7 @@ use crate::error::{Error, Result};
 use crate::model::entity::Entity;
 use crate::model::value::{Field, SqlType};
 use crate::query::column::{Column, Filter};
+use crate::query::expr::ColumnExpr;
 use crate::session::Session;
 use crate::sql::Backend;
 
@@ -42,7 +43,7 @@ use crate::sql::Backend;
 #[must_use = "a bulk update does nothing until it is awaited"]
 pub struct UpdateAll<'s, E> {
     session: &'s Session,
-    sets: Vec<(usize, sea_query::Value)>,
+    sets: Vec<(usize, sea_query::SimpleExpr)>,
     cond: Cond,
     error: Option<Error>,
     _marker: std::marker::PhantomData<fn() -> E>,
@@ -145,9 +146,40 @@ impl<'s, E: Entity> UpdateAll<'s, E> {
     /// Sets `col` to `v` in every matching row.
     pub fn set<V: Field>(mut self, col: Column<E, V>, v: impl Into<V>) -> Self {
         match v.into().to_value() {
-            Ok(v) => self.sets.push((col.index(), v)),
+            Ok(v) => self.sets.push((col.index(), v.into())),
             Err(e) => {
                 self.error.get_or_insert(Error::encode(col.name(), e));
+            }
+        }
+        self
+    }
+
+    /// Sets `col` to an expression over the row's own columns, computed by
+    /// the database for each row as the statement runs: the atomic
+    /// decrement `SET stock = stock - 1`, with no read first.
+    ///
+    /// ```
+    /// # use persist_core::prelude::*;
+    /// # #[derive(Entity, Clone, Debug)]
+    /// # pub struct Product { #[persist(primary_key)] pub id: i64, pub stock: i32 }
+    /// # #[derive(Debug)] enum ShopError { OutOfStock, Db(Error) }
+    /// # impl From<Error> for ShopError { fn from(e: Error) -> Self { ShopError::Db(e) } }
+    /// # async fn demo(s: &Session, id: i64, qty: i32) -> Result<(), ShopError> {
+    /// let taken = s
+    ///     .update_all::<Product>()
+    ///     .filter(Product::ID.eq(id).and(Product::STOCK.ge(qty)))
+    ///     .set_expr(Product::STOCK, Product::STOCK.sub(qty))
+    ///     .await?;                       // rows matched: 1, or 0 when short
+    /// if taken == 0 {
+    ///     return Err(ShopError::OutOfStock);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn set_expr<V: Field>(mut self, col: Column<E, V>, expr: ColumnExpr<E, V>) -> Self {
+        match expr.to_sea() {
+            Ok(e) => self.sets.push((col.index(), e)),
+            Err(e) => {
+                self.error.get_or_insert(e);
             }
         }
         self
@@ -159,7 +191,9 @@ impl<'s, E: Entity> UpdateAll<'s, E> {
         self
     }
 
-    /// Runs the update; the number of rows updated.
+    /// Runs the update; the number of rows it matched (on MySQL/MariaDB
+    /// too, where persist connects with `CLIENT_FOUND_ROWS`-style counts:
+    /// a row set to the value it had is counted).
     pub async fn execute(self) -> Result<u64> {
         if let Some(e) = self.error {
             return Err(e);

@@ -13,16 +13,20 @@
 pub(crate) mod bulk;
 pub(crate) mod column;
 pub(crate) mod entity_query;
+pub(crate) mod expr;
 pub(crate) mod join;
 pub(crate) mod loader;
 pub(crate) mod relation;
 pub(crate) mod repo;
 pub(crate) mod select;
+pub(crate) mod upsert;
 
 pub use bulk::{DeleteAll, UpdateAll};
 pub use column::{Column, Filter, Order, TextColumn};
 pub use entity_query::{IntoOrder, Query, RawQuery};
+pub use expr::ColumnExpr;
 pub use join::{InnerJoin, JoinFilter, JoinKind, JoinOrder, JoinQuery, LeftJoin, OnLeft, OnRight};
 pub use loader::Load;
 pub use repo::Repo;
 pub use select::{Agg, AggValue, Having, Select, Selectable, Summable, count_all};
+pub use upsert::Upsert;

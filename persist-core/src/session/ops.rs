@@ -336,19 +336,7 @@ impl Session {
     /// that row. The version is written as given, not checked.
     pub async fn upsert<E: Entity>(&self, value: E) -> Result<E> {
         let meta = E::META;
-        let target: Vec<usize> = if meta.auto_increment.is_some() {
-            match meta.columns.iter().position(|c| c.unique) {
-                Some(i) => vec![i],
-                None => {
-                    return Err(Error::Invalid(format!(
-                        "upsert on {} needs a unique field besides its auto-increment key",
-                        meta.name
-                    )));
-                }
-            }
-        } else {
-            meta.primary_key.to_vec()
-        };
+        let target = crate::query::upsert::upsert_target(meta)?;
         let mut value = value;
         prepare_insert(std::slice::from_mut(&mut value));
         let mut guard = self.lock().await?;

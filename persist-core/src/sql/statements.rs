@@ -312,9 +312,22 @@ pub(crate) fn delete_by_key(b: Backend, meta: &EntityMeta, versioned: bool) -> S
 /// `ON CONFLICT (target) DO UPDATE`; MySQL uses `ON DUPLICATE KEY UPDATE`,
 /// which fires on a conflict with any unique key.
 pub(crate) fn upsert(b: Backend, meta: &EntityMeta, target: &[usize]) -> String {
+    upsert_setting(b, meta, target, &[], false)
+}
+
+/// [`upsert`] whose conflict update gives the columns of `sets` their own
+/// SQL (expressions over the existing row) instead of the new row's values;
+/// with `returning_all` (where the backend has `RETURNING`) it answers the
+/// whole row as stored, every column in the entity's order.
+pub(crate) fn upsert_setting(
+    b: Backend,
+    meta: &EntityMeta,
+    target: &[usize],
+    sets: &[(usize, String)],
+    returning_all: bool,
+) -> String {
     let mut s = insert(b, meta, 1);
-    let has_returning = meta.auto_increment.is_some() && b.has_returning();
-    if has_returning {
+    if meta.auto_increment.is_some() && b.has_returning() {
         // Re-add RETURNING after the conflict clause.
         let cut = s.rfind(" RETURNING ").unwrap_or(s.len());
         s.truncate(cut);
@@ -323,6 +336,13 @@ pub(crate) fn upsert(b: Backend, meta: &EntityMeta, target: &[usize]) -> String 
         .insert_columns()
         .filter(|i| !target.contains(i) && !meta.columns[*i].primary_key)
         .collect();
+    let assign = |i: usize, new_value: &dyn Fn(&str) -> String| {
+        let c = b.quote(meta.columns[i].name);
+        match sets.iter().find(|(j, _)| *j == i) {
+            Some((_, sql)) => format!("{c} = {sql}"),
+            None => format!("{c} = {}", new_value(&c)),
+        }
+    };
     match b {
         Backend::MySql => {
             s.push_str(" ON DUPLICATE KEY UPDATE ");
@@ -332,8 +352,7 @@ pub(crate) fn upsert(b: Backend, meta: &EntityMeta, target: &[usize]) -> String 
                 parts.push(format!("{k} = LAST_INSERT_ID({k})"));
             }
             for i in &updated {
-                let c = b.quote(meta.columns[*i].name);
-                parts.push(format!("{c} = VALUES({c})"));
+                parts.push(assign(*i, &|c| format!("VALUES({c})")));
             }
             if parts.is_empty() {
                 let c = b.quote(meta.columns[target[0]].name);
@@ -345,21 +364,23 @@ pub(crate) fn upsert(b: Backend, meta: &EntityMeta, target: &[usize]) -> String 
             s.push_str(" ON CONFLICT (");
             column_list(b, meta, target.iter().copied(), &mut s);
             s.push(')');
+            s.push_str(" DO UPDATE SET ");
             if updated.is_empty() {
                 let c = b.quote(meta.columns[target[0]].name);
-                s.push_str(&format!(" DO UPDATE SET {c} = excluded.{c}"));
+                s.push_str(&format!("{c} = excluded.{c}"));
             } else {
-                s.push_str(" DO UPDATE SET ");
                 let parts: Vec<String> = updated
                     .iter()
-                    .map(|i| {
-                        let c = b.quote(meta.columns[*i].name);
-                        format!("{c} = excluded.{c}")
-                    })
+                    .map(|i| assign(*i, &|c| format!("excluded.{c}")))
                     .collect();
                 s.push_str(&parts.join(", "));
             }
-            returning_key(b, meta, &mut s);
+            if returning_all {
+                s.push_str(" RETURNING ");
+                column_list(b, meta, 0..meta.columns.len(), &mut s);
+            } else {
+                returning_key(b, meta, &mut s);
+            }
         }
     }
     s

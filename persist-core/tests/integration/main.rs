@@ -20,6 +20,7 @@ mod rel_model;
 mod relations;
 mod schema;
 mod sessions;
+mod shop;
 mod smoke;
 mod sqlite_direct;
 mod types;
@@ -27,6 +28,19 @@ mod uow;
 mod versioning;
 
 suite! {
+    shop: [
+        app_error_rolls_back_and_comes_out,
+        app_error_after_a_stale_row_is_retried,
+        stale_at_commit_is_retried_with_app_errors,
+        app_error_after_a_unique_violation_is_not_retried,
+        atomic_decrement_sells_exactly_the_stock,
+        checkout_sends_no_read,
+        expressions_chain_and_count_matched_rows,
+        expression_overflow_is_an_error,
+        upsert_adds_to_the_stored_quantity,
+        upsert_on_a_unique_field_answers_the_stored_row,
+        upsert_refuses_to_set_its_target,
+    ],
     smoke: [roundtrip],
     cache: [
         insert_commit_then_cached,
@@ -172,10 +186,12 @@ suite! {
         cut_insert_at_every_poll,
         cut_insert_many_at_every_poll,
         cut_upsert_at_every_poll,
+        cut_upsert_with_at_every_poll,
         cut_find_at_every_poll,
         cut_query_all_at_every_poll,
         cut_loader_at_every_poll,
         cut_update_all_at_every_poll,
+        cut_update_all_expr_at_every_poll,
         cut_delete_all_at_every_poll,
         cut_savepoint_rollback_at_every_poll,
         cut_savepoint_release_at_every_poll,

@@ -26,6 +26,10 @@ pub async fn cut_upsert_at_every_poll(db: Db) -> TestResult {
     cut_every_poll(db, Op::Upsert).await
 }
 
+pub async fn cut_upsert_with_at_every_poll(db: Db) -> TestResult {
+    cut_every_poll(db, Op::UpsertWith).await
+}
+
 pub async fn cut_find_at_every_poll(db: Db) -> TestResult {
     cut_every_poll(db, Op::Find).await
 }
@@ -40,6 +44,10 @@ pub async fn cut_loader_at_every_poll(db: Db) -> TestResult {
 
 pub async fn cut_update_all_at_every_poll(db: Db) -> TestResult {
     cut_every_poll(db, Op::UpdateAll).await
+}
+
+pub async fn cut_update_all_expr_at_every_poll(db: Db) -> TestResult {
+    cut_every_poll(db, Op::UpdateAllExpr).await
 }
 
 pub async fn cut_delete_all_at_every_poll(db: Db) -> TestResult {

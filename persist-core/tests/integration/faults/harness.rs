@@ -90,10 +90,12 @@ pub enum Op {
     Insert,
     InsertMany,
     Upsert,
+    UpsertWith,
     Find,
     QueryAll,
     Load,
     UpdateAll,
+    UpdateAllExpr,
     DeleteAll,
     SavepointRollback,
     SavepointRelease,
@@ -108,10 +110,12 @@ impl Op {
             Op::Insert => "insert",
             Op::InsertMany => "insert_many",
             Op::Upsert => "upsert",
+            Op::UpsertWith => "upsert_with",
             Op::Find => "find",
             Op::QueryAll => "query_all",
             Op::Load => "load",
             Op::UpdateAll => "update_all",
+            Op::UpdateAllExpr => "update_all_expr",
             Op::DeleteAll => "delete_all",
             Op::SavepointRollback => "savepoint_rollback",
             Op::SavepointRelease => "savepoint_release",
@@ -480,6 +484,20 @@ async fn run_op(
             };
             cut_after(polls, linger, async { s.upsert(kv).await.map(drop) }).await
         }
+        Op::UpsertWith => {
+            let kv = FaultKv {
+                k: "kv".into(),
+                v: round,
+            };
+            // The conflict update computes `round` from the stored row.
+            cut_after(polls, linger, async {
+                s.upsert_with(kv)
+                    .on_conflict_set(FaultKv::V, FaultKv::V.mul(0).add(round))
+                    .await
+                    .map(drop)
+            })
+            .await
+        }
         Op::Find => {
             cut_after(polls, linger, async {
                 s.find::<FaultRow>(&env.other).await.map(drop)
@@ -510,6 +528,17 @@ async fn run_op(
             cut_after(polls, linger, async {
                 s.update_all::<FaultRow>()
                     .set(FaultRow::MARK, 1)
+                    .filter(FaultRow::ROUND.eq(round))
+                    .execute()
+                    .await
+                    .map(drop)
+            })
+            .await
+        }
+        Op::UpdateAllExpr => {
+            cut_after(polls, linger, async {
+                s.update_all::<FaultRow>()
+                    .set_expr(FaultRow::MARK, FaultRow::MARK.add(1))
                     .filter(FaultRow::ROUND.eq(round))
                     .execute()
                     .await
@@ -816,13 +845,13 @@ async fn check_database(
         "{label}: unexpected rows {has}"
     );
     match env.op {
-        Op::Upsert => ensure!(
+        Op::Upsert | Op::UpsertWith => ensure!(
             kv.v == before.kv || kv.v == round,
             "{label}: upsert left v={} (before {}, wrote {round})",
             kv.v,
             before.kv
         ),
-        Op::UpdateAll => {
+        Op::UpdateAll | Op::UpdateAllExpr => {
             let marked = rows.iter().filter(|r| r.mark == 1).count();
             ensure!(
                 marked == 0 || marked == rows.len(),
