@@ -555,22 +555,45 @@ impl Db {
 
     async fn run_ddl(&self, statements: Vec<String>) -> Result<()> {
         let mut conn = self.inner.acquire().await?;
-        for sql in statements {
-            let sql: Arc<str> = Arc::from(sql);
-            self.inner.count_statement();
-            let span = tracing::debug_span!("persist.statement", sql = %sql);
-            let done = crate::backend::dispatch!(&mut conn, |c, DB| {
-                <DB as crate::backend::Driver>::execute(c, sql, Default::default())
-                    .instrument(span)
-                    .await
-            });
-            done.map_err(|e| match e {
-                crate::backend::StmtError::Db(e) => Error::Database(e),
-                crate::backend::StmtError::Row(e) => e,
-            })?;
+        // PostgreSQL answers every `IF NOT EXISTS` on an existing table or
+        // index with a NOTICE, which sqlx logs: one line per table and
+        // index at each start. Raised to warnings for the DDL's own
+        // statements (a connection cut before the `RESET` keeps only
+        // quieter notices).
+        let quiet = self.backend() == Backend::Postgres;
+        if quiet {
+            ddl_statement(&mut conn, "SET client_min_messages TO warning").await?;
         }
-        Ok(())
+        let mut outcome = Ok(());
+        for sql in statements {
+            self.inner.count_statement();
+            outcome = ddl_statement(&mut conn, &sql).await;
+            if outcome.is_err() {
+                break;
+            }
+        }
+        if quiet {
+            let reset = ddl_statement(&mut conn, "RESET client_min_messages").await;
+            outcome = outcome.and(reset);
+        }
+        outcome
     }
+}
+
+/// Runs one schema statement on `conn`, traced like every statement. DDL
+/// errors name no constraint, so they are not mapped as writes' are.
+async fn ddl_statement(conn: &mut crate::backend::AnyConn, sql: &str) -> Result<()> {
+    let sql: Arc<str> = Arc::from(sql);
+    let span = tracing::debug_span!("persist.statement", sql = %sql);
+    let done = crate::backend::dispatch!(conn, |c, DB| {
+        <DB as crate::backend::Driver>::execute(c, sql, Default::default())
+            .instrument(span)
+            .await
+    });
+    done.map(drop).map_err(|e| match e {
+        crate::backend::StmtError::Db(e) => Error::Database(e),
+        crate::backend::StmtError::Row(e) => e,
+    })
 }
 
 impl Session {

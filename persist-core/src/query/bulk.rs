@@ -191,9 +191,8 @@ impl<'s, E: Entity> UpdateAll<'s, E> {
         self
     }
 
-    /// Runs the update; the number of rows it matched (on MySQL/MariaDB
-    /// too, where persist connects with `CLIENT_FOUND_ROWS`-style counts:
-    /// a row set to the value it had is counted).
+    /// Runs the update; the number of rows it matched, on every backend: a
+    /// row set to the value it had is counted (MySQL/MariaDB included).
     pub async fn execute(self) -> Result<u64> {
         if let Some(e) = self.error {
             return Err(e);

@@ -158,6 +158,14 @@ fn indexes(meta: &EntityMeta) -> Vec<IndexCreateStatement> {
         }
         let prefix = if c.unique {
             "uq"
+        } else if meta
+            .primary_key
+            .first()
+            .is_some_and(|&k| meta.columns[k].name == c.name)
+        {
+            // The first column of a composite primary key is indexed by
+            // the key itself: a foreign key or `index` there needs no other.
+            continue;
         } else if c.index || c.references.is_some() {
             "ix"
         } else {

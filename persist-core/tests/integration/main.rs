@@ -126,6 +126,8 @@ suite! {
         parents_created_first,
         drop_tables_removes,
         constraint_names_in_catalog,
+        leading_key_column_gets_no_extra_index,
+        create_tables_again_logs_no_notices,
     ],
     types: [all_types_round_trip, filters_on_every_type],
     relations: [

@@ -191,3 +191,115 @@ pub async fn constraint_names_in_catalog(db: Db) -> TestResult {
     }
     Ok(())
 }
+
+/// A composite key led by a foreign key: the key indexes that column.
+#[derive(Entity, Clone, Debug, PartialEq)]
+#[persist(table = "memberships")]
+pub struct Membership {
+    #[persist(primary_key, references = "Customer")]
+    pub customer_id: i64,
+    #[persist(primary_key, references = "Account")]
+    pub account_id: i64,
+    pub role: String,
+}
+
+/// The index names of table `table`, as the catalog lists them.
+async fn index_names(s: &Session, table: &str) -> Result<Vec<String>, Error> {
+    let sql = match s.backend() {
+        Backend::Sqlite => {
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND name NOT LIKE 'sqlite_%'"
+        }
+        Backend::Postgres => {
+            "SELECT indexname::text FROM pg_indexes WHERE schemaname = current_schema() AND tablename = $1"
+        }
+        Backend::MySql => {
+            "SELECT DISTINCT CAST(INDEX_NAME AS CHAR) FROM information_schema.STATISTICS \
+             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?"
+        }
+        other => panic!("the test suite has no case for {other:?}"),
+    };
+    let mut names: Vec<String> = s
+        .raw::<TextRow>(sql)
+        .bind(table.to_owned())
+        .all()
+        .await?
+        .into_iter()
+        .map(|r| r.value)
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// No index of its own for the foreign key that leads the primary key; the
+/// second key column, which the key's index cannot serve, keeps its own.
+pub async fn leading_key_column_gets_no_extra_index(db: Db) -> TestResult {
+    db.create_tables::<(Customer, Account, Membership)>()
+        .await?;
+    let s = db.session().await?;
+    let names = index_names(&s, "memberships").await?;
+    assert!(
+        !names.iter().any(|n| n == "ix_memberships_customer_id"),
+        "{names:?}"
+    );
+    assert!(
+        names.iter().any(|n| n == "ix_memberships_account_id"),
+        "{names:?}"
+    );
+    // The key's own index: named on PostgreSQL, PRIMARY on MySQL, implicit
+    // (`sqlite_autoindex_…`, filtered above) on SQLite.
+    let key_index = match db.backend() {
+        Backend::Postgres => Some("pk_memberships"),
+        Backend::MySql => Some("PRIMARY"),
+        _ => None,
+    };
+    let expected = 1 + usize::from(key_index.is_some());
+    assert_eq!(names.len(), expected, "{names:?}");
+    s.rollback().await?;
+    Ok(())
+}
+
+/// A table only the notice test creates: the notices that name it are its.
+#[derive(Entity, Clone, Debug, PartialEq)]
+#[persist(table = "notice_probe")]
+pub struct NoticeProbe {
+    #[persist(primary_key)]
+    pub id: i64,
+    #[persist(index)]
+    pub name: String,
+}
+
+fn probe_notices() -> usize {
+    let notices = crate::uow::pg_notices()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    notices
+        .iter()
+        .filter(|n| n.contains("notice_probe"))
+        .count()
+}
+
+/// `create_tables` at every start logs no NOTICE per existing table and
+/// index on PostgreSQL; a notice of the application's own still shows.
+pub async fn create_tables_again_logs_no_notices(db: Db) -> TestResult {
+    if db.backend() != Backend::Postgres {
+        return Ok(());
+    }
+    // The process-wide capturing subscriber (sqlx may log from any thread).
+    let _log = crate::uow::SqlLog::new();
+    let before = probe_notices();
+    db.create_tables::<NoticeProbe>().await?;
+    db.create_tables::<NoticeProbe>().await?; // table and index exist
+    db.drop_tables::<NoticeProbe>().await?;
+    db.drop_tables::<NoticeProbe>().await?; // does not exist
+    assert_eq!(probe_notices() - before, 0);
+    // The capture works, and the level is the server's again after the DDL.
+    let s = db.session().await?;
+    let rows = s
+        .raw::<TextRow>("DO $$ BEGIN RAISE NOTICE 'notice_probe from the application'; END $$")
+        .all()
+        .await?;
+    assert!(rows.is_empty());
+    s.rollback().await?;
+    assert_eq!(probe_notices() - before, 1);
+    Ok(())
+}

@@ -214,7 +214,28 @@ impl tracing::field::Visit for Fields {
 struct CaptureLayer;
 
 fn wanted(meta: &tracing::Metadata<'_>) -> bool {
-    meta.is_span() && (meta.name() == "persist.statement" || meta.name() == CAPTURE_SPAN)
+    (meta.is_span() && (meta.name() == "persist.statement" || meta.name() == CAPTURE_SPAN))
+        || meta.target() == NOTICE_TARGET
+}
+
+/// Where sqlx logs PostgreSQL's notices.
+const NOTICE_TARGET: &str = "sqlx::postgres::notice";
+
+/// The text of every PostgreSQL notice logged in this process since the
+/// capturing subscriber was installed ([`SqlLog::new`]).
+pub fn pg_notices() -> &'static Mutex<Vec<String>> {
+    static NOTICES: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
+    NOTICES.get_or_init(|| Mutex::new(Vec::new()))
+}
+
+/// Collects an event's fields as text.
+#[derive(Default)]
+struct EventText(String);
+
+impl tracing::field::Visit for EventText {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.push_str(&format!("{}={value:?} ", field.name()));
+    }
 }
 
 impl<S> tracing_subscriber::Layer<S> for CaptureLayer
@@ -238,6 +259,15 @@ where
         _: tracing_subscriber::layer::Context<'_, S>,
     ) -> bool {
         wanted(meta)
+    }
+
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if event.metadata().target() == NOTICE_TARGET {
+            let mut text = EventText::default();
+            event.record(&mut text);
+            let mut notices = pg_notices().lock().unwrap_or_else(|p| p.into_inner());
+            notices.push(text.0);
+        }
     }
 
     fn on_new_span(
