@@ -33,6 +33,10 @@ pub mod prelude {
 pub struct ReadmeDoctests;
 
 #[cfg(doctest)]
+#[doc = include_str!("../../docs/guide/shop.md")]
+pub struct ShopGuideDoctests;
+
+#[cfg(doctest)]
 #[doc = include_str!("../../docs/reference/attributes.md")]
 pub struct AttributesDoctests;
 

@@ -436,7 +436,7 @@ impl Db {
     ///
     /// ```no_run
     /// # use persist_core::prelude::*;
-    /// # async fn demo(db: Db) -> persist_core::Result<()> {
+    /// # async fn demo(db: Db) -> Result<(), Error> {
     /// let n = db
     ///     .transaction(|s| async move { Ok::<_, Error>(s.statement_count()) })
     ///     .await?;
