@@ -15,14 +15,16 @@ pub(crate) mod column;
 pub(crate) mod entity_query;
 pub(crate) mod join;
 pub(crate) mod loader;
+pub(crate) mod raw;
 pub(crate) mod relation;
 pub(crate) mod repo;
 pub(crate) mod select;
 
 pub use bulk::{DeleteAll, UpdateAll};
 pub use column::{Column, Filter, Order, TextColumn};
-pub use entity_query::{IntoOrder, Query, RawQuery};
+pub use entity_query::{IntoOrder, Query};
 pub use join::{InnerJoin, JoinFilter, JoinKind, JoinOrder, JoinQuery, LeftJoin, OnLeft, OnRight};
 pub use loader::Load;
+pub use raw::RawQuery;
 pub use repo::Repo;
 pub use select::{Agg, AggValue, Having, Select, Selectable, Summable, count_all};
