@@ -25,6 +25,9 @@ pub use column::{Column, Filter, Order, TextColumn};
 pub use entity_query::{IntoOrder, Query};
 pub use join::{InnerJoin, JoinFilter, JoinKind, JoinOrder, JoinQuery, LeftJoin, OnLeft, OnRight};
 pub use loader::Load;
-pub use raw::RawQuery;
+pub use raw::{
+    FromFields, FromMySqlRow, FromPgRow, FromSqliteRow, RawAs, RawExecute, RawFromRow, RawQuery,
+    SqlxFromRow,
+};
 pub use repo::Repo;
 pub use select::{Agg, AggValue, Having, Select, Selectable, Summable, count_all};
