@@ -68,6 +68,10 @@ pub struct FaultsDoctests;
 #[doc = include_str!("../../docs/reference/errors.md")]
 pub struct ErrorsDoctests;
 
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/reference/raw.md")]
+pub struct RawDoctests;
+
 /// Re-export of sqlx, for migrations (`persist_core::sqlx::migrate!`) and
 /// raw SQL.
 pub use sqlx;

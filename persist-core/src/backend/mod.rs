@@ -44,7 +44,27 @@ pub(crate) trait RowMap: Sync {
     /// What one row becomes.
     type Out: Send;
     /// Decodes `row`.
-    fn map<R: RowReader>(&self, row: &R) -> Result<Self::Out>;
+    fn map<R: RowReader + RowColumns>(&self, row: &R) -> Result<Self::Out>;
+}
+
+/// The shape of a result row: how many columns it has and what they are
+/// called. Raw SQL checks a row against what it decodes into (persist's own
+/// statements select what they decode).
+pub(crate) trait RowColumns {
+    /// The number of columns.
+    fn column_count(&self) -> usize;
+    /// The name of column `i`, if it has one.
+    fn column_name(&self, i: usize) -> Option<String>;
+}
+
+impl<R: sqlx::Row> RowColumns for R {
+    fn column_count(&self) -> usize {
+        self.len()
+    }
+    fn column_name(&self, i: usize) -> Option<String> {
+        use sqlx::Column;
+        self.columns().get(i).map(|c| c.name().to_owned())
+    }
 }
 
 /// Why a statement failed: the database (or driver) refused it, or one of

@@ -33,7 +33,7 @@ use sqlx::sqlite::LockedSqliteHandle;
 use uuid::Uuid;
 
 use super::sqlite::Arg;
-use super::{RowMap, StmtError};
+use super::{RowColumns, RowMap, StmtError};
 use crate::error::BoxDynError;
 use crate::model::value::RowReader;
 
@@ -523,6 +523,26 @@ fn datetime_from_julian(value: f64) -> Option<DateTime<FixedOffset>> {
     let secs = ts.trunc() as i64;
     let nanos = (ts.fract() * 1e9).abs() as u32;
     Utc.fix().timestamp_opt(secs, nanos).single()
+}
+
+impl RowColumns for RawRow<'_> {
+    fn column_count(&self) -> usize {
+        // SAFETY: a live statement of the locked connection.
+        unsafe { ffi::sqlite3_column_count(self.stmt.as_ptr()) }.max(0) as usize
+    }
+
+    fn column_name(&self, i: usize) -> Option<String> {
+        if i >= self.column_count() {
+            return None;
+        }
+        // SAFETY: a checked column of a live statement; the name is a
+        // NUL-terminated string valid until the statement is finalized or
+        // re-prepared, and is copied at once.
+        unsafe {
+            let p = ffi::sqlite3_column_name(self.stmt.as_ptr(), i as c_int);
+            (!p.is_null()).then(|| CStr::from_ptr(p).to_string_lossy().into_owned())
+        }
+    }
 }
 
 impl RowReader for RawRow<'_> {

@@ -1,5 +1,7 @@
 //! [`Db`]: the connection pool, the factory of sessions, and schema creation.
 
+mod pool;
+
 use std::future::Future;
 
 use std::sync::Arc;

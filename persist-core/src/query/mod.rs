@@ -16,6 +16,7 @@ pub(crate) mod entity_query;
 pub(crate) mod expr;
 pub(crate) mod join;
 pub(crate) mod loader;
+pub(crate) mod raw;
 pub(crate) mod relation;
 pub(crate) mod repo;
 pub(crate) mod select;
@@ -23,10 +24,14 @@ pub(crate) mod upsert;
 
 pub use bulk::{DeleteAll, UpdateAll};
 pub use column::{Column, Filter, Order, TextColumn};
-pub use entity_query::{IntoOrder, Query, RawQuery};
+pub use entity_query::{IntoOrder, Query};
 pub use expr::ColumnExpr;
 pub use join::{InnerJoin, JoinFilter, JoinKind, JoinOrder, JoinQuery, LeftJoin, OnLeft, OnRight};
 pub use loader::Load;
+pub use raw::{
+    FromFields, FromMySqlRow, FromPgRow, FromSqliteRow, RawAs, RawExecute, RawFromRow, RawQuery,
+    SqlxFromRow,
+};
 pub use repo::Repo;
 pub use select::{Agg, AggValue, Having, Select, Selectable, Summable, count_all};
 pub use upsert::Upsert;

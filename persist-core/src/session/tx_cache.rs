@@ -252,22 +252,28 @@ impl Session {
     }
 
     /// Records a raw statement that may have written: the tables it names
-    /// after `UPDATE`, `INTO`, `FROM`, `JOIN` or `TABLE`, and `meta`'s own,
-    /// are invalidated whole (regions and query-cache stamps) at commit.
-    pub(crate) fn cache_raw_statement(&self, meta: &'static EntityMeta, sql: &str) {
+    /// after `UPDATE`, `INTO`, `FROM`, `JOIN` or `TABLE`, and `meta`'s own
+    /// (the entity its rows decode into, if any), are invalidated whole
+    /// (regions and query-cache stamps) at commit. Answers whether it may
+    /// have written.
+    pub(crate) fn cache_raw_statement(&self, meta: Option<&'static EntityMeta>, sql: &str) -> bool {
         if !might_write(sql) {
-            return;
+            return false;
         }
         self.will_write();
         if self.cache_layer().is_none() {
-            return;
+            return true;
         }
         let mut tx = self.tx_cache();
-        for table in std::iter::once(meta.table.to_owned()).chain(named_tables(sql)) {
+        let own = meta.map(|m| m.table.to_owned());
+        for table in own.into_iter().chain(named_tables(sql)) {
             tx.tables.insert(table.clone());
             tx.regions.insert(table);
         }
-        cascade_regions(meta, &mut tx);
+        if let Some(meta) = meta {
+            cascade_regions(meta, &mut tx);
+        }
+        true
     }
 
     /// Hands the committed transaction's changes to the provider; returns

@@ -15,6 +15,7 @@ mod loaders;
 mod locking;
 mod model;
 mod query;
+mod raw;
 mod regressions_small;
 mod rel_model;
 mod relations;
@@ -181,6 +182,15 @@ suite! {
         autoflush_before_query,
         rollback_discards_and_empties_map,
         statement_counts,
+    ],
+    raw: [
+        execute_counts_rows_commits_and_rolls_back,
+        execute_failure_is_mapped_and_fails_the_session,
+        raw_as_tuples_nulls_and_shape_errors,
+        raw_from_row_struct,
+        raw_writes_invalidate_the_cache_at_commit,
+        cut_raw_at_every_poll,
+        sqlx_pool_is_reachable,
     ],
     faults: [
         cut_commit_at_every_poll,

@@ -10,7 +10,7 @@
 
 mod cancel;
 mod connkill;
-mod harness;
+pub(crate) mod harness;
 mod model;
 mod process;
 mod redis;
