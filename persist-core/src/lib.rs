@@ -68,6 +68,12 @@ pub struct ErrorsDoctests;
 /// raw SQL.
 pub use sqlx;
 
+/// Re-export of rust_decimal, whose `Decimal` is a field type with the
+/// `decimal` feature.
+#[cfg(feature = "decimal")]
+#[cfg_attr(docsrs, doc(cfg(feature = "decimal")))]
+pub use rust_decimal;
+
 /// Paths used by code that `#[derive(Entity)]` generates. Not public API.
 #[doc(hidden)]
 pub mod __private {
