@@ -148,24 +148,27 @@ pub trait RowReader {
 /// ```
 /// use persist_core::model::{Binder, BoxDynError, Field, RowReader, SqlType, Value};
 ///
-/// /// An amount in cents, stored as `bigint`.
+/// /// A temperature, stored as `double precision`.
 /// #[derive(Clone, Copy, Debug, PartialEq)]
-/// pub struct Money(i64);
+/// pub struct Celsius(f64);
 ///
-/// impl Field for Money {
-///     const SQL_TYPE: SqlType = SqlType::BigInt;
+/// impl Field for Celsius {
+///     const SQL_TYPE: SqlType = SqlType::Double;
 ///     fn bind<B: Binder>(&self, b: &mut B) -> Result<(), BoxDynError> {
-///         b.i64(self.0)
+///         b.f64(self.0)
 ///     }
 ///     fn decode_opt<R: RowReader>(r: &R, i: usize) -> Result<Option<Self>, BoxDynError> {
-///         Ok(r.i64(i)?.map(Money))
+///         Ok(r.f64(i)?.map(Celsius))
 ///     }
 ///     fn to_value(&self) -> Result<Value, BoxDynError> {
 ///         self.0.to_value()
 ///     }
 /// }
-/// # assert_eq!(Money(5).to_value().unwrap(), Value::BigInt(Some(5)));
+/// # assert_eq!(Celsius(21.5).to_value().unwrap(), Value::Double(Some(21.5)));
 /// ```
+///
+/// `#[derive(Field)]` writes this impl for a single-field newtype; more in
+/// `docs/reference/types.md`.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be stored in a column by persist",
     label = "unsupported field type",
