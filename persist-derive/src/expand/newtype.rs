@@ -35,6 +35,15 @@ fn expand(input: &Newtype<'_>, mode: Mode) -> TokenStream {
     // Spanned at the field's type: an inner type that is not a `Field` is
     // reported there.
     let field = quote_spanned!(inner.span()=> <#inner as #p::Field>);
+    let wrap = |v: TokenStream| match member {
+        syn::Member::Named(name) => quote!(Self { #name: #v }),
+        syn::Member::Unnamed(_) => quote!(Self(#v)),
+    };
+    let wrap_decoded = wrap(quote!(#field::decode(r, i)?));
+    let constructor = match member {
+        syn::Member::Named(name) => quote!(|v| Self { #name: v }),
+        syn::Member::Unnamed(_) => quote!(Self),
+    };
     let (sql_type, nullable, bind, decode_opt, decode, to_value) = match mode {
         Mode::Full => (
             quote!(#field::SQL_TYPE),
@@ -42,10 +51,10 @@ fn expand(input: &Newtype<'_>, mode: Mode) -> TokenStream {
             quote!(#field::bind(&self.#member, b)),
             quote! {
                 ::core::result::Result::Ok(
-                    #field::decode_opt(r, i)?.map(|v| Self { #member: v }),
+                    #field::decode_opt(r, i)?.map(#constructor),
                 )
             },
-            quote!(::core::result::Result::Ok(Self { #member: #field::decode(r, i)? })),
+            quote!(::core::result::Result::Ok(#wrap_decoded)),
             quote!(#field::to_value(&self.#member)),
         ),
         Mode::Stub => {
