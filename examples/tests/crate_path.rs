@@ -23,10 +23,17 @@ pub struct Note {
     pub slug: String,
     /// Stored as text through the enum's derived `Field`.
     pub mood: Mood,
+    /// Stored as text through the newtype's derived `Field`.
+    pub title: Title,
     /// Bumped by every update.
     #[persist(version)]
     pub version: i64,
 }
+
+/// A note's title, stored as its `String`.
+#[derive(storage::engine::model::Field, Clone, Debug, PartialEq)]
+#[persist(crate = "crate::storage::engine")]
+pub struct Title(String);
 
 /// How a note reads, stored as text.
 #[derive(storage::engine::model::DbEnum, Clone, Copy, Debug, PartialEq)]
@@ -48,6 +55,7 @@ async fn insert_and_read_back() -> Result<(), Error> {
             id: 0,
             slug: "first".into(),
             mood: Mood::NotCalm,
+            title: Title("Hello".into()),
             version: 0,
         })
         .await?;
@@ -65,9 +73,17 @@ async fn insert_and_read_back() -> Result<(), Error> {
             id: inserted.id,
             slug: "first".into(),
             mood: Mood::NotCalm,
+            title: Title("Hello".into()),
             version: inserted.version,
         })
     );
+    // A filter on the newtype column takes the newtype.
+    let titled = s
+        .query::<Note>()
+        .filter(Note::TITLE.eq(Title("Hello".into())))
+        .count()
+        .await?;
+    assert_eq!(titled, 1);
     s.commit().await?;
     Ok(())
 }

@@ -14,15 +14,15 @@ pub mod sql;
 pub mod prelude {
     //! What an application needs every day: `use persist_core::prelude::*;`.
     //!
-    //! The derives and their traits ([`Entity`], [`DbEnum`]), the database and
-    //! its sessions ([`Db`], [`Session`], [`SessionOptions`]), errors
+    //! The derives and their traits ([`Entity`], [`DbEnum`], [`Field`]), the
+    //! database and its sessions ([`Db`], [`Session`], [`SessionOptions`]), errors
     //! ([`Error`], [`Result`]), and the traits whose methods queries call
     //! ([`Load`], [`TextColumn`]). Everything else lives in the module of its
     //! concern.
 
     pub use crate::db::Db;
     pub use crate::error::{Error, Result};
-    pub use crate::model::{DbEnum, Entity};
+    pub use crate::model::{DbEnum, Entity, Field};
     pub use crate::query::{Load, TextColumn};
     pub use crate::session::{Session, SessionOptions};
 }
@@ -76,6 +76,12 @@ pub struct RawDoctests;
 /// raw SQL.
 pub use sqlx;
 
+/// Re-export of rust_decimal, whose `Decimal` is a field type with the
+/// `decimal` feature.
+#[cfg(feature = "decimal")]
+#[cfg_attr(docsrs, doc(cfg(feature = "decimal")))]
+pub use rust_decimal;
+
 /// Paths used by code that `#[derive(Entity)]` generates. Not public API.
 #[doc(hidden)]
 pub mod __private {
@@ -103,6 +109,20 @@ pub mod __private {
     #[inline]
     pub fn decode_field<T: Field, R: RowReader>(r: &R, i: usize, column: &str) -> Result<T> {
         T::decode(r, i).map_err(|e| Error::decode(column, e))
+    }
+
+    /// The outcome of [`Field::bind`], naming the column in an encode error.
+    /// Not generic over the field, so the derive's call `<T as Field>::bind`
+    /// is the only place a type without `Field` is reported.
+    #[inline]
+    pub fn encoded(r: Result<(), BoxDynError>, column: &str) -> Result<()> {
+        r.map_err(|e| Error::encode(column, e))
+    }
+
+    /// The outcome of [`Field::decode`], naming the column in a decode error.
+    #[inline]
+    pub fn decoded<T>(r: Result<T, BoxDynError>, column: &str) -> Result<T> {
+        r.map_err(|e| Error::decode(column, e))
     }
 
     /// Binds a `#[persist(json)]` field.

@@ -1,6 +1,7 @@
-//! Derive macros of persist: `#[derive(Entity)]` and `#[derive(DbEnum)]`.
+//! Derive macros of persist: `#[derive(Entity)]`, `#[derive(DbEnum)]` and
+//! `#[derive(Field)]`.
 //!
-//! Use them through `persist_core`, which re-exports both; the attribute
+//! Use them through `persist_core`, which re-exports them; the attribute
 //! reference is in persist-core's README. Each entry point is one line into
 //! `expand`, which works on `proc_macro2` tokens so that the expansion can be
 //! tested without the compiler.
@@ -16,7 +17,7 @@
 //! Generated code names persist-core as `::persist_core`. An application
 //! that reaches it under another path (a re-export, a facade crate, a
 //! renamed dependency) gives that path as a container key, on an entity
-//! struct or a `DbEnum` enum alike, as with serde's `#[serde(crate = "…")]`:
+//! struct, a `DbEnum` enum or a `Field` newtype alike, as with serde's `#[serde(crate = "…")]`:
 //!
 //! ```text
 //! mod storage {
@@ -58,4 +59,12 @@ pub fn derive_entity(input: TokenStream) -> TokenStream {
 #[proc_macro_derive(DbEnum, attributes(persist))]
 pub fn derive_db_enum(input: TokenStream) -> TokenStream {
     expand::db_enum::derive(input.into()).into()
+}
+
+/// Implements `persist_core::model::Field` for a single-field newtype
+/// (`struct Money(i64);`, `struct Email { value: String }`): it is stored
+/// in its field's column, every method delegating to the field's type.
+#[proc_macro_derive(Field, attributes(persist))]
+pub fn derive_field(input: TokenStream) -> TokenStream {
+    expand::newtype::derive(input.into()).into()
 }

@@ -28,6 +28,8 @@ impl Binder for MySqlArguments {
         timestamptz: DateTime<Utc>, timestamp: NaiveDateTime, date: NaiveDate,
         time: NaiveTime, uuid: Uuid,
     );
+    #[cfg(feature = "decimal")]
+    native_binds!(decimal: rust_decimal::Decimal);
 }
 
 impl RowReader for MySqlRow {
@@ -42,6 +44,8 @@ impl RowReader for MySqlRow {
         string: String, bytes: Vec<u8>, timestamptz: DateTime<Utc>,
         timestamp: NaiveDateTime, date: NaiveDate, time: NaiveTime, uuid: Uuid,
     );
+    #[cfg(feature = "decimal")]
+    native_reads!(decimal: rust_decimal::Decimal);
 }
 
 impl Driver for MySql {

@@ -28,6 +28,8 @@ impl Binder for PgArguments {
             SqlType::Date => self.add(None::<NaiveDate>),
             SqlType::Time => self.add(None::<NaiveTime>),
             SqlType::Uuid => self.add(None::<Uuid>),
+            #[cfg(feature = "decimal")]
+            SqlType::Decimal => self.add(None::<rust_decimal::Decimal>),
         }
     }
     fn str(&mut self, v: &str) -> Result<(), BoxDynError> {
@@ -44,6 +46,8 @@ impl Binder for PgArguments {
         timestamptz: DateTime<Utc>, timestamp: NaiveDateTime, date: NaiveDate,
         time: NaiveTime, uuid: Uuid,
     );
+    #[cfg(feature = "decimal")]
+    native_binds!(decimal: rust_decimal::Decimal);
 }
 
 impl RowReader for PgRow {
@@ -57,6 +61,8 @@ impl RowReader for PgRow {
         string: String, bytes: Vec<u8>, timestamptz: DateTime<Utc>,
         timestamp: NaiveDateTime, date: NaiveDate, time: NaiveTime, uuid: Uuid,
     );
+    #[cfg(feature = "decimal")]
+    native_reads!(decimal: rust_decimal::Decimal);
 }
 
 impl Driver for Postgres {

@@ -86,6 +86,38 @@ fn text_time(v: &NaiveTime) -> Arg {
     Arg::Text(v.format("%T%.f").to_string())
 }
 
+/// A decimal as SQLite stores it: normalized text (`1.5`, not `1.50`), exact
+/// (no REAL rounding), and one text per value, so `=` compares values.
+#[cfg(feature = "decimal")]
+fn text_decimal(v: &rust_decimal::Decimal) -> Arg {
+    Arg::Text(v.normalize().to_string())
+}
+
+/// A stored SQLite value as a decimal: the text persist writes, or an
+/// INTEGER or REAL another writer left (a REAL is as exact as it was).
+#[cfg(feature = "decimal")]
+pub(crate) enum StoredDecimal<'a> {
+    Text(&'a str),
+    Int(i64),
+    Real(f64),
+}
+
+#[cfg(feature = "decimal")]
+impl StoredDecimal<'_> {
+    pub(crate) fn decimal(self) -> Result<rust_decimal::Decimal, BoxDynError> {
+        use rust_decimal::Decimal;
+        match self {
+            StoredDecimal::Text(s) => Decimal::from_str_exact(s.trim())
+                .or_else(|_| Decimal::from_scientific(s.trim()))
+                .map_err(|e| format!("`{s}` is not a decimal: {e}").into()),
+            StoredDecimal::Int(v) => Ok(Decimal::from(v)),
+            StoredDecimal::Real(v) => {
+                Decimal::try_from(v).map_err(|e| format!("{v} does not fit a decimal: {e}").into())
+            }
+        }
+    }
+}
+
 impl Binder for SqliteArgs {
     fn null(&mut self, _ty: SqlType) -> Result<(), BoxDynError> {
         self.push(Arg::Null)
@@ -133,6 +165,10 @@ impl Binder for SqliteArgs {
     fn uuid(&mut self, v: Uuid) -> Result<(), BoxDynError> {
         self.push(Arg::Blob(v.as_bytes().to_vec()))
     }
+    #[cfg(feature = "decimal")]
+    fn decimal(&mut self, v: rust_decimal::Decimal) -> Result<(), BoxDynError> {
+        self.push(text_decimal(&v))
+    }
 }
 
 /// A sea-query value as sea-query-sqlx would bind it; `None` for a kind
@@ -166,6 +202,8 @@ fn arg_of(v: &sea_query::Value) -> Option<Arg> {
         V::ChronoDateTimeLocal(v) => or_null(v, text_datetime),
         V::ChronoDateTimeWithTimeZone(v) => or_null(v, text_datetime),
         V::Uuid(v) => or_null(v, |v| Arg::Blob(v.as_bytes().to_vec())),
+        #[cfg(feature = "decimal")]
+        V::Decimal(v) => or_null(v, text_decimal),
         _ => return None,
     })
 }
@@ -182,6 +220,18 @@ impl RowReader for SqliteRow {
         string: String, bytes: Vec<u8>, timestamptz: DateTime<Utc>,
         timestamp: NaiveDateTime, date: NaiveDate, time: NaiveTime, uuid: Uuid,
     );
+    #[cfg(feature = "decimal")]
+    fn decimal(&self, i: usize) -> Result<Option<rust_decimal::Decimal>, BoxDynError> {
+        let stored = match self.try_get::<Option<String>, _>(i) {
+            Ok(None) => return Ok(None),
+            Ok(Some(s)) => return StoredDecimal::Text(&s).decimal().map(Some),
+            Err(e) => match self.try_get::<i64, _>(i) {
+                Ok(v) => StoredDecimal::Int(v),
+                Err(_) => StoredDecimal::Real(self.try_get::<f64, _>(i).map_err(|_| e)?),
+            },
+        };
+        stored.decimal().map(Some)
+    }
 }
 
 /// A session's SQLite connection: sqlx's pooled connection and, while a

@@ -609,6 +609,18 @@ impl RowReader for RawRow<'_> {
             other => Err(mismatch("a UUID blob", other)),
         }
     }
+    #[cfg(feature = "decimal")]
+    fn decimal(&self, i: usize) -> Result<Option<rust_decimal::Decimal>, BoxDynError> {
+        use super::sqlite::StoredDecimal;
+        let stored = match self.class(i)? {
+            Class::Null => return Ok(None),
+            Class::Text => StoredDecimal::Text(self.text(i)?.unwrap_or_default()),
+            Class::Integer => StoredDecimal::Int(self.int(i)?.unwrap_or_default()),
+            Class::Float => StoredDecimal::Real(self.float(i)?.unwrap_or_default()),
+            other => return Err(mismatch("a decimal", other)),
+        };
+        stored.decimal().map(Some)
+    }
 }
 
 /// A database error raised on the direct path, reported as sqlx reports

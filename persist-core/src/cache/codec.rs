@@ -167,6 +167,8 @@ const fn sql_type_tag(t: SqlType) -> u8 {
         SqlType::Date => 11,
         SqlType::Time => 12,
         SqlType::Uuid => 13,
+        #[cfg(feature = "decimal")]
+        SqlType::Decimal => 14,
     }
 }
 
@@ -186,6 +188,8 @@ fn sql_type_of(tag: u8) -> Option<SqlType> {
         11 => SqlType::Date,
         12 => SqlType::Time,
         13 => SqlType::Uuid,
+        #[cfg(feature = "decimal")]
+        14 => SqlType::Decimal,
         _ => return None,
     })
 }
@@ -258,6 +262,11 @@ fn encode_value(v: &Captured, out: &mut Vec<u8>) {
         Captured::Uuid(u) => {
             out.push(14);
             out.extend_from_slice(u.as_bytes());
+        }
+        #[cfg(feature = "decimal")]
+        Captured::Decimal(d) => {
+            out.push(15);
+            out.extend_from_slice(&d.serialize());
         }
     }
 }
@@ -335,6 +344,8 @@ fn decode_values(bytes: &[u8]) -> Result<Vec<Captured>, BoxDynError> {
                 )
             }
             14 => Captured::Uuid(Uuid::from_bytes(r.arr()?)),
+            #[cfg(feature = "decimal")]
+            15 => Captured::Decimal(rust_decimal::Decimal::deserialize(r.arr()?)),
             _ => return Err(msg("bad value tag")),
         };
         out.push(v);
@@ -381,6 +392,8 @@ impl RowReader for CachedRow {
         time -> NaiveTime { Captured::Time(t) => *t },
         uuid -> Uuid { Captured::Uuid(u) => *u },
     );
+    #[cfg(feature = "decimal")]
+    cached_reads!(decimal -> rust_decimal::Decimal { Captured::Decimal(d) => *d });
 }
 
 #[cfg(test)]

@@ -14,9 +14,14 @@ pub use entity::{
     RelationKind, RelationMeta,
 };
 pub(crate) use sql_cache::SqlCache;
-pub use value::{Binder, DbEnum, Field, RowReader, SqlType};
+pub use value::{Binder, DbEnum, Field, RowReader, SqlType, Value};
+
+/// The error type of [`Field`], [`Binder`] and [`RowReader`] methods (any
+/// error, boxed), here beside them for hand-written `Field` impls.
+pub use crate::error::BoxDynError;
 
 /// The derives, in the macro namespace beside their traits: `model::Entity`
-/// names both the trait and `#[derive(Entity)]`.
+/// names both the trait and `#[derive(Entity)]`, `model::Field` both the
+/// trait and the newtype derive.
 #[cfg(feature = "derive")]
-pub use persist_derive::{DbEnum, Entity};
+pub use persist_derive::{DbEnum, Entity, Field};

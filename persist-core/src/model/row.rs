@@ -26,6 +26,8 @@ pub(crate) enum Captured {
     Date(NaiveDate),
     Time(NaiveTime),
     Uuid(Uuid),
+    #[cfg(feature = "decimal")]
+    Decimal(rust_decimal::Decimal),
 }
 
 /// A [`Binder`] that keeps the values instead of sending them.
@@ -60,6 +62,8 @@ impl Binder for Capture {
         time(NaiveTime) => Time,
         uuid(Uuid) => Uuid,
     );
+    #[cfg(feature = "decimal")]
+    capture!(decimal(rust_decimal::Decimal) => Decimal);
 }
 
 /// The value of column `col` of `v`.

@@ -6,7 +6,11 @@
 //! every backend and no `Vec` of dynamic values is built per statement.
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Timelike, Utc};
+#[cfg(feature = "decimal")]
+use rust_decimal::Decimal;
 use uuid::Uuid;
+
+pub use sea_query::Value;
 
 use crate::error::{BoxDynError, msg};
 
@@ -43,6 +47,11 @@ pub enum SqlType {
     Time,
     /// A UUID (`uuid`, MySQL `binary(16)`, SQLite blob).
     Uuid,
+    /// An exact decimal (`numeric`, MySQL `decimal(65, 30)`, SQLite text);
+    /// with the `decimal` feature.
+    #[cfg(feature = "decimal")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "decimal")))]
+    Decimal,
 }
 
 /// Receives field values for one statement's bind parameters, in order.
@@ -79,6 +88,10 @@ pub trait Binder {
     fn time(&mut self, v: NaiveTime) -> Result<(), BoxDynError>;
     /// Binds a UUID.
     fn uuid(&mut self, v: Uuid) -> Result<(), BoxDynError>;
+    /// Binds an exact decimal.
+    #[cfg(feature = "decimal")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "decimal")))]
+    fn decimal(&mut self, v: Decimal) -> Result<(), BoxDynError>;
 }
 
 /// Reads column values of one result row by index.
@@ -114,17 +127,52 @@ pub trait RowReader {
     fn time(&self, i: usize) -> Result<Option<NaiveTime>, BoxDynError>;
     /// Reads a UUID.
     fn uuid(&self, i: usize) -> Result<Option<Uuid>, BoxDynError>;
+    /// Reads an exact decimal.
+    #[cfg(feature = "decimal")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "decimal")))]
+    fn decimal(&self, i: usize) -> Result<Option<Decimal>, BoxDynError>;
 }
 
 /// A Rust type stored in one column.
 ///
 /// Implemented for the supported scalar types and `Option` of them; unit-only
-/// enums get it from `#[derive(DbEnum)]`. A type without it is a compile
-/// error at the field that uses it.
+/// enums get it from `#[derive(DbEnum)]`, single-field newtypes from
+/// `#[derive(Field)]`. A type without it is a compile error at the field
+/// that uses it.
+///
+/// Everything an implementation names is in this module: [`SqlType`],
+/// [`Binder`], [`RowReader`], [`Value`] and [`BoxDynError`], so a hand-written
+/// impl needs no other dependency. The usual one stores a type as one that
+/// is already a `Field` and delegates:
+///
+/// ```
+/// use persist_core::model::{Binder, BoxDynError, Field, RowReader, SqlType, Value};
+///
+/// /// A temperature, stored as `double precision`.
+/// #[derive(Clone, Copy, Debug, PartialEq)]
+/// pub struct Celsius(f64);
+///
+/// impl Field for Celsius {
+///     const SQL_TYPE: SqlType = SqlType::Double;
+///     fn bind<B: Binder>(&self, b: &mut B) -> Result<(), BoxDynError> {
+///         b.f64(self.0)
+///     }
+///     fn decode_opt<R: RowReader>(r: &R, i: usize) -> Result<Option<Self>, BoxDynError> {
+///         Ok(r.f64(i)?.map(Celsius))
+///     }
+///     fn to_value(&self) -> Result<Value, BoxDynError> {
+///         self.0.to_value()
+///     }
+/// }
+/// # assert_eq!(Celsius(21.5).to_value().unwrap(), Value::Double(Some(21.5)));
+/// ```
+///
+/// `#[derive(Field)]` writes this impl for a single-field newtype; more in
+/// `docs/reference/types.md`.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be stored in a column by persist",
     label = "unsupported field type",
-    note = "supported: integers, f32/f64, bool, String, Vec<u8>, chrono date/time types, uuid::Uuid, serde_json::Value, Option<T> of those, #[derive(DbEnum)] enums; use #[persist(json)] for serde types"
+    note = "supported: integers, f32/f64, bool, String, Vec<u8>, chrono date/time types, uuid::Uuid, serde_json::Value, rust_decimal::Decimal (feature `decimal`), Option<T> of those, #[derive(DbEnum)] enums, #[derive(Field)] newtypes; use #[persist(json)] for serde types"
 )]
 pub trait Field: Sized + Send + Sync + 'static {
     /// The column's storage class.
@@ -143,8 +191,8 @@ pub trait Field: Sized + Send + Sync + 'static {
         Self::decode_opt(r, i)?.ok_or_else(|| msg("unexpected NULL"))
     }
 
-    /// This value as a dynamic query value (used by typed filters).
-    fn to_value(&self) -> Result<sea_query::Value, BoxDynError>;
+    /// This value as a dynamic query [`Value`] (used by typed filters).
+    fn to_value(&self) -> Result<Value, BoxDynError>;
 }
 
 macro_rules! direct_field {
@@ -159,8 +207,8 @@ macro_rules! direct_field {
             fn decode_opt<R: RowReader>(r: &R, i: usize) -> Result<Option<Self>, BoxDynError> {
                 r.$read(i)
             }
-            fn to_value(&self) -> Result<sea_query::Value, BoxDynError> {
-                Ok(sea_query::Value::$val(Some(self.clone())))
+            fn to_value(&self) -> Result<Value, BoxDynError> {
+                Ok(Value::$val(Some(self.clone())))
             }
         }
     };
@@ -201,7 +249,7 @@ macro_rules! widened_field {
                         .map_err(|_| msg(format!("{} is out of range for {}", v, stringify!($ty)))),
                 }
             }
-            fn to_value(&self) -> Result<sea_query::Value, BoxDynError> {
+            fn to_value(&self) -> Result<Value, BoxDynError> {
                 let v = <$wide>::try_from(*self).map_err(|_| {
                     msg(format!(
                         "{} does not fit in a {} column",
@@ -209,7 +257,7 @@ macro_rules! widened_field {
                         stringify!($wide)
                     ))
                 })?;
-                Ok(sea_query::Value::$val(Some(v)))
+                Ok(Value::$val(Some(v)))
             }
         }
     };
@@ -231,8 +279,8 @@ impl Field for String {
     fn decode_opt<R: RowReader>(r: &R, i: usize) -> Result<Option<Self>, BoxDynError> {
         r.string(i)
     }
-    fn to_value(&self) -> Result<sea_query::Value, BoxDynError> {
-        Ok(sea_query::Value::String(Some(self.clone())))
+    fn to_value(&self) -> Result<Value, BoxDynError> {
+        Ok(Value::String(Some(self.clone())))
     }
 }
 
@@ -246,8 +294,8 @@ impl Field for Vec<u8> {
     fn decode_opt<R: RowReader>(r: &R, i: usize) -> Result<Option<Self>, BoxDynError> {
         r.bytes(i)
     }
-    fn to_value(&self) -> Result<sea_query::Value, BoxDynError> {
-        Ok(sea_query::Value::Bytes(Some(self.clone())))
+    fn to_value(&self) -> Result<Value, BoxDynError> {
+        Ok(Value::Bytes(Some(self.clone())))
     }
 }
 
@@ -259,8 +307,8 @@ impl Field for serde_json::Value {
     fn decode_opt<R: RowReader>(r: &R, i: usize) -> Result<Option<Self>, BoxDynError> {
         r.json(i)
     }
-    fn to_value(&self) -> Result<sea_query::Value, BoxDynError> {
-        Ok(sea_query::Value::Json(Some(Box::new(self.clone()))))
+    fn to_value(&self) -> Result<Value, BoxDynError> {
+        Ok(Value::Json(Some(Box::new(self.clone()))))
     }
 }
 
@@ -284,10 +332,8 @@ impl Field for DateTime<Utc> {
     fn decode_opt<R: RowReader>(r: &R, i: usize) -> Result<Option<Self>, BoxDynError> {
         r.timestamptz(i)
     }
-    fn to_value(&self) -> Result<sea_query::Value, BoxDynError> {
-        Ok(sea_query::Value::ChronoDateTimeUtc(Some(truncate_micros(
-            *self,
-        ))))
+    fn to_value(&self) -> Result<Value, BoxDynError> {
+        Ok(Value::ChronoDateTimeUtc(Some(truncate_micros(*self))))
     }
 }
 
@@ -299,8 +345,8 @@ impl Field for NaiveDateTime {
     fn decode_opt<R: RowReader>(r: &R, i: usize) -> Result<Option<Self>, BoxDynError> {
         r.timestamp(i)
     }
-    fn to_value(&self) -> Result<sea_query::Value, BoxDynError> {
-        Ok(sea_query::Value::ChronoDateTime(Some(
+    fn to_value(&self) -> Result<Value, BoxDynError> {
+        Ok(Value::ChronoDateTime(Some(
             self.date().and_time(trunc_time(self.time())),
         )))
     }
@@ -314,8 +360,28 @@ impl Field for NaiveTime {
     fn decode_opt<R: RowReader>(r: &R, i: usize) -> Result<Option<Self>, BoxDynError> {
         r.time(i)
     }
-    fn to_value(&self) -> Result<sea_query::Value, BoxDynError> {
-        Ok(sea_query::Value::ChronoTime(Some(trunc_time(*self))))
+    fn to_value(&self) -> Result<Value, BoxDynError> {
+        Ok(Value::ChronoTime(Some(trunc_time(*self))))
+    }
+}
+
+/// Exact decimals. Every backend reads a value back equal (`==`) to the one
+/// written, normalized (`1.50` reads as `1.5`), so all backends and the
+/// shared cache give the same value.
+#[cfg(feature = "decimal")]
+#[cfg_attr(docsrs, doc(cfg(feature = "decimal")))]
+impl Field for Decimal {
+    const SQL_TYPE: SqlType = SqlType::Decimal;
+    #[inline]
+    fn bind<B: Binder>(&self, b: &mut B) -> Result<(), BoxDynError> {
+        b.decimal(*self)
+    }
+    #[inline]
+    fn decode_opt<R: RowReader>(r: &R, i: usize) -> Result<Option<Self>, BoxDynError> {
+        Ok(r.decimal(i)?.map(|d| d.normalize()))
+    }
+    fn to_value(&self) -> Result<Value, BoxDynError> {
+        Ok(Value::Decimal(Some(*self)))
     }
 }
 
@@ -333,7 +399,7 @@ impl<T: Field> Field for Option<T> {
     fn decode_opt<R: RowReader>(r: &R, i: usize) -> Result<Option<Self>, BoxDynError> {
         T::decode_opt(r, i).map(Some)
     }
-    fn to_value(&self) -> Result<sea_query::Value, BoxDynError> {
+    fn to_value(&self) -> Result<Value, BoxDynError> {
         match self {
             Some(v) => v.to_value(),
             None => Ok(null_value(T::SQL_TYPE)),
@@ -342,8 +408,8 @@ impl<T: Field> Field for Option<T> {
 }
 
 /// A typed SQL `NULL` as a dynamic value.
-pub(crate) fn null_value(ty: SqlType) -> sea_query::Value {
-    use sea_query::Value as V;
+pub(crate) fn null_value(ty: SqlType) -> Value {
+    use Value as V;
     match ty {
         SqlType::Bool => V::Bool(None),
         SqlType::SmallInt => V::SmallInt(None),
@@ -359,6 +425,8 @@ pub(crate) fn null_value(ty: SqlType) -> sea_query::Value {
         SqlType::Date => V::ChronoDate(None),
         SqlType::Time => V::ChronoTime(None),
         SqlType::Uuid => V::Uuid(None),
+        #[cfg(feature = "decimal")]
+        SqlType::Decimal => V::Decimal(None),
     }
 }
 
@@ -391,8 +459,8 @@ pub mod enum_field {
         }
     }
 
-    pub fn to_value<E: DbEnum>(v: &E) -> Result<sea_query::Value, BoxDynError> {
-        Ok(sea_query::Value::String(Some(v.as_str().to_owned())))
+    pub fn to_value<E: DbEnum>(v: &E) -> Result<Value, BoxDynError> {
+        Ok(Value::String(Some(v.as_str().to_owned())))
     }
 }
 

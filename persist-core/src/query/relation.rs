@@ -116,6 +116,13 @@ impl Binder for Capture {
     fn uuid(&mut self, v: Uuid) -> Result<(), BoxDynError> {
         self.push(KeyValue::Uuid(v), sea_query::Value::Uuid(Some(v)))
     }
+    #[cfg(feature = "decimal")]
+    fn decimal(&mut self, v: rust_decimal::Decimal) -> Result<(), BoxDynError> {
+        self.push(
+            KeyValue::Other(v.normalize().to_string()),
+            sea_query::Value::Decimal(Some(v)),
+        )
+    }
 }
 
 /// The value of column `col` of `e`, as a key and as a query value.
@@ -194,6 +201,11 @@ pub(crate) fn read_key<R: RowReader>(
             .json(i)
             .map_err(d)?
             .map(|v| KeyValue::Other(v.to_string())),
+        #[cfg(feature = "decimal")]
+        SqlType::Decimal => row
+            .decimal(i)
+            .map_err(d)?
+            .map(|v| KeyValue::Other(v.normalize().to_string())),
     };
     Ok(k.unwrap_or(KeyValue::Null))
 }

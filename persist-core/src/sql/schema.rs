@@ -58,6 +58,16 @@ fn column_type(b: Backend, c: &ColumnMeta) -> ColumnType {
         (Backend::MySql, SqlType::TimestampTz | SqlType::Timestamp) => "datetime(6)",
         (Backend::MySql, SqlType::Date) => "date",
         (Backend::MySql, SqlType::Time) => "time(6)",
+
+        // Exact on every backend: any `rust_decimal::Decimal` (at most 29
+        // integer and 28 fractional digits) fits MySQL's widest decimal, and
+        // SQLite keeps it as text (a NUMERIC column would round to REAL).
+        #[cfg(feature = "decimal")]
+        (Backend::Sqlite, SqlType::Decimal) => "text",
+        #[cfg(feature = "decimal")]
+        (Backend::Postgres, SqlType::Decimal) => "numeric",
+        #[cfg(feature = "decimal")]
+        (Backend::MySql, SqlType::Decimal) => "decimal(65, 30)",
     };
     ColumnType::custom(name)
 }

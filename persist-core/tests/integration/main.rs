@@ -6,6 +6,7 @@ mod bulk;
 mod cache;
 mod common;
 mod crud;
+mod custom_types;
 mod errors;
 mod faults;
 mod guarantees;
@@ -131,6 +132,12 @@ suite! {
         create_tables_again_logs_no_notices,
     ],
     types: [all_types_round_trip, filters_on_every_type],
+    custom_types: [
+        newtypes_round_trip_and_filter,
+        db_enum_stores_serde_names,
+        decimal_round_trip_and_filters,
+        decimal_through_shared_cache,
+    ],
     relations: [
         many_to_many_through_join_entity,
         self_reference_employee_manager,

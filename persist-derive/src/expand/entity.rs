@@ -77,12 +77,17 @@ fn entity_impl(entity: &Entity<'_>) -> TokenStream {
 
     let bind_arms = entity.columns().map(|(i, f)| {
         let (i, member, ty, column) = (Literal::usize_suffixed(i), f.ident, f.ty, &f.column);
-        let bind = if f.is_json() {
-            quote_spanned!(ty.span()=> #p::bind_json::<#ty, _>)
+        if f.is_json() {
+            let bind = quote_spanned!(ty.span()=> #p::bind_json::<#ty, _>);
+            quote!(#i => #bind(&self.#member, b, #column),)
         } else {
-            quote_spanned!(ty.span()=> #p::bind_field::<#ty, _>)
-        };
-        quote!(#i => #bind(&self.#member, b, #column),)
+            // `<T as Field>::…` at the type, in the column metadata, here
+            // and in `decode_row`: an unsupported type is one error, not one
+            // per use (rustc merges identical diagnostics; a generic helper
+            // bounded by `Field` would add its own "required by" note).
+            let field = quote_spanned!(ty.span()=> <#ty as #p::Field>);
+            quote!(#i => #p::encoded(#field::bind(&self.#member, b), #column),)
+        }
     });
     let table = &entity.table;
 
@@ -91,12 +96,13 @@ fn entity_impl(entity: &Entity<'_>) -> TokenStream {
         match f.index {
             Some(i) => {
                 let i = Literal::usize_suffixed(i);
-                let decode = if f.is_json() {
-                    quote_spanned!(ty.span()=> #p::decode_json::<#ty, _>)
+                if f.is_json() {
+                    let decode = quote_spanned!(ty.span()=> #p::decode_json::<#ty, _>);
+                    quote!(#member: #decode(row, offset + #i, #column)?)
                 } else {
-                    quote_spanned!(ty.span()=> #p::decode_field::<#ty, _>)
-                };
-                quote!(#member: #decode(row, offset + #i, #column)?)
+                    let field = quote_spanned!(ty.span()=> <#ty as #p::Field>);
+                    quote!(#member: #p::decoded(#field::decode(row, offset + #i), #column)?)
+                }
             }
             None => {
                 let default =

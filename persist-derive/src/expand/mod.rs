@@ -8,6 +8,7 @@
 mod columns;
 pub mod db_enum;
 pub mod entity;
+pub mod newtype;
 mod repository;
 
 #[cfg(test)]

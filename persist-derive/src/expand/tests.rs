@@ -4,7 +4,7 @@
 use proc_macro2::TokenStream;
 use quote::quote;
 
-use super::{db_enum, entity};
+use super::{db_enum, entity, newtype};
 
 fn pretty(tokens: TokenStream) -> String {
     let file: syn::File = syn::parse2(tokens).expect("expansion parses as a file");
@@ -143,6 +143,63 @@ fn db_enum() {
 }
 
 #[test]
+fn newtypes() {
+    let tuple = newtype::derive(quote! {
+        #[derive(Field, Clone, Copy)]
+        pub struct Money(i64);
+    });
+    let named = newtype::derive(quote! {
+        #[derive(Field, Clone)]
+        #[persist(crate = "crate::storage::engine")]
+        pub struct Email {
+            value: String,
+        }
+    });
+    insta::assert_snapshot!(pretty(quote!(#tuple #named)));
+}
+
+#[test]
+fn db_enum_with_serde_names() {
+    let out = db_enum::derive(quote! {
+        #[derive(DbEnum, Serialize)]
+        #[serde(deny_unknown_fields, rename_all = "SCREAMING-KEBAB-CASE")]
+        #[persist(rename_all = "serde")]
+        enum Status {
+            OnHold,
+            #[serde(alias = "x", rename = "done")]
+            Finished,
+            #[serde(rename(deserialize = "gone"))]
+            ClosedByBank,
+            #[serde(rename(serialize = "out", deserialize = "in"))]
+            Out,
+            #[persist(rename = "mine")]
+            #[serde(rename = "theirs")]
+            Mine,
+        }
+    });
+    // The arms of `as_str`: `Self :: OnHold => "ON-HOLD" , …`.
+    let text = out.to_string();
+    let as_str =
+        &text[text.find("fn as_str").expect("as_str")..text.find("fn from_str").expect("from_str")];
+    let stored: Vec<String> = as_str
+        .split("=>")
+        .skip(1)
+        .map(|arm| arm.split(',').next().unwrap_or("").trim().to_owned())
+        .collect();
+    assert_eq!(
+        stored,
+        [
+            "\"ON-HOLD\"",
+            "\"done\"",
+            "\"CLOSED-BY-BANK\"",
+            "\"out\"",
+            "\"mine\""
+        ],
+        "{out}"
+    );
+}
+
+#[test]
 fn renamed_crate() {
     let entity = entity::derive(quote! {
         #[derive(Entity, Clone)]
@@ -250,7 +307,7 @@ fn every_entity_error_at_once() {
         [
             "`table` must not be empty",
             "unknown persist attribute `nme`; expected one of: table, rename_all, has_many, has_one, many_to_many, cache, crate",
-            "unknown rename_all value `Title Case`; expected one of: snake_case, camelCase, PascalCase, SCREAMING_SNAKE_CASE, kebab-case, lowercase, UPPERCASE",
+            "unknown rename_all value `Title Case`; expected one of: snake_case, camelCase, PascalCase, SCREAMING_SNAKE_CASE, kebab-case, SCREAMING-KEBAB-CASE, lowercase, UPPERCASE",
             "duplicate persist attribute `column`",
             "unknown persist attribute `colum`; expected one of: primary_key, auto_increment, column, unique, index, references, version, json, skip, default, created_at, updated_at",
             "#[derive(Entity)] needs a primary key: mark a field #[persist(primary_key)]",

@@ -10,6 +10,7 @@ use super::{Ctxt, attr};
 const ENTITY_SHAPE: &str =
     "#[derive(Entity)] supports only structs with named fields and no generics";
 const ENUM_SHAPE: &str = "#[derive(DbEnum)] supports only enums with unit variants and no generics";
+const NEWTYPE_SHAPE: &str = "#[derive(Field)] supports only a struct with exactly one field and no generics, a newtype such as `struct Money(i64);` or `struct Email { value: String }`";
 
 /// An entity struct.
 pub struct Entity<'a> {
@@ -69,6 +70,81 @@ pub struct Variant<'a> {
     pub stored: String,
     /// Parsed `#[persist(…)]` keys.
     pub attrs: attr::Variant,
+}
+
+/// A `#[derive(Field)]` newtype: one field, stored as its type is.
+pub struct Newtype<'a> {
+    /// The struct's name.
+    pub ident: &'a Ident,
+    /// The field: `0` or its name.
+    pub member: syn::Member,
+    /// The field's type, whose `Field` impl every method delegates to.
+    pub inner: &'a Type,
+    /// The path generated code names persist-core by: `crate = "…"`, else
+    /// `::persist_core`.
+    pub root: syn::Path,
+}
+
+impl<'a> Newtype<'a> {
+    /// Builds the representation; `None` (with an error recorded) when the
+    /// input is not a non-generic struct of exactly one field.
+    pub fn from_ast(cx: &Ctxt, input: &'a DeriveInput) -> Option<Self> {
+        let attrs = attr::Newtype::from_ast(cx, &input.attrs);
+        let ident = &input.ident;
+        let field = match &input.data {
+            Data::Struct(data) => {
+                let fields: Vec<&syn::Field> = data.fields.iter().collect();
+                match (fields.as_slice(), &data.fields) {
+                    ([field], _) => Some(*field),
+                    (_, Fields::Unit) => {
+                        let token = &data.struct_token;
+                        cx.error_spanned_by(
+                            quote!(#token #ident),
+                            format!("{NEWTYPE_SHAPE}; a unit struct has no value to store"),
+                        );
+                        None
+                    }
+                    (fields, all) => {
+                        let found = fields.len();
+                        cx.error_spanned_by(
+                            all,
+                            format!("{NEWTYPE_SHAPE}; found {found} fields (an entity is #[derive(Entity)])"),
+                        );
+                        None
+                    }
+                }
+            }
+            Data::Enum(data) => {
+                let token = &data.enum_token;
+                cx.error_spanned_by(
+                    quote!(#token #ident),
+                    format!("{NEWTYPE_SHAPE}; an enum of unit variants is #[derive(DbEnum)]"),
+                );
+                None
+            }
+            Data::Union(data) => {
+                let token = &data.union_token;
+                cx.error_spanned_by(quote!(#token #ident), NEWTYPE_SHAPE);
+                None
+            }
+        };
+        let generic = !input.generics.params.is_empty() || input.generics.where_clause.is_some();
+        if generic && field.is_some() {
+            cx.error_spanned_by(&input.generics, NEWTYPE_SHAPE);
+        }
+        let field = field.filter(|_| !generic)?;
+        attr::Newtype::no_field_keys(cx, &field.attrs);
+        let member = match &field.ident {
+            Some(name) => syn::Member::Named(name.clone()),
+            None => syn::Member::Unnamed(syn::Index::from(0)),
+        };
+        Some(Newtype {
+            ident,
+            member,
+            inner: &field.ty,
+            root: attrs.crate_path.unwrap_or_else(default_root),
+        })
+    }
 }
 
 impl<'a> Entity<'a> {
@@ -243,7 +319,17 @@ impl<'a> Enum<'a> {
             cx.error_spanned_by(&input.generics, ENUM_SHAPE);
         }
         let data = data.filter(|_| !generic)?;
-        let rule = attrs.rename_all.unwrap_or(RenameRule::Pascal);
+        let (rule, serde) = match attrs.rename_all {
+            None => (RenameRule::Pascal, false),
+            Some(attr::EnumNames::Rule(rule)) => (rule, false),
+            // serde's default is the variant name, as written.
+            Some(attr::EnumNames::Serde) => (
+                attr::SerdeNames::from_ast(cx, &input.attrs)
+                    .rename_all
+                    .unwrap_or(RenameRule::Pascal),
+                true,
+            ),
+        };
         let variants = data
             .variants
             .iter()
@@ -255,9 +341,13 @@ impl<'a> Enum<'a> {
                     );
                 }
                 let attrs = attr::Variant::from_ast(cx, &v.attrs);
-                let stored = match &attrs.rename {
-                    Some(lit) => lit.value(),
-                    None => rule.apply_to_variant(&unraw(&v.ident)),
+                let serde_rename = serde
+                    .then(|| attr::SerdeNames::from_ast(cx, &v.attrs).rename)
+                    .flatten();
+                let stored = match (&attrs.rename, serde_rename) {
+                    (Some(lit), _) => lit.value(),
+                    (None, Some(lit)) => lit.value(),
+                    (None, None) => rule.apply_to_variant(&unraw(&v.ident)),
                 };
                 Variant {
                     ident: &v.ident,

@@ -118,9 +118,36 @@ pub struct Field {
 #[derive(Default)]
 pub struct Enum {
     /// `rename_all = "…"`.
-    pub rename_all: Option<RenameRule>,
+    pub rename_all: Option<EnumNames>,
     /// `crate = "path"`: the path generated code names persist-core by.
     pub crate_path: Option<syn::Path>,
+}
+
+/// Where the stored names of a `DbEnum`'s variants come from.
+#[derive(Copy, Clone)]
+pub enum EnumNames {
+    /// `rename_all = "snake_case"` and the other case rules.
+    Rule(RenameRule),
+    /// `rename_all = "serde"`: serde's `rename_all` on the enum and `rename`
+    /// on each variant, so that the stored text is the serialized string.
+    Serde,
+}
+
+/// Attributes of a `#[derive(Field)]` newtype.
+#[derive(Default)]
+pub struct Newtype {
+    /// `crate = "path"`: the path generated code names persist-core by.
+    pub crate_path: Option<syn::Path>,
+}
+
+/// The names serde gives an enum and its variants (`rename_all`, `rename`;
+/// the `serialize` form where both directions are given).
+#[derive(Default)]
+pub struct SerdeNames {
+    /// `#[serde(rename_all = "…")]` on the enum.
+    pub rename_all: Option<RenameRule>,
+    /// `#[serde(rename = "…")]` on a variant.
+    pub rename: Option<LitStr>,
 }
 
 /// Attributes of a `DbEnum` variant.
@@ -292,8 +319,8 @@ impl Enum {
         let mut krate = Slot::new(cx, symbol::CRATE);
         for_each_meta(cx, attrs, |meta| {
             if meta.path == symbol::RENAME_ALL {
-                if let Some(rule) = rename_rule(cx, &meta)? {
-                    rename_all.set(&meta.path, rule);
+                if let Some(names) = enum_names(cx, &meta)? {
+                    rename_all.set(&meta.path, names);
                 }
             } else if meta.path == symbol::CRATE {
                 if let Some(path) = crate_path(cx, &meta)? {
@@ -309,6 +336,101 @@ impl Enum {
             crate_path: krate.get(),
         }
     }
+}
+
+impl Newtype {
+    /// Parses the `#[persist(…)]` attributes of a `#[derive(Field)]`
+    /// newtype.
+    pub fn from_ast(cx: &Ctxt, attrs: &[Attribute]) -> Self {
+        let mut krate = Slot::new(cx, symbol::CRATE);
+        for_each_meta(cx, attrs, |meta| {
+            if meta.path == symbol::CRATE {
+                if let Some(path) = crate_path(cx, &meta)? {
+                    krate.set(&meta.path, path);
+                }
+            } else {
+                unknown(cx, &meta, symbol::NEWTYPE_KEYS)?;
+            }
+            Ok(())
+        });
+        Newtype {
+            crate_path: krate.get(),
+        }
+    }
+
+    /// Reports every `#[persist(…)]` key on the newtype's field: it has none.
+    pub fn no_field_keys(cx: &Ctxt, attrs: &[Attribute]) {
+        for_each_meta(cx, attrs, |meta| {
+            let key = meta.path.to_token_stream().to_string().replace(' ', "");
+            cx.error_spanned_by(
+                &meta.path,
+                format!(
+                    "#[derive(Field)] takes no persist attribute on its field (found `{key}`); put column keys on the entity's field"
+                ),
+            );
+            skip_value(&meta)
+        });
+    }
+}
+
+impl SerdeNames {
+    /// serde's names from `#[serde(…)]` attributes (of the enum or of one
+    /// variant); every other serde key is skipped, as serde itself checks
+    /// them.
+    pub fn from_ast(cx: &Ctxt, attrs: &[Attribute]) -> Self {
+        let mut rename_all = Slot::new(cx, symbol::RENAME_ALL);
+        let mut rename = Slot::new(cx, symbol::RENAME);
+        for attr in attrs.iter().filter(|a| a.path() == symbol::SERDE) {
+            let parsed = attr.parse_nested_meta(|meta| {
+                if meta.path == symbol::RENAME_ALL {
+                    if let Some(lit) = serde_name(cx, &meta)? {
+                        match RenameRule::from_str(&lit.value()) {
+                            Some(rule) => rename_all.set(&meta.path, rule),
+                            None => cx.error_spanned_by(
+                                &lit,
+                                format!(
+                                    "unknown serde rename_all value `{}`; expected one of: {}",
+                                    lit.value(),
+                                    RenameRule::valid_values()
+                                ),
+                            ),
+                        }
+                    }
+                } else if meta.path == symbol::RENAME {
+                    if let Some(lit) = serde_name(cx, &meta)? {
+                        rename.set(&meta.path, lit);
+                    }
+                } else {
+                    skip_value(&meta)?;
+                }
+                Ok(())
+            });
+            // A malformed serde attribute is serde's to report.
+            let _ = parsed;
+        }
+        SerdeNames {
+            rename_all: rename_all.get(),
+            rename: rename.get(),
+        }
+    }
+}
+
+/// The name of serde's `key = "…"` or `key(serialize = "…", …)`; `None`
+/// when only `deserialize` is given (serialization keeps the default).
+fn serde_name(cx: &Ctxt, meta: &ParseNestedMeta<'_>) -> syn::Result<Option<LitStr>> {
+    if meta.input.peek(Token![=]) {
+        return lit_str(cx, symbol::RENAME, meta);
+    }
+    let mut name = None;
+    meta.parse_nested_meta(|inner| {
+        if inner.path == symbol::SERIALIZE {
+            name = lit_str(cx, symbol::SERIALIZE, &inner)?;
+        } else {
+            skip_value(&inner)?;
+        }
+        Ok(())
+    })?;
+    Ok(name)
 }
 
 impl Variant {
@@ -596,6 +718,30 @@ fn crate_path(cx: &Ctxt, meta: &ParseNestedMeta<'_>) -> syn::Result<Option<syn::
 fn non_empty(cx: &Ctxt, key: Symbol, lit: &LitStr) {
     if lit.value().trim().is_empty() {
         cx.error_spanned_by(lit, format!("`{key}` must not be empty"));
+    }
+}
+
+/// `rename_all = "…"` on a `DbEnum`: a case rule, or `"serde"`.
+fn enum_names(cx: &Ctxt, meta: &ParseNestedMeta<'_>) -> syn::Result<Option<EnumNames>> {
+    let Some(lit) = lit_str(cx, symbol::RENAME_ALL, meta)? else {
+        return Ok(None);
+    };
+    if lit.value() == "serde" {
+        return Ok(Some(EnumNames::Serde));
+    }
+    match RenameRule::from_str(&lit.value()) {
+        Some(rule) => Ok(Some(EnumNames::Rule(rule))),
+        None => {
+            cx.error_spanned_by(
+                &lit,
+                format!(
+                    "unknown rename_all value `{}`; expected one of: {}, or \"serde\" for serde's names",
+                    lit.value(),
+                    RenameRule::valid_values()
+                ),
+            );
+            Ok(None)
+        }
     }
 }
 

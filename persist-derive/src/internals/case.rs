@@ -18,6 +18,8 @@ pub enum RenameRule {
     ScreamingSnake,
     /// `kebab-case`.
     Kebab,
+    /// `SCREAMING-KEBAB-CASE`.
+    ScreamingKebab,
     /// `lowercase`.
     Lower,
     /// `UPPERCASE`.
@@ -30,6 +32,7 @@ static RULES: &[(&str, RenameRule)] = &[
     ("PascalCase", Pascal),
     ("SCREAMING_SNAKE_CASE", ScreamingSnake),
     ("kebab-case", Kebab),
+    ("SCREAMING-KEBAB-CASE", ScreamingKebab),
     ("lowercase", Lower),
     ("UPPERCASE", Upper),
 ];
@@ -58,6 +61,7 @@ impl RenameRule {
             Snake | Lower => field.to_owned(),
             Upper | ScreamingSnake => field.to_ascii_uppercase(),
             Kebab => field.replace('_', "-"),
+            ScreamingKebab => field.to_ascii_uppercase().replace('_', "-"),
             Pascal | Camel => {
                 let mut out = String::new();
                 let mut capitalize = self == Pascal;
@@ -92,6 +96,9 @@ impl RenameRule {
             Snake => to_snake_case(variant),
             ScreamingSnake => to_snake_case(variant).to_ascii_uppercase(),
             Kebab => to_snake_case(variant).replace('_', "-"),
+            ScreamingKebab => to_snake_case(variant)
+                .to_ascii_uppercase()
+                .replace('_', "-"),
         }
     }
 }
@@ -129,6 +136,7 @@ mod tests {
             (Pascal, "BalanceCents"),
             (ScreamingSnake, "BALANCE_CENTS"),
             (Kebab, "balance-cents"),
+            (ScreamingKebab, "BALANCE-CENTS"),
             (Lower, "balance_cents"),
             (Upper, "BALANCE_CENTS"),
         ];
@@ -145,6 +153,7 @@ mod tests {
             (Pascal, "OnHold"),
             (ScreamingSnake, "ON_HOLD"),
             (Kebab, "on-hold"),
+            (ScreamingKebab, "ON-HOLD"),
             (Lower, "onhold"),
             (Upper, "ONHOLD"),
         ];
@@ -161,6 +170,7 @@ mod tests {
             "PascalCase",
             "SCREAMING_SNAKE_CASE",
             "kebab-case",
+            "SCREAMING-KEBAB-CASE",
             "lowercase",
             "UPPERCASE",
         ];

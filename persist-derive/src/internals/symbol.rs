@@ -45,6 +45,11 @@ pub const UPDATED_AT: Symbol = Symbol("updated_at");
 // Enum variant keys.
 pub const RENAME: Symbol = Symbol("rename");
 
+/// serde's attribute, read by `#[derive(DbEnum)]` under `rename_all = "serde"`.
+pub const SERDE: Symbol = Symbol("serde");
+/// serde's `rename(serialize = "…")` / `rename_all(serialize = "…")`.
+pub const SERIALIZE: Symbol = Symbol("serialize");
+
 /// Keys accepted on an entity struct, in the order error messages list them.
 pub const CONTAINER_KEYS: &[Symbol] = &[
     TABLE,
@@ -83,6 +88,9 @@ pub const ENUM_KEYS: &[Symbol] = &[RENAME_ALL, CRATE];
 
 /// Keys accepted on a `DbEnum` variant.
 pub const VARIANT_KEYS: &[Symbol] = &[RENAME];
+
+/// Keys accepted on a `#[derive(Field)]` newtype.
+pub const NEWTYPE_KEYS: &[Symbol] = &[CRATE];
 
 /// `a, b, c` for an error message.
 pub fn list(keys: &[Symbol]) -> String {

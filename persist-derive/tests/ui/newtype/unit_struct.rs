@@ -1,0 +1,6 @@
+use persist_core::prelude::*;
+
+#[derive(Field)]
+struct Nothing;
+
+fn main() {}
