@@ -242,4 +242,8 @@ impl Binder for DynBinder<'_> {
         time(chrono::NaiveTime),
         uuid(uuid::Uuid),
     );
+    #[cfg(feature = "decimal")]
+    fn decimal(&mut self, v: rust_decimal::Decimal) -> Result<(), BoxDynError> {
+        self.0.decimal(v)
+    }
 }
