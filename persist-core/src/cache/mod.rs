@@ -26,6 +26,7 @@ use crate::error::BoxDynError;
 mod codec;
 pub(crate) mod layer;
 
+pub(crate) use codec::{decode_pairs, decode_projected, encode_pairs, encode_projected};
 pub use codec::{decode_row, decode_rows, encode_row, encode_rows, layout_fingerprint};
 
 /// The longest time-to-live a cache entry is given: a longer one, up to

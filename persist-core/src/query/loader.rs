@@ -254,7 +254,7 @@ impl Session {
             let texts: Vec<String> = keys.distinct.iter().filter_map(cache_text).collect();
             let hits: Vec<P> = self
                 .cache_lookup::<P>(&texts)
-                .await
+                .await?
                 .into_iter()
                 .flatten()
                 .collect();

@@ -230,7 +230,7 @@ impl Session {
         let cached = self.caches(E::META);
         if cached && !missing.is_empty() {
             let texts: Vec<String> = missing.iter().map(|k| format!("{k:?}")).collect();
-            let hits = self.cache_lookup::<E>(&texts).await;
+            let hits = self.cache_lookup::<E>(&texts).await?;
             let mut rows = Vec::new();
             let mut rest = Vec::new();
             for (k, hit) in missing.into_iter().zip(hits) {
@@ -315,7 +315,7 @@ impl Session {
         // A cached row answers "yes"; a miss asks the database (nothing is
         // put: the statement reads no row).
         if self.caches(E::META)
-            && let [Some(_)] = self.cache_lookup::<E>(&[format!("{key:?}")]).await[..]
+            && let [Some(_)] = self.cache_lookup::<E>(&[format!("{key:?}")]).await?[..]
         {
             return Ok(true);
         }

@@ -475,13 +475,32 @@ impl Session {
     /// are. All misses where the cache may not answer. Unmerged.
     ///
     /// [`SharedCache::get_many`]: crate::cache::SharedCache::get_many
-    pub(crate) async fn cache_lookup<E: Entity>(&self, keys: &[String]) -> Vec<Option<E>> {
+    ///
+    /// When some keys miss where hits would have to be checked, the
+    /// transaction begins anyway to load the misses: it begins first and the
+    /// cache is asked again under the rule that then holds, so the hits need
+    /// no check statements of their own.
+    pub(crate) async fn cache_lookup<E: Entity>(&self, keys: &[String]) -> Result<Vec<Option<E>>> {
+        let mark = self.unchecked().len();
+        let (rows, read) = self.cache_lookup_once::<E>(keys).await;
+        if read != CacheRead::Checked
+            || rows.iter().all(Option::is_some)
+            || rows.iter().all(Option::is_none)
+        {
+            return Ok(rows);
+        }
+        self.unchecked().truncate(mark);
+        drop(self.lock_unflushed().await?);
+        Ok(self.cache_lookup_once::<E>(keys).await.0)
+    }
+
+    async fn cache_lookup_once<E: Entity>(&self, keys: &[String]) -> (Vec<Option<E>>, CacheRead) {
         let misses = || keys.iter().map(|_| None).collect();
         let Some((layer, read)) = self.key_read::<E>() else {
-            return misses();
+            return (misses(), CacheRead::No);
         };
         if keys.is_empty() {
-            return Vec::new();
+            return (Vec::new(), read);
         }
         let cks: Vec<CacheKey> = keys
             .iter()
@@ -497,14 +516,15 @@ impl Session {
                     region = E::META.table,
                     "cache answered the wrong number of rows; ignored"
                 );
-                return misses();
+                return (misses(), read);
             }
             Err(e) => {
                 layer.failed("get_many", &e);
-                return misses();
+                return (misses(), read);
             }
         };
-        got.into_iter()
+        let rows = got
+            .into_iter()
             .zip(&cks)
             .map(|(bytes, ck)| {
                 let bytes = bytes?;
@@ -514,7 +534,8 @@ impl Session {
                 }
                 Some(row)
             })
-            .collect()
+            .collect();
+        (rows, read)
     }
 
     /// Puts rows of `E` this transaction just read from the database, where
