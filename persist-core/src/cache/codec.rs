@@ -132,8 +132,7 @@ pub fn encode_rows<E: Entity>(rows: &[E]) -> Result<Vec<u8>> {
     for r in rows {
         one.clear();
         encode_body(r, &mut one)?;
-        out.extend_from_slice(&(one.len() as u32).to_le_bytes());
-        out.extend_from_slice(&one);
+        put_part(&mut out, &one);
     }
     Ok(out)
 }
@@ -141,19 +140,14 @@ pub fn encode_rows<E: Entity>(rows: &[E]) -> Result<Vec<u8>> {
 /// Decodes rows encoded by [`encode_rows`] (an error, like
 /// [`decode_row`]'s, for another format or column layout).
 pub fn decode_rows<E: Entity>(bytes: &[u8]) -> Result<Vec<E>> {
+    let bad = |e| Error::decode("cached rows", e);
     let mut r = Reader { buf: bytes };
-    check_header::<E>(&mut r).map_err(|e| Error::decode("cached rows", e))?;
-    let n = r.u32().map_err(|e| Error::decode("cached rows", e))? as usize;
-    let mut out = Vec::with_capacity(n.min(1 << 16));
-    for _ in 0..n {
-        let len = r.u32().map_err(|e| Error::decode("cached rows", e))? as usize;
-        let one = r.take(len).map_err(|e| Error::decode("cached rows", e))?;
-        out.push(decode_body(one)?);
-    }
-    if !r.buf.is_empty() {
-        return Err(Error::decode("cached rows", msg("trailing bytes")));
-    }
-    Ok(out)
+    check_header::<E>(&mut r).map_err(bad)?;
+    parts(&mut r)
+        .map_err(bad)?
+        .into_iter()
+        .map(decode_body)
+        .collect()
 }
 
 /// Appends one length-prefixed part.
