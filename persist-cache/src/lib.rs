@@ -56,7 +56,8 @@
 //! Everything lives in Redis under `{prefix}:` — the epoch, the
 //! invalidation records (`inv:{region}:{key}`, `rinv:{region}`), the rows
 //! (`row:{region}:{key}`, each stored with the epoch it was put at, so a
-//! region invalidation turns older rows into misses without scanning), the
+//! region invalidation turns older rows into misses without scanning; a
+//! batched lookup of many rows is one script), the
 //! tables' stamps (`stamp:{table}`) and query results (`q:{key}`). Reads,
 //! checked puts and a commit's invalidation are each one Lua script, atomic
 //! in Redis: once `after_commit` returns, no process reads the old rows.

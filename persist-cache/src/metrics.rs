@@ -22,6 +22,11 @@ impl Counters {
     pub(crate) fn miss(&self) {
         self.misses.fetch_add(1, Relaxed);
     }
+    /// Counts a batched lookup's hits and misses.
+    pub(crate) fn lookups(&self, hits: usize, misses: usize) {
+        self.hits.fetch_add(hits as u64, Relaxed);
+        self.misses.fetch_add(misses as u64, Relaxed);
+    }
     pub(crate) fn put(&self) {
         self.puts.fetch_add(1, Relaxed);
     }

@@ -360,6 +360,51 @@ impl NearCache {
         Ok(v)
     }
 
+    /// The local tier for each key, then Redis in one script for the rest
+    /// (filling the local tier).
+    async fn get_many_impl(&self, keys: &[CacheKey]) -> Result<Vec<Option<Vec<u8>>>, CacheError> {
+        let sh = &self.inner.shared;
+        let usable = sh.usable();
+        let mut out: Vec<Option<Vec<u8>>> = keys
+            .iter()
+            .map(|k| if usable { sh.local.get(k) } else { None })
+            .collect();
+        let local = out.iter().filter(|v| v.is_some()).count();
+        self.inner.local_hits.fetch_add(local as u64, SeqCst);
+        let rest: Vec<CacheKey> = keys
+            .iter()
+            .zip(&out)
+            .filter(|(_, v)| v.is_none())
+            .map(|(k, _)| k.clone())
+            .collect();
+        if !rest.is_empty() {
+            let token = sh.local.epoch();
+            let got = match self.count(self.inner.remote.get_many_raw(&rest).await) {
+                Ok(v) => v,
+                Err(e) => {
+                    self.inner.counters.lookups(local, 0);
+                    return Err(e);
+                }
+            };
+            let mut got = got.into_iter();
+            for (k, slot) in keys.iter().zip(out.iter_mut()) {
+                if slot.is_some() {
+                    continue;
+                }
+                *slot = got.next().flatten();
+                if let Some(bytes) = slot.as_deref()
+                    && sh.usable()
+                {
+                    sh.local.put_if_fresh(k, bytes, token, self.inner.local_ttl);
+                }
+            }
+        }
+        let hits = out.iter().filter(|v| v.is_some()).count();
+        self.inner.counters.lookups(hits, out.len() - hits);
+        tracing::debug!(keys = out.len(), hits, local, "near cache batched lookup");
+        Ok(out)
+    }
+
     async fn put_impl(
         &self,
         key: &CacheKey,
@@ -455,6 +500,10 @@ impl SharedCache for NearCache {
 
     fn get<'a>(&'a self, key: &'a CacheKey) -> CacheFuture<'a, Option<Vec<u8>>> {
         Box::pin(self.get_impl(key))
+    }
+
+    fn get_many<'a>(&'a self, keys: &'a [CacheKey]) -> CacheFuture<'a, Vec<Option<Vec<u8>>>> {
+        Box::pin(self.get_many_impl(keys))
     }
 
     fn put_if_fresh<'a>(

@@ -78,6 +78,33 @@ return string.sub(v, bar + 1)
     )
 });
 
+/// KEYS: epoch, gen, then each row followed by its region's record. The
+/// payload of each row as [`GET`] answers it (`false` for a miss), in order.
+static GET_MANY: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local e, g = ensure(KEYS[1], KEYS[2])
+local out = {}
+for j = 3, #KEYS, 2 do
+  local res = false
+  local v = redis.call('GET', KEYS[j])
+  if v then
+    local bar = string.find(v, '|', 1, true)
+    if bar and bar <= 21 then
+      local p = tonumber(string.sub(v, 1, bar - 1))
+      local r = num(KEYS[j + 1])
+      if p ~= nil and p >= g and not (r and r > p) then
+        res = string.sub(v, bar + 1)
+      end
+    end
+  end
+  out[#out + 1] = res
+end
+return out
+",
+    )
+});
+
 /// KEYS: epoch, gen, row, inv, rinv. ARGV: token, ttl ms, value, horizon us.
 /// Stores `token|value` unless the key or region changed after the token,
 /// the token predates the generation, or it is older than the horizon
@@ -447,6 +474,30 @@ impl RedisCache {
             .await
     }
 
+    /// `get_many` without counting: one script for all the keys.
+    pub(crate) async fn get_many_raw(
+        &self,
+        keys: &[CacheKey],
+    ) -> Result<Vec<Option<Vec<u8>>>, CacheError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let k = &self.inner.keys;
+        let mut c = self.inner.conn.clone();
+        let mut inv = GET_MANY.key(k.epoch());
+        inv.key(k.generation());
+        for key in keys {
+            inv.key(k.row(key)).key(k.rinv(&key.region));
+        }
+        let v: Vec<Option<Vec<u8>>> = self
+            .run("get_many", async move { inv.invoke_async(&mut c).await })
+            .await?;
+        if v.len() != keys.len() {
+            return Err(CacheError::new("redis answered the wrong number of rows"));
+        }
+        Ok(v)
+    }
+
     /// `put_if_fresh` without counting.
     pub(crate) async fn put_raw(
         &self,
@@ -600,6 +651,16 @@ impl SharedCache for RedisCache {
                 self.inner.counters.miss();
                 tracing::debug!(region = %key.region, key = %key.key, "redis cache miss");
             }
+            Ok(v)
+        })
+    }
+
+    fn get_many<'a>(&'a self, keys: &'a [CacheKey]) -> CacheFuture<'a, Vec<Option<Vec<u8>>>> {
+        Box::pin(async move {
+            let v = self.get_many_raw(keys).await?;
+            let hits = v.iter().filter(|r| r.is_some()).count();
+            self.inner.counters.lookups(hits, v.len() - hits);
+            tracing::debug!(keys = v.len(), hits, "redis cache batched lookup");
             Ok(v)
         })
     }

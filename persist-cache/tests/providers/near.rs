@@ -138,3 +138,34 @@ async fn query_results_are_shared_and_validated_by_stamps() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_many_uses_the_local_tier_then_redis() {
+    let Some(p) = Prefix::new("near-get-many") else {
+        return;
+    };
+    within(20, async {
+        let a = near(&p).await;
+        let b = near(&p).await;
+        let e = a.epoch().await.unwrap();
+        for i in 1..=3 {
+            assert!(
+                a.put_if_fresh(&key("t", i), vec![i as u8], e, TTL)
+                    .await
+                    .unwrap()
+            );
+        }
+        // `a` holds all three locally; `b` fetches them from Redis in one
+        // call and then holds them locally too.
+        let asked = [key("t", 3), key("t", 4), key("t", 1)];
+        let want = vec![Some(vec![3]), None, Some(vec![1])];
+        assert_eq!(a.get_many(&asked).await.unwrap(), want);
+        assert_eq!(a.local_hits(), 2);
+        assert_eq!(b.get_many(&asked).await.unwrap(), want);
+        assert_eq!(b.local_hits(), 0);
+        assert!(b.local_contains(&key("t", 1)));
+        assert_eq!(b.get_many(&asked).await.unwrap(), want);
+        assert_eq!(b.local_hits(), 2);
+    })
+    .await;
+}

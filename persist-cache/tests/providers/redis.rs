@@ -283,3 +283,53 @@ async fn two_processes_no_stale_read_after_commit_returns() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_many_answers_in_order_under_get_rules() {
+    let Some(p) = Prefix::new("redis-get-many") else {
+        return;
+    };
+    within(20, async {
+        let c = cache(&p).await;
+        let e = c.epoch().await.unwrap();
+        for i in [1, 3] {
+            assert!(
+                c.put_if_fresh(&key("posts", i), vec![i as u8], e, TTL)
+                    .await
+                    .unwrap()
+            );
+        }
+        assert!(
+            c.put_if_fresh(&key("users", 9), vec![9], e, TTL)
+                .await
+                .unwrap()
+        );
+        let asked = [
+            key("posts", 3),
+            key("posts", 2),
+            key("users", 9),
+            key("posts", 1),
+        ];
+        assert_eq!(
+            c.get_many(&asked).await.unwrap(),
+            vec![Some(vec![3]), None, Some(vec![9]), Some(vec![1])]
+        );
+        assert_eq!(
+            c.get_many(&[]).await.unwrap(),
+            Vec::<Option<Vec<u8>>>::new()
+        );
+        // A region invalidation turns that region's rows into misses.
+        let changes = ChangeSet {
+            regions: vec!["posts".into()],
+            ..ChangeSet::default()
+        };
+        c.after_commit(&changes).await.unwrap();
+        assert_eq!(
+            c.get_many(&asked).await.unwrap(),
+            vec![None, None, Some(vec![9]), None]
+        );
+        let m = c.metrics();
+        assert_eq!((m.hits, m.misses), (4, 4));
+    })
+    .await;
+}

@@ -93,11 +93,16 @@ fn encode_body<E: Entity>(row: &E, out: &mut Vec<u8>) -> Result<()> {
     for i in 0..E::META.columns.len() {
         row.bind_column(i, &mut c)?;
     }
+    encode_captured(&c, out);
+    Ok(())
+}
+
+/// Appends captured values: their count, then each value.
+fn encode_captured(c: &Capture, out: &mut Vec<u8>) {
     out.extend_from_slice(&(c.0.len() as u32).to_le_bytes());
     for v in &c.0 {
         encode_value(v, out);
     }
-    Ok(())
 }
 
 /// Decodes a row encoded by [`encode_row`]. A value that is malformed, of
@@ -127,8 +132,7 @@ pub fn encode_rows<E: Entity>(rows: &[E]) -> Result<Vec<u8>> {
     for r in rows {
         one.clear();
         encode_body(r, &mut one)?;
-        out.extend_from_slice(&(one.len() as u32).to_le_bytes());
-        out.extend_from_slice(&one);
+        put_part(&mut out, &one);
     }
     Ok(out)
 }
@@ -136,17 +140,109 @@ pub fn encode_rows<E: Entity>(rows: &[E]) -> Result<Vec<u8>> {
 /// Decodes rows encoded by [`encode_rows`] (an error, like
 /// [`decode_row`]'s, for another format or column layout).
 pub fn decode_rows<E: Entity>(bytes: &[u8]) -> Result<Vec<E>> {
+    let bad = |e| Error::decode("cached rows", e);
     let mut r = Reader { buf: bytes };
-    check_header::<E>(&mut r).map_err(|e| Error::decode("cached rows", e))?;
-    let n = r.u32().map_err(|e| Error::decode("cached rows", e))? as usize;
+    check_header::<E>(&mut r).map_err(bad)?;
+    parts(&mut r)
+        .map_err(bad)?
+        .into_iter()
+        .map(decode_body)
+        .collect()
+}
+
+/// Appends one length-prefixed part.
+fn put_part(out: &mut Vec<u8>, part: &[u8]) {
+    out.extend_from_slice(&(part.len() as u32).to_le_bytes());
+    out.extend_from_slice(part);
+}
+
+/// Reads the parts [`put_part`] wrote after the header: a count, then each
+/// part, and nothing after.
+fn parts<'a>(r: &mut Reader<'a>) -> Result<Vec<&'a [u8]>, BoxDynError> {
+    let n = r.u32()? as usize;
     let mut out = Vec::with_capacity(n.min(1 << 16));
     for _ in 0..n {
-        let len = r.u32().map_err(|e| Error::decode("cached rows", e))? as usize;
-        let one = r.take(len).map_err(|e| Error::decode("cached rows", e))?;
-        out.push(decode_body(one)?);
+        let len = r.u32()? as usize;
+        out.push(r.take(len)?);
     }
     if !r.buf.is_empty() {
-        return Err(Error::decode("cached rows", msg("trailing bytes")));
+        return Err(msg("trailing bytes"));
+    }
+    Ok(out)
+}
+
+/// Encodes the rows of a projection over `E` (each row's values as
+/// captured from its Rust value), under `E`'s header.
+pub(crate) fn encode_projected<E: Entity>(
+    rows: impl ExactSizeIterator<Item = Result<Capture>>,
+) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    put_header::<E>(&mut out);
+    out.extend_from_slice(&(rows.len() as u32).to_le_bytes());
+    let mut one = Vec::new();
+    for c in rows {
+        one.clear();
+        encode_captured(&c?, &mut one);
+        put_part(&mut out, &one);
+    }
+    Ok(out)
+}
+
+/// Decodes rows encoded by [`encode_projected`], each with `f` (which reads
+/// it as it reads a database row).
+pub(crate) fn decode_projected<E: Entity, T>(
+    bytes: &[u8],
+    mut f: impl FnMut(&CachedRow) -> Result<T>,
+) -> Result<Vec<T>> {
+    let bad = |e| Error::decode("cached projection", e);
+    let mut r = Reader { buf: bytes };
+    check_header::<E>(&mut r).map_err(bad)?;
+    parts(&mut r)
+        .map_err(bad)?
+        .into_iter()
+        .map(|p| f(&CachedRow(decode_values(p).map_err(bad)?)))
+        .collect()
+}
+
+/// Encodes the pairs of a join of `L` with `R` (`None`: no right row),
+/// under both entities' headers.
+pub(crate) fn encode_pairs<'a, L: Entity, R: Entity>(
+    rows: impl ExactSizeIterator<Item = (&'a L, Option<&'a R>)>,
+) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    put_header::<L>(&mut out);
+    put_header::<R>(&mut out);
+    out.extend_from_slice(&(rows.len() as u32).to_le_bytes());
+    let mut one = Vec::new();
+    for (l, r) in rows {
+        one.clear();
+        let mut left = Vec::new();
+        encode_body(l, &mut left)?;
+        put_part(&mut one, &left);
+        if let Some(r) = r {
+            encode_body(r, &mut one)?;
+        }
+        put_part(&mut out, &one);
+    }
+    Ok(out)
+}
+
+/// Decodes pairs encoded by [`encode_pairs`].
+pub(crate) fn decode_pairs<L: Entity, R: Entity>(bytes: &[u8]) -> Result<Vec<(L, Option<R>)>> {
+    let bad = |e| Error::decode("cached join", e);
+    let mut r = Reader { buf: bytes };
+    check_header::<L>(&mut r).map_err(bad)?;
+    check_header::<R>(&mut r).map_err(bad)?;
+    let mut out = Vec::new();
+    for p in parts(&mut r).map_err(bad)? {
+        let mut pr = Reader { buf: p };
+        let left = pr.bytes().map_err(bad)?;
+        let right = if pr.buf.is_empty() {
+            None
+        } else {
+            Some(decode_body::<R>(pr.buf)?)
+        };
+        out.push((decode_body::<L>(left)?, right));
     }
     Ok(out)
 }
@@ -357,7 +453,7 @@ fn decode_values(bytes: &[u8]) -> Result<Vec<Captured>, BoxDynError> {
 }
 
 /// A decoded cached row, read through [`RowReader`] like a database row.
-struct CachedRow(Vec<Captured>);
+pub(crate) struct CachedRow(Vec<Captured>);
 
 fn wrong(i: usize) -> BoxDynError {
     msg(format!("cached column #{i} has another type"))

@@ -133,6 +133,19 @@ impl CacheLayer {
         tracing::warn!(operation = what, error = %e, "persist cache unavailable; using the database");
     }
 
+    /// Invalidates what `changes` names now, as a commit that changed it
+    /// would (an eviction): the provider's error is logged, counted and
+    /// answered.
+    pub async fn evict(&self, changes: &ChangeSet) -> Result<(), CacheError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        self.provider.after_commit(changes).await.inspect_err(|e| {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %e, "persist cache eviction failed");
+        })
+    }
+
     pub fn metrics(&self) -> CacheMetrics {
         let mut m = self.provider.metrics();
         m.errors = m.errors.max(self.errors.load(Ordering::Relaxed));

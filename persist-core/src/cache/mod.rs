@@ -26,6 +26,7 @@ use crate::error::BoxDynError;
 mod codec;
 pub(crate) mod layer;
 
+pub(crate) use codec::{decode_pairs, decode_projected, encode_pairs, encode_projected};
 pub use codec::{decode_row, decode_rows, encode_row, encode_rows, layout_fingerprint};
 
 /// The longest time-to-live a cache entry is given: a longer one, up to
@@ -125,6 +126,20 @@ pub trait SharedCache: Send + Sync + 'static {
 
     /// The cached row for `key`, if any.
     fn get<'a>(&'a self, key: &'a CacheKey) -> CacheFuture<'a, Option<Vec<u8>>>;
+
+    /// The cached rows for `keys`, in the same order (`None` for a miss).
+    /// The default asks [`get`](SharedCache::get) for each key in turn;
+    /// providers with a batched read (Redis: one script for all keys)
+    /// override it.
+    fn get_many<'a>(&'a self, keys: &'a [CacheKey]) -> CacheFuture<'a, Vec<Option<Vec<u8>>>> {
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(keys.len());
+            for k in keys {
+                out.push(self.get(k).await?);
+            }
+            Ok(out)
+        })
+    }
 
     /// Stores a row loaded from the database by a transaction that began at
     /// `epoch`, unless `key` (or its region) was invalidated at a later

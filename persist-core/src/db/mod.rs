@@ -19,6 +19,8 @@ use crate::session::shared::Shared;
 use crate::session::{Isolation, Session, SessionOptions};
 use crate::sql::Backend;
 
+mod evict;
+
 /// The outcome of [`Db::transaction_with`]: the closure's value and how many
 /// tries it took (1 when it committed at once).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -39,6 +39,8 @@ pub trait JoinKind: Send + Sync + 'static {
     const LEFT: bool;
     #[doc(hidden)]
     fn wrap<R: Send>(r: Option<R>) -> Result<Self::Out<R>>;
+    #[doc(hidden)]
+    fn right<R: Send>(r: &Self::Out<R>) -> Option<&R>;
 }
 
 /// `LEFT JOIN`: every left row, with `Some(right)` or `None`.
@@ -55,6 +57,9 @@ impl JoinKind for LeftJoin {
     fn wrap<R: Send>(r: Option<R>) -> Result<Option<R>> {
         Ok(r)
     }
+    fn right<R: Send>(r: &Option<R>) -> Option<&R> {
+        r.as_ref()
+    }
 }
 
 impl JoinKind for InnerJoin {
@@ -62,6 +67,9 @@ impl JoinKind for InnerJoin {
     const LEFT: bool = false;
     fn wrap<R: Send>(r: Option<R>) -> Result<R> {
         r.ok_or_else(|| Error::Invalid("inner join returned a row without its right side".into()))
+    }
+    fn right<R: Send>(r: &R) -> Option<&R> {
+        Some(r)
     }
 }
 
@@ -350,6 +358,16 @@ impl<'s, L: Entity, R: Entity, K: JoinKind> JoinQuery<'s, L, R, K> {
         Ok(q)
     }
 
+    /// Answers the join from the shared query cache while neither table
+    /// changed since the result was stored (the stamps of both are checked),
+    /// as [`Query::cached`] does for one entity; `.cached()` on the query
+    /// before the join does the same. The pairs are not merged into the
+    /// identity map (as the join's own rows are not).
+    pub fn cached(mut self) -> Self {
+        self.query.cached = true;
+        self
+    }
+
     /// Every matching pair, in one statement.
     pub async fn all(mut self) -> Result<Vec<(L, K::Out<R>)>> {
         let q = self.statement()?;
@@ -359,6 +377,30 @@ impl<'s, L: Entity, R: Entity, K: JoinKind> JoinQuery<'s, L, R, K> {
             right_key,
             _marker: PhantomData,
         };
-        relation::fetch_mapped(self.query.session, L::META, &q, &map).await
+        let s = self.query.session;
+        if !self.query.cached || s.cache_layer().is_none() {
+            return relation::fetch_mapped(s, L::META, &q, &map).await;
+        }
+        let (sql, values) = s.backend().sea().build_select(&q);
+        let key = format!(
+            "{}+{}|join|{sql}|{:?}",
+            L::META.table,
+            R::META.table,
+            values.0
+        );
+        let encode = |rows: &[(L, K::Out<R>)]| {
+            crate::cache::encode_pairs::<L, R>(rows.iter().map(|(l, r)| (l, K::right(r))))
+        };
+        let decode = |bytes: &[u8]| {
+            crate::cache::decode_pairs::<L, R>(bytes)?
+                .into_iter()
+                .map(|(l, r)| Ok((l, K::wrap(r)?)))
+                .collect()
+        };
+        let run = || relation::fetch_mapped(s, L::META, &q, &map);
+        let (rows, _) = s
+            .query_cached_with(key, &[L::META.table, R::META.table], run, encode, decode)
+            .await?;
+        Ok(rows)
     }
 }

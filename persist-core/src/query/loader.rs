@@ -22,6 +22,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 
 use sea_query::{Alias, Cond, Expr, ExprTrait, SelectStatement};
 
@@ -32,6 +33,7 @@ use crate::query::column::Column;
 use crate::query::entity_query::Query;
 use crate::query::relation::{self, KeyValue, RowMap};
 use crate::session::Session;
+use crate::session::uow::Merge;
 
 /// Keys per `IN` list: under every backend's bind limit, and small enough
 /// that the statement stays cheap to parse.
@@ -44,6 +46,8 @@ fn col_expr(meta: &EntityMeta, col: usize) -> Expr {
 /// Distinct non-`NULL` key values, in first-seen order, and each input's key.
 struct Keys {
     per_row: Vec<KeyValue>,
+    /// The distinct keys, in the order of `values`.
+    distinct: Vec<KeyValue>,
     values: Vec<sea_query::Value>,
 }
 
@@ -55,14 +59,20 @@ impl Keys {
         let mut seen = std::collections::HashSet::with_capacity(rows.len());
         let mut per_row = Vec::with_capacity(rows.len());
         let mut values = Vec::with_capacity(rows.len());
+        let mut distinct = Vec::with_capacity(rows.len());
         for r in rows {
             let (k, v) = key(r)?;
             if k != KeyValue::Null && seen.insert(k.clone()) {
                 values.push(v);
+                distinct.push(k.clone());
             }
             per_row.push(k);
         }
-        Ok(Keys { per_row, values })
+        Ok(Keys {
+            per_row,
+            distinct,
+            values,
+        })
     }
 
     fn chunks(&self) -> impl Iterator<Item = &[sea_query::Value]> {
@@ -103,6 +113,20 @@ fn check_relation<C: Entity>(owner: &EntityMeta, rel: &RelationMeta) -> Result<(
         )));
     }
     Ok(())
+}
+
+/// The text a key value has as a cache key (`Debug` of the key type), for
+/// the key types whose `Debug` it can tell; `None` for the others.
+fn cache_text(k: &KeyValue) -> Option<String> {
+    Some(match k {
+        KeyValue::Int(i) => i.to_string(),
+        KeyValue::Text(t) => format!("{t:?}"),
+        KeyValue::Bool(b) => b.to_string(),
+        KeyValue::Bytes(b) => format!("{b:?}"),
+        KeyValue::Uuid(u) => format!("{u:?}"),
+        KeyValue::Date(d) => format!("{d:?}"),
+        KeyValue::Null | KeyValue::Other(_) => return None,
+    })
 }
 
 /// Decodes a target row followed by the join entity's foreign key.
@@ -223,14 +247,62 @@ impl Session {
         let keys = Keys::collect(children, |c| relation::column_key(c, fk))?;
         let pk = relation::single_key_column(P::META)?;
         let mut found: HashMap<KeyValue, Option<P>> = HashMap::new();
-        for part in keys.chunks() {
+        let cached = self.caches(P::META);
+        if cached {
+            // The shared cache first; a key whose text is not the one `find`
+            // caches under simply misses (a hit is the row with that key).
+            let texts: Vec<String> = keys.distinct.iter().filter_map(cache_text).collect();
+            let hits: Vec<P> = self
+                .cache_lookup::<P>(&texts)
+                .await?
+                .into_iter()
+                .flatten()
+                .collect();
+            for row in self.merge_rows(hits, Merge::Track) {
+                let (k, _) = relation::primary_key(&row)?;
+                found.insert(k, Some(row));
+            }
+        }
+        let pending: Vec<sea_query::Value> = keys
+            .distinct
+            .iter()
+            .zip(&keys.values)
+            .filter(|(k, _)| !found.contains_key(*k))
+            .map(|(_, v)| v.clone())
+            .collect();
+        for part in pending.chunks(KEYS_PER_QUERY) {
             let cond = Cond::all().add(col_expr(P::META, pk).is_in(part.iter().cloned()));
-            for row in Query::<P>::new(self).filter_cond(Ok(cond)).all().await? {
+            let q = Query::<P>::new(self).filter_cond(Ok(cond));
+            let rows = if cached {
+                let raw = self.fetch_raw(q).await?;
+                self.cache_put_loaded(&raw).await;
+                self.merge_rows(raw, self.default_merge())
+            } else {
+                q.all().await?
+            };
+            for row in rows {
                 let (k, _) = relation::primary_key(&row)?;
                 found.insert(k, Some(row));
             }
         }
         Ok(keys.distribute(found))
+    }
+
+    /// Runs `q` (after the table's autoflush) and answers its rows as read,
+    /// not merged into the identity map: for rows to be put in the shared
+    /// cache before they are merged.
+    pub(crate) async fn fetch_raw<E: Entity>(&self, mut q: Query<'_, E>) -> Result<Vec<E>> {
+        q.check()?;
+        let (sql, values) = self.backend().sea().build_select(&q.base_select());
+        let mut guard = self.lock_for_read(E::META.table).await?;
+        crate::session::fetch_entities_merged::<E>(
+            self,
+            &mut guard,
+            Arc::from(sql),
+            values.0,
+            Merge::Raw,
+        )
+        .await
     }
 
     async fn many_to_many<C: Entity, P: Entity>(

@@ -2,8 +2,10 @@
 
 use std::marker::PhantomData;
 
-use crate::error::Result;
+use crate::cache::CacheKey;
+use crate::error::{Error, Result};
 use crate::model::entity::Entity;
+use crate::model::row::{Captured, capture_column};
 use crate::model::value::Field;
 use crate::query::column::Column;
 use crate::query::entity_query::Query;
@@ -129,12 +131,56 @@ impl<'s, E: Entity> Repo<'s, E> {
     }
 
     /// The row whose `col` equals `v` (for unique columns), if any.
+    ///
+    /// For a `unique` column of a cached entity the shared cache keeps a
+    /// unique-key index (the value → the row's key): a hit is answered by
+    /// [`find`](Session::find) on that key (identity map → cache →
+    /// database) and used only if that row's column still equals `v`;
+    /// otherwise — or on a miss — the database answers, and the row and its
+    /// index entry are put. No invalidation is needed: a stale index entry
+    /// fails the check and is replaced.
     pub async fn find_one_by<V: Field>(&self, col: Column<E, V>, v: V) -> Result<Option<E>> {
-        self.query().filter(col.eq(v)).optional().await
+        let s = self.session;
+        let Some((ck, value)) = s.unique_entry::<E, V>(col.index(), &v) else {
+            return self.query().filter(col.eq(v)).optional().await;
+        };
+        if let Some(row) = self.indexed(&ck, col.index(), &value).await? {
+            return Ok(Some(row));
+        }
+        let mut rows = s.fetch_raw(self.query().filter(col.eq(v)).limit(2)).await?;
+        if rows.len() > 1 {
+            return Err(Error::TooManyRows);
+        }
+        let Some(row) = rows.pop() else {
+            return Ok(None);
+        };
+        s.cache_put_loaded(std::slice::from_ref(&row)).await;
+        s.cache_unique_put::<E>(&ck, &row).await;
+        Ok(s.merge_row(row, s.default_merge()))
     }
 
-    /// Whether a row whose `col` equals `v` exists.
+    /// The row the unique-index entry `ck` leads to, if its column `col`
+    /// still holds `value`.
+    async fn indexed(&self, ck: &CacheKey, col: usize, value: &Captured) -> Result<Option<E>> {
+        let Some(key) = self.session.cache_unique_key::<E>(ck).await else {
+            return Ok(None);
+        };
+        Ok(self
+            .session
+            .find::<E>(&key)
+            .await?
+            .filter(|row| capture_column(row, col).is_ok_and(|c| c == *value)))
+    }
+
+    /// Whether a row whose `col` equals `v` exists (for a `unique` column
+    /// of a cached entity, a verified hit of the unique-key index of
+    /// [`find_one_by`](Repo::find_one_by) answers "yes").
     pub async fn exists_by<V: Field>(&self, col: Column<E, V>, v: V) -> Result<bool> {
+        if let Some((ck, value)) = self.session.unique_entry::<E, V>(col.index(), &v)
+            && self.indexed(&ck, col.index(), &value).await?.is_some()
+        {
+            return Ok(true);
+        }
         self.query().filter(col.eq(v)).exists().await
     }
 

@@ -22,9 +22,11 @@ use std::marker::PhantomData;
 
 use sea_query::{Alias, Expr, ExprTrait, LockBehavior, LockType, SelectStatement, SimpleExpr};
 
+use crate::error::BoxDynError;
 use crate::error::{Error, Result};
 use crate::model::entity::Entity;
-use crate::model::value::{Field, RowReader};
+use crate::model::row::Capture;
+use crate::model::value::{Binder, Field, RowReader};
 use crate::query::column::{Column, Order};
 use crate::query::entity_query::{IntoOrder, Query};
 use crate::query::relation::{self, RowMap};
@@ -65,6 +67,9 @@ pub trait Selectable<E>: Sync {
     /// Decodes the value starting at column `at`.
     #[doc(hidden)]
     fn decode<R: RowReader>(&self, row: &R, at: usize) -> Result<Self::Output>;
+    /// Binds a decoded value back, column by column (to cache it).
+    #[doc(hidden)]
+    fn bind_output<B: Binder>(&self, v: &Self::Output, b: &mut B) -> Result<()>;
 }
 
 impl<E: Entity, V: Field> Selectable<E> for Column<E, V> {
@@ -77,6 +82,9 @@ impl<E: Entity, V: Field> Selectable<E> for Column<E, V> {
     }
     fn decode<R: RowReader>(&self, row: &R, at: usize) -> Result<V> {
         crate::__private::decode_field(row, at, self.name())
+    }
+    fn bind_output<B: Binder>(&self, v: &V, b: &mut B) -> Result<()> {
+        v.bind(b).map_err(|e| Error::encode(self.name(), e))
     }
 }
 
@@ -244,6 +252,8 @@ pub trait AggValue {
     fn decode<R: RowReader>(row: &R, at: usize, label: &str) -> Result<Self>
     where
         Self: Sized;
+    #[doc(hidden)]
+    fn bind_value<B: Binder>(&self, b: &mut B) -> Result<(), BoxDynError>;
 }
 
 impl AggValue for i64 {
@@ -254,12 +264,18 @@ impl AggValue for i64 {
             .map_err(|e| Error::decode(label, e))?
             .unwrap_or(0))
     }
+    fn bind_value<B: Binder>(&self, b: &mut B) -> Result<(), BoxDynError> {
+        self.bind(b)
+    }
 }
 
 impl<T: Field> AggValue for Option<T> {
     type Scalar = T;
     fn decode<R: RowReader>(row: &R, at: usize, label: &str) -> Result<Option<T>> {
         T::decode_opt(row, at).map_err(|e| Error::decode(label, e))
+    }
+    fn bind_value<B: Binder>(&self, b: &mut B) -> Result<(), BoxDynError> {
+        self.bind(b)
     }
 }
 
@@ -273,6 +289,9 @@ impl<E: Entity, O: AggValue + Send> Selectable<E> for Agg<E, O> {
     }
     fn decode<R: RowReader>(&self, row: &R, at: usize) -> Result<O> {
         O::decode(row, at, self.label())
+    }
+    fn bind_output<B: Binder>(&self, v: &O, b: &mut B) -> Result<()> {
+        v.bind_value(b).map_err(|e| Error::encode(self.label(), e))
     }
 }
 
@@ -380,6 +399,10 @@ macro_rules! tuple_selectable {
                     let _ = at;
                     v
                 },)+))
+            }
+            fn bind_output<BB: Binder>(&self, v: &Self::Output, b: &mut BB) -> Result<()> {
+                $(self.$i.bind_output(&v.$i, b)?;)+
+                Ok(())
             }
         }
     };
@@ -518,16 +541,41 @@ impl<'s, E: Entity, S: Selectable<E>> Select<'s, E, S> {
         Ok(q)
     }
 
+    /// Answers the projection from the shared query cache while `E`'s
+    /// table is unchanged since the result was stored, as
+    /// [`Query::cached`] does for entities (`.cached()` on the query before
+    /// `.select(…)` does the same). The values are stored as the Rust values
+    /// decoded, and answered with zero SQL.
+    pub fn cached(mut self) -> Self {
+        self.query.cached = true;
+        self
+    }
+
     /// Every row.
     pub async fn all(mut self) -> Result<Vec<S::Output>> {
         let q = self.statement()?;
-        relation::fetch_mapped(
-            self.query.session,
-            E::META,
-            &q,
-            &Decode(&self.sel, PhantomData),
-        )
-        .await
+        let s = self.query.session;
+        let map = Decode(&self.sel, PhantomData);
+        if !self.query.cached || s.cache_layer().is_none() {
+            return relation::fetch_mapped(s, E::META, &q, &map).await;
+        }
+        let (sql, values) = s.backend().sea().build_select(&q);
+        let key = format!("{}|select|{sql}|{:?}", E::META.table, values.0);
+        let sel = &self.sel;
+        let encode = |rows: &[S::Output]| {
+            crate::cache::encode_projected::<E>(rows.iter().map(|r| {
+                let mut c = Capture::default();
+                sel.bind_output(r, &mut c)?;
+                Ok(c)
+            }))
+        };
+        let decode =
+            |bytes: &[u8]| crate::cache::decode_projected::<E, _>(bytes, |row| sel.decode(row, 0));
+        let run = || relation::fetch_mapped(s, E::META, &q, &map);
+        let (rows, _) = s
+            .query_cached_with(key, &[E::META.table], run, encode, decode)
+            .await?;
+        Ok(rows)
     }
 
     /// Every row, converted: `.all_into::<Stats>()` for a small struct with

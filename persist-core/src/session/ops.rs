@@ -171,15 +171,23 @@ impl Session {
     /// Reads `value`'s row again from the database and replaces what the
     /// session holds (pending edits of it included: they are dropped, not
     /// written). [`Error::NotFound`] if the row is gone.
+    ///
+    /// For a cached entity the shared cache then holds what it read: the
+    /// row is put where a `find`'s load could be (the transaction has not
+    /// written the table, and the key was not invalidated since it began),
+    /// else the key is evicted (as for a row that is gone), so the next
+    /// read anywhere loads it from the database.
     pub async fn refresh<E: Entity>(&self, value: &mut E) -> Result<()> {
         self.check_open()?;
         // Drop this row's pending change first, so that the autoflush before
         // the read does not write what the refresh is meant to discard.
-        self.uow().detach::<E>(&value.key());
-        match self
-            .load_by_key::<E>(&value.key(), Merge::Overwrite)
-            .await?
-        {
+        let key = value.key();
+        self.uow().detach::<E>(&key);
+        let fresh = self.load_by_key::<E>(&key, Merge::Overwrite).await?;
+        if self.caches(E::META) {
+            self.cache_refreshed::<E>(&key, fresh.as_ref()).await;
+        }
+        match fresh {
             Some(fresh) => {
                 *value = fresh;
                 Ok(())
@@ -191,7 +199,12 @@ impl Session {
     /// The rows with the given keys, in the order of `keys` (missing keys are
     /// skipped, duplicates returned once). Keys the identity map holds are
     /// served from it; the others are read in one statement per chunk of
-    /// keys under the bind limit.
+    /// keys under the bind limit. For a cached entity the shared cache
+    /// answers next, in one call for all the keys left
+    /// ([`SharedCache::get_many`](crate::cache::SharedCache::get_many)), under
+    /// the rules of [`find`](Session::find); only the keys it misses are read
+    /// from the database, and those rows are put. (Unlike `find`, concurrent
+    /// misses of the same keys are not coalesced.)
     pub async fn find_many<E: Entity>(&self, keys: &[E::Key]) -> Result<Vec<E>> {
         self.check_open()?;
         let mut found: HashMap<E::Key, Option<E>> = HashMap::with_capacity(keys.len());
@@ -214,9 +227,34 @@ impl Session {
         }
         missing.sort();
         missing.dedup();
+        let cached = self.caches(E::META);
+        if cached && !missing.is_empty() {
+            let texts: Vec<String> = missing.iter().map(|k| format!("{k:?}")).collect();
+            let hits = self.cache_lookup::<E>(&texts).await?;
+            let mut rows = Vec::new();
+            let mut rest = Vec::new();
+            for (k, hit) in missing.into_iter().zip(hits) {
+                match hit {
+                    Some(row) => rows.push(row),
+                    None => rest.push(k),
+                }
+            }
+            for row in self.merge_rows(rows, Merge::Track) {
+                found.insert(row.key(), Some(row));
+            }
+            missing = rest;
+        }
         let chunk = (self.backend().max_binds() / E::Key::ARITY).clamp(1, 10_000);
         for part in missing.chunks(chunk) {
-            for row in self.query::<E>().key_in(part).all().await? {
+            let q = self.query::<E>().key_in(part);
+            let rows = if cached {
+                let raw = self.fetch_raw(q).await?;
+                self.cache_put_loaded(&raw).await;
+                self.merge_rows(raw, self.default_merge())
+            } else {
+                q.all().await?
+            };
+            for row in rows {
                 found.insert(row.key(), Some(row));
             }
         }
@@ -266,11 +304,20 @@ impl Session {
     }
 
     /// Whether a row with primary key `key` exists (answered from the
-    /// identity map when it holds the key).
+    /// identity map when it holds the key, then, for a cached entity, from
+    /// the shared cache when it holds the row, under the rules of
+    /// [`find`](Session::find)).
     pub async fn exists<E: Entity>(&self, key: &E::Key) -> Result<bool> {
         self.check_open()?;
         if let Some(held) = self.held::<E>(key) {
             return Ok(held.is_some());
+        }
+        // A cached row answers "yes"; a miss asks the database (nothing is
+        // put: the statement reads no row).
+        if self.caches(E::META)
+            && let [Some(_)] = self.cache_lookup::<E>(&[format!("{key:?}")]).await?[..]
+        {
+            return Ok(true);
         }
         let mut guard = self.lock_for_read(E::META.table).await?;
         let b = self.backend();

@@ -14,6 +14,7 @@ use crate::cache::{
 use crate::error::Error;
 use crate::error::Result;
 use crate::model::entity::{Entity, EntityMeta, OnDelete};
+use crate::model::row::{Capture, Captured};
 use crate::session::Isolation;
 pub(crate) use crate::session::commit_fence::CommitFence;
 use crate::session::uow::Merge;
@@ -447,23 +448,231 @@ impl Session {
         key: &E::Key,
     ) -> Option<(E, Vec<u8>)> {
         match layer.provider.get(ck).await {
-            Ok(Some(bytes)) => match decode_row::<E>(&bytes) {
-                Ok(row) if row.key() == *key => Some((row, bytes)),
-                Ok(_) => {
-                    tracing::warn!(region = %ck.region, key = %ck.key, "cached row has another key; ignored");
-                    None
-                }
-                Err(e) => {
-                    tracing::warn!(region = %ck.region, key = %ck.key, error = %e, "malformed cached row; ignored");
-                    None
-                }
-            },
+            Ok(Some(bytes)) => {
+                let row = decode_cached::<E>(ck, &bytes)?;
+                (row.key() == *key).then_some((row, bytes))
+            }
             Ok(None) => None,
             Err(e) => {
                 layer.failed("get", &e);
                 None
             }
         }
+    }
+
+    /// The shared cache's layer and how it may answer a read of `E` by key
+    /// in this transaction; `None` where it may not (no cache, `E` not
+    /// cached, the table written by this transaction, or [`CacheRead::No`]).
+    fn key_read<E: Entity>(&self) -> Option<(&CacheLayer, CacheRead)> {
+        let layer = self.cache_layer()?;
+        layer.ttl_of::<E>()?;
+        if self.table_written(E::META.table) {
+            return None;
+        }
+        let read = self.cache_read(layer, E::META.table);
+        (read != CacheRead::No).then_some((layer, read))
+    }
+
+    /// The rows of `E` the shared cache holds for `keys` (the keys' texts,
+    /// as [`cache_key`] writes them), in the order of `keys`, `None` for a
+    /// miss, in one provider call ([`SharedCache::get_many`]). A hit is a
+    /// row whose own key has the text asked for; a hit answered before the
+    /// transaction's snapshot exists is recorded to be checked, as `find`'s
+    /// are. All misses where the cache may not answer. Unmerged.
+    ///
+    /// [`SharedCache::get_many`]: crate::cache::SharedCache::get_many
+    ///
+    /// When some keys miss where hits would have to be checked, the
+    /// transaction begins anyway to load the misses: it begins first and the
+    /// cache is asked again under the rule that then holds, so the hits need
+    /// no check statements of their own.
+    pub(crate) async fn cache_lookup<E: Entity>(&self, keys: &[String]) -> Result<Vec<Option<E>>> {
+        let mark = self.unchecked().len();
+        let (rows, read) = self.cache_lookup_once::<E>(keys).await;
+        if read != CacheRead::Checked
+            || rows.iter().all(Option::is_some)
+            || rows.iter().all(Option::is_none)
+        {
+            return Ok(rows);
+        }
+        self.unchecked().truncate(mark);
+        drop(self.lock_unflushed().await?);
+        Ok(self.cache_lookup_once::<E>(keys).await.0)
+    }
+
+    async fn cache_lookup_once<E: Entity>(&self, keys: &[String]) -> (Vec<Option<E>>, CacheRead) {
+        let misses = || keys.iter().map(|_| None).collect();
+        let Some((layer, read)) = self.key_read::<E>() else {
+            return (misses(), CacheRead::No);
+        };
+        if keys.is_empty() {
+            return (Vec::new(), read);
+        }
+        let cks: Vec<CacheKey> = keys
+            .iter()
+            .map(|k| CacheKey {
+                region: E::META.table.to_owned(),
+                key: k.clone(),
+            })
+            .collect();
+        let got = match layer.provider.get_many(&cks).await {
+            Ok(v) if v.len() == cks.len() => v,
+            Ok(_) => {
+                tracing::warn!(
+                    region = E::META.table,
+                    "cache answered the wrong number of rows; ignored"
+                );
+                return (misses(), read);
+            }
+            Err(e) => {
+                layer.failed("get_many", &e);
+                return (misses(), read);
+            }
+        };
+        let rows = got
+            .into_iter()
+            .zip(&cks)
+            .map(|(bytes, ck)| {
+                let bytes = bytes?;
+                let row = decode_cached::<E>(ck, &bytes)?;
+                if read == CacheRead::Checked {
+                    self.unchecked().push(Unchecked::new::<E>(row.key(), bytes));
+                }
+                Some(row)
+            })
+            .collect();
+        (rows, read)
+    }
+
+    /// Puts rows of `E` this transaction just read from the database, where
+    /// putting is safe (see [`put_epoch`](Session::put_epoch); never for a
+    /// table this transaction wrote). A provider failure stops the puts.
+    pub(crate) async fn cache_put_loaded<E: Entity>(&self, rows: &[E]) {
+        let Some(layer) = self.cache_layer() else {
+            return;
+        };
+        let Some(ttl) = layer.ttl_of::<E>() else {
+            return;
+        };
+        if self.table_written(E::META.table) {
+            return;
+        }
+        let Some(epoch) = self.put_epoch(E::META.table) else {
+            return;
+        };
+        for r in rows {
+            let bytes = match encode_row(r) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(error = %e, "row not cached: cannot encode");
+                    continue;
+                }
+            };
+            if let Err(e) = layer
+                .provider
+                .put_if_fresh(&cache_key::<E>(&r.key()), bytes, epoch, ttl)
+                .await
+            {
+                layer.failed("put", &e);
+                return;
+            }
+        }
+    }
+
+    /// The unique-index entry of `E`'s column `col` for the value `v`, and
+    /// `v` as the row holds it: where `col` is `unique` and `E` is cached.
+    /// The entry (region `{table}#{column}`, key the value's text) holds the
+    /// row found by that value; it is only a hint, so it needs no
+    /// invalidation: a hit is verified against the row `find` answers.
+    pub(crate) fn unique_entry<E: Entity, V: crate::model::value::Field>(
+        &self,
+        col: usize,
+        v: &V,
+    ) -> Option<(CacheKey, Captured)> {
+        let c = E::META.columns.get(col).filter(|c| c.unique)?;
+        if !self.caches(E::META) {
+            return None;
+        }
+        let mut cap = Capture::default();
+        v.bind(&mut cap).ok()?;
+        let value = cap.0.pop()?;
+        Some((
+            CacheKey {
+                region: format!("{}#{}", E::META.table, c.name),
+                key: format!("{value:?}"),
+            },
+            value,
+        ))
+    }
+
+    /// The primary key the unique-index entry `ck` points to, where this
+    /// transaction may use the cache for `E` (not after writing its table).
+    pub(crate) async fn cache_unique_key<E: Entity>(&self, ck: &CacheKey) -> Option<E::Key> {
+        let (layer, _) = self.key_read::<E>()?;
+        match layer.provider.get(ck).await {
+            Ok(Some(bytes)) => decode_row::<E>(&bytes).ok().map(|r| r.key()),
+            Ok(None) => None,
+            Err(e) => {
+                layer.failed("get", &e);
+                None
+            }
+        }
+    }
+
+    /// Stores the unique-index entry `ck` for `row`, just read from the
+    /// database by that value, where a put of the row itself is allowed.
+    pub(crate) async fn cache_unique_put<E: Entity>(&self, ck: &CacheKey, row: &E) {
+        let Some(layer) = self.cache_layer() else {
+            return;
+        };
+        let Some(ttl) = layer.ttl_of::<E>() else {
+            return;
+        };
+        if self.table_written(E::META.table) {
+            return;
+        }
+        let (Some(epoch), Ok(bytes)) = (self.put_epoch(E::META.table), encode_row(row)) else {
+            return;
+        };
+        if let Err(e) = layer.provider.put_if_fresh(ck, bytes, epoch, ttl).await {
+            layer.failed("put", &e);
+        }
+    }
+
+    /// After [`refresh`](Session::refresh) read `row` for `key` (`None`: the
+    /// row is gone): the cached row becomes what it read where a put is safe
+    /// (the same rule as a `find`'s put), else the key is evicted, so the
+    /// next read loads it from the database. A provider failure is logged.
+    pub(crate) async fn cache_refreshed<E: Entity>(&self, key: &E::Key, row: Option<&E>) {
+        let Some(layer) = self.cache_layer() else {
+            return;
+        };
+        let Some(ttl) = layer.ttl_of::<E>() else {
+            return;
+        };
+        let ck = cache_key::<E>(key);
+        let epoch = self
+            .put_epoch(E::META.table)
+            .filter(|_| !self.table_written(E::META.table));
+        if let (Some(r), Some(epoch)) = (row, epoch)
+            && let Ok(bytes) = encode_row(r)
+        {
+            match layer.provider.put_if_fresh(&ck, bytes, epoch, ttl).await {
+                Ok(true) => return,
+                // Changed since the transaction began: evicted below.
+                Ok(false) => {}
+                Err(e) => {
+                    layer.failed("put", &e);
+                    return;
+                }
+            }
+        }
+        let _ = layer
+            .evict(&ChangeSet {
+                keys: vec![ck],
+                ..ChangeSet::default()
+            })
+            .await;
     }
 
     /// Whether a query result read now may be put: its snapshot must be at
@@ -492,34 +701,75 @@ impl Session {
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<Vec<E>>>,
     {
-        let table = E::META.table.to_owned();
-        let layer = match self.cache_layer() {
-            Some(l) if !self.table_written(&table) => l,
-            _ => return run().await,
+        let (rows, hit) = self
+            .query_cached_with(
+                key,
+                &[E::META.table],
+                run,
+                |r| encode_rows(r),
+                |b| decode_rows::<E>(b),
+            )
+            .await?;
+        let merge = if hit {
+            Merge::Track
+        } else {
+            self.default_merge()
         };
-        match self.cache_read(layer, &table) {
-            CacheRead::Yes => {}
-            // SQLite read-write: the result is answered once the write lock
-            // is held (a query result cannot be checked row by row).
-            CacheRead::Checked
-                if self.backend() == Backend::Sqlite && !self.inner.options.read_only =>
-            {
-                drop(self.lock_unflushed().await?);
+        Ok(self.merge_rows(rows, merge))
+    }
+
+    /// A cached query result of any shape over `tables`: answered (with
+    /// `true`) from the query cache while none of the tables changed since
+    /// the result was stored, else run (and stored where safe). `encode` and
+    /// `decode` turn the result into bytes and back; a value `decode`
+    /// refuses is a miss. Unmerged.
+    pub(crate) async fn query_cached_with<T, F, Fut>(
+        &self,
+        key: String,
+        tables: &[&'static str],
+        run: F,
+        encode: impl FnOnce(&[T]) -> Result<Vec<u8>>,
+        decode: impl FnOnce(&[u8]) -> Result<Vec<T>>,
+    ) -> Result<(Vec<T>, bool)>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<T>>>,
+    {
+        let written = |s: &Session| tables.iter().any(|t| s.table_written(t));
+        let layer = match self.cache_layer() {
+            Some(l) if !written(self) => l,
+            _ => return Ok((run().await?, false)),
+        };
+        let mut lock = false;
+        for t in tables {
+            match self.cache_read(layer, t) {
+                CacheRead::Yes => {}
+                // SQLite read-write: the result is answered once the write
+                // lock is held (a query result cannot be checked row by row).
+                CacheRead::Checked
+                    if self.backend() == Backend::Sqlite && !self.inner.options.read_only =>
+                {
+                    lock = true;
+                }
+                _ => return Ok((run().await?, false)),
             }
-            _ => return run().await,
         }
-        let tables = vec![table.clone()];
+        if lock {
+            drop(self.lock_unflushed().await?);
+        }
+        let tables: Vec<String> = tables.iter().map(|t| (*t).to_owned()).collect();
         let stamps = match layer.provider.table_stamps(&tables).await {
-            Ok(s) => s,
+            Ok(s) if s.len() == tables.len() => s,
+            Ok(_) => return Ok((run().await?, false)),
             Err(e) => {
                 layer.failed("table_stamps", &e);
-                return run().await;
+                return Ok((run().await?, false));
             }
         };
         let stamps: Vec<(String, u64)> = tables.into_iter().zip(stamps).collect();
         match layer.provider.query_get(&key).await {
-            Ok(Some(hit)) if hit.stamps == stamps => match decode_rows::<E>(&hit.rows) {
-                Ok(rows) => return Ok(self.merge_rows(rows, Merge::Track)),
+            Ok(Some(hit)) if hit.stamps == stamps => match decode(&hit.rows) {
+                Ok(rows) => return Ok((rows, true)),
                 Err(e) => tracing::warn!(error = %e, "malformed cached query result; ignored"),
             },
             Ok(_) => {}
@@ -527,8 +777,8 @@ impl Session {
         }
         let before = self.tx_cache().statements;
         let rows = run().await?;
-        if self.query_put_safe(before) && !self.table_written(E::META.table) {
-            match encode_rows(&rows) {
+        if self.query_put_safe(before) && !written(self) {
+            match encode(&rows) {
                 Ok(bytes) => {
                     let value = CachedQuery {
                         stamps,
@@ -541,7 +791,23 @@ impl Session {
                 Err(e) => tracing::warn!(error = %e, "query result not cached: cannot encode"),
             }
         }
-        Ok(self.merge_rows(rows, self.default_merge()))
+        Ok((rows, false))
+    }
+}
+
+/// Decodes a cached row of `E` stored under `ck`: `None` (logged) for a
+/// malformed value or a row whose own key is not `ck`'s.
+fn decode_cached<E: Entity>(ck: &CacheKey, bytes: &[u8]) -> Option<E> {
+    match decode_row::<E>(bytes) {
+        Ok(row) if format!("{:?}", row.key()) == ck.key => Some(row),
+        Ok(_) => {
+            tracing::warn!(region = %ck.region, key = %ck.key, "cached row has another key; ignored");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(region = %ck.region, key = %ck.key, error = %e, "malformed cached row; ignored");
+            None
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 mod aggregates;
 mod bulk;
 mod cache;
+mod cache_reads;
 mod common;
 mod crud;
 mod custom_types;
@@ -44,6 +45,14 @@ suite! {
         upsert_refuses_to_set_its_target,
     ],
     smoke: [roundtrip],
+    cache_reads: [
+        warm_cache_reads_send_no_statement,
+        committed_and_rolled_back_writes_then_cached_reads,
+        evict_and_refresh_after_outside_writes,
+        evict_is_seen_by_another_process_on_redis,
+        cached_reads_with_redis_down_use_the_database,
+        dropped_cached_reads_leave_no_wrong_entry,
+    ],
     cache: [
         insert_commit_then_cached,
         rollback_leaves_cache_unchanged,
