@@ -33,6 +33,7 @@ pub(crate) use exec::{bind_key, count_of, fetch_entities, fetch_entities_merged,
 pub use ops::AutoflushGuard;
 pub use options::{Isolation, SessionOptions};
 pub use savepoint::Savepoint;
+pub(crate) use sqlite_writers::Runner;
 
 /// A unit of work: a session on one pooled connection, held for the
 /// session's life, with its transaction, identity map and registered
@@ -259,14 +260,12 @@ impl Session {
         }
         let options = &self.inner.options;
         let backend = self.backend();
+        if backend == Backend::Sqlite && !options.read_only {
+            self.claim_sqlite_write()?;
+        }
         self.inner.wrote.store(false, Ordering::Release);
         // The cache epoch is taken before the snapshot can exist.
         self.cache_begin().await;
-        if backend == Backend::Sqlite && !options.read_only {
-            // The session's turn for the write lock; nothing is awaited
-            // between it and `BEGIN IMMEDIATE`, whose cut is recovered.
-            self.claim_sqlite_write().await?;
-        }
         let begun: Result<()> = self
             .step(async {
                 dispatch!(conn, |c, DB| {

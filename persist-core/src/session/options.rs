@@ -73,10 +73,7 @@ impl SessionOptions {
 
     /// A read-only session: `BEGIN READ ONLY` on PostgreSQL, `START
     /// TRANSACTION READ ONLY` on MySQL, and a plain deferred `BEGIN` on
-    /// SQLite, where read-write sessions begin with `BEGIN IMMEDIATE` and
-    /// queue for the one write lock. On SQLite, a session that only reads
-    /// uses this so as not to wait behind writers: in WAL mode it reads its
-    /// snapshot beside them.
+    /// SQLite, where read-write sessions begin with `BEGIN IMMEDIATE`.
     pub fn read_only(mut self) -> Self {
         self.read_only = true;
         self
@@ -108,9 +105,7 @@ impl SessionOptions {
     pub(crate) fn begin_statement(&self, backend: Backend) -> Option<String> {
         match backend {
             // IMMEDIATE takes the write lock at once: two writers then queue
-            // (in the process, then on the busy timeout) instead of failing
-            // on lock upgrade, which a deferred transaction that has read
-            // cannot wait for (`SQLITE_BUSY` / `SQLITE_BUSY_SNAPSHOT`).
+            // on the busy timeout instead of failing on lock upgrade.
             Backend::Sqlite => (!self.read_only).then(|| "BEGIN IMMEDIATE".to_owned()),
             Backend::Postgres => {
                 let mut s = String::from("BEGIN");

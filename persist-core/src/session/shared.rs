@@ -36,10 +36,9 @@ pub(crate) struct Shared {
     /// [`DbBuilder::isolation`](crate::db::DbBuilder::isolation), else the server's default, read at connect
     /// (SQLite: `None`, always serializable).
     pub(crate) default_isolation: Option<Isolation>,
-    /// SQLite: the read-write sessions holding or queued for the database's
-    /// write lock, first come first served, with the task each runs in
-    /// (see `Session::claim_sqlite_write`).
-    pub(crate) sqlite_writers: std::sync::Mutex<Vec<super::sqlite_writers::Claim>>,
+    /// SQLite: the write sessions holding the database's write lock, by the
+    /// task they run in (see `Session::claim_sqlite_write`).
+    pub(crate) sqlite_writers: std::sync::Mutex<Vec<(super::Runner, u64)>>,
     /// The longest [`Db::close`](crate::db::Db::close) waits for connections.
     pub(crate) close_timeout: Duration,
 }
