@@ -92,7 +92,7 @@ suite! {
         read_only_reader_does_not_queue_behind_an_open_writer,
         default_reader_queues_until_the_writer_commits,
         default_sessions_that_read_then_write_take_turns,
-        a_session_cut_while_queued_holds_up_nobody,
+        a_session_cut_while_waiting_holds_up_nobody,
     ],
     sessions: [
         commit_persists,

@@ -1,7 +1,7 @@
-//! How SQLite sessions begin: read-write sessions queue in the process for
-//! the one write lock (`BEGIN IMMEDIATE`, woken at the previous writer's
-//! end), read-only sessions begin deferred and never queue. Each test runs
-//! on SQLite only.
+//! How SQLite sessions begin: read-write sessions take the one write lock
+//! at their first statement (`BEGIN IMMEDIATE`) and wait for it on the busy
+//! timeout, read-only sessions begin deferred and never wait. Each test
+//! runs on SQLite only.
 
 use std::time::Duration;
 
@@ -85,7 +85,7 @@ pub async fn default_reader_queues_until_the_writer_commits(db: Db) -> TestResul
     writer.commit().await?;
     let n = tokio::time::timeout(Duration::from_secs(2), reader)
         .await
-        .expect("woken when the writer commits, long before the busy timeout")
+        .expect("it goes on when the writer commits, long before the busy timeout")
         .expect("reader task")?;
     assert_eq!(n, 1, "it began after the commit");
     Ok(())
@@ -139,21 +139,21 @@ pub async fn default_sessions_that_read_then_write_take_turns(db: Db) -> TestRes
     Ok(())
 }
 
-pub async fn a_session_cut_while_queued_holds_up_nobody(db: Db) -> TestResult {
+pub async fn a_session_cut_while_waiting_holds_up_nobody(db: Db) -> TestResult {
     if db.backend() != Backend::Sqlite {
         return Ok(());
     }
     one_counter(&db).await?;
     let writer = open_writer(&db).await?;
-    // Another task's session queues behind the writer and is cut there; its
-    // handle stays alive.
+    // Another task's session waits for the writer's lock and is cut there;
+    // its handle stays alive.
     let cut = tokio::spawn({
         let db = db.clone();
         async move {
             let s = db.session().await?;
             let waited =
                 tokio::time::timeout(Duration::from_millis(100), s.find::<Counter>(&1)).await;
-            assert!(waited.is_err(), "it queued behind the writer");
+            assert!(waited.is_err(), "it waited for the writer");
             Ok::<_, Error>(s)
         }
     })
@@ -172,7 +172,7 @@ pub async fn a_session_cut_while_queued_holds_up_nobody(db: Db) -> TestResult {
         })
     })
     .await
-    .expect("the next writer does not wait for the cut session's turn");
+    .expect("the next writer does not wait for the cut session");
     next.expect("next task")?;
     // The cut session works on, in a new transaction.
     assert_eq!(counter(&cut).await?, 2);
