@@ -73,7 +73,10 @@ impl SessionOptions {
 
     /// A read-only session: `BEGIN READ ONLY` on PostgreSQL, `START
     /// TRANSACTION READ ONLY` on MySQL, and a plain deferred `BEGIN` on
-    /// SQLite, where read-write sessions begin with `BEGIN IMMEDIATE`.
+    /// SQLite, where read-write sessions begin with `BEGIN IMMEDIATE` and so
+    /// wait for the one write lock even when they only read. On SQLite a
+    /// session that only reads uses this so as not to queue behind writers:
+    /// in WAL mode it reads its snapshot beside them.
     pub fn read_only(mut self) -> Self {
         self.read_only = true;
         self
@@ -105,7 +108,9 @@ impl SessionOptions {
     pub(crate) fn begin_statement(&self, backend: Backend) -> Option<String> {
         match backend {
             // IMMEDIATE takes the write lock at once: two writers then queue
-            // on the busy timeout instead of failing on lock upgrade.
+            // on the busy timeout instead of failing on lock upgrade, which a
+            // deferred transaction that has read cannot wait for (SQLite
+            // answers `SQLITE_BUSY` / `SQLITE_BUSY_SNAPSHOT` at once).
             Backend::Sqlite => (!self.read_only).then(|| "BEGIN IMMEDIATE".to_owned()),
             Backend::Postgres => {
                 let mut s = String::from("BEGIN");

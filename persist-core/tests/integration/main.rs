@@ -25,6 +25,7 @@ mod schema;
 mod sessions;
 mod shop;
 mod smoke;
+mod sqlite_begin;
 mod sqlite_direct;
 mod types;
 mod uow;
@@ -111,6 +112,12 @@ suite! {
         decode_error_for_out_of_range_value,
         session_failed_after_flush_error,
         failed_session_leaves_nothing,
+    ],
+    sqlite_begin: [
+        read_only_reader_does_not_queue_behind_an_open_writer,
+        default_reader_queues_until_the_writer_commits,
+        default_sessions_that_read_then_write_take_turns,
+        a_session_cut_while_waiting_holds_up_nobody,
     ],
     sessions: [
         commit_persists,

@@ -1,0 +1,1 @@
+//! Nothing: the measurement is `benches/sqlite_begin.rs`.
