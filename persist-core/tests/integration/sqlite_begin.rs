@@ -118,7 +118,7 @@ pub async fn default_sessions_that_read_then_write_take_turns(db: Db) -> TestRes
                             tokio::task::yield_now().await;
                             c.n += 1;
                             s.update(&mut c)?;
-                            Ok(())
+                            Ok::<_, Error>(())
                         })
                         .await?;
                     assert_eq!(done.attempts, 1, "no retry was needed");
