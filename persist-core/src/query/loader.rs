@@ -273,19 +273,29 @@ impl Session {
         for part in pending.chunks(KEYS_PER_QUERY) {
             let cond = Cond::all().add(col_expr(P::META, pk).is_in(part.iter().cloned()));
             let q = Query::<P>::new(self).filter_cond(Ok(cond));
-            let rows = if cached {
-                let raw = self.fetch_raw(q).await?;
-                self.cache_put_loaded(&raw).await;
-                self.merge_rows(raw, self.default_merge())
-            } else {
-                q.all().await?
-            };
+            let rows = self.fetch_putting(q, cached).await?;
             for row in rows {
                 let (k, _) = relation::primary_key(&row)?;
                 found.insert(k, Some(row));
             }
         }
         Ok(keys.distribute(found))
+    }
+
+    /// Runs `q`; with `cached` (`E` is in the shared cache), the rows read
+    /// are put in the cache (where that is safe) before they are merged
+    /// into the identity map.
+    pub(crate) async fn fetch_putting<E: Entity>(
+        &self,
+        q: Query<'_, E>,
+        cached: bool,
+    ) -> Result<Vec<E>> {
+        if !cached {
+            return q.all().await;
+        }
+        let raw = self.fetch_raw(q).await?;
+        self.cache_put_loaded(&raw).await;
+        Ok(self.merge_rows(raw, self.default_merge()))
     }
 
     /// Runs `q` (after the table's autoflush) and answers its rows as read,

@@ -13,7 +13,7 @@ use crate::model::value::{Binder, Field, SqlType};
 use crate::query::column::Column;
 use crate::query::expr::ColumnExpr;
 use crate::session::Session;
-use crate::session::exec::{bind_insert_columns, prepare_insert};
+use crate::session::exec::{GeneratedKey, bind_insert_columns, prepare_insert};
 use crate::sql::Backend;
 
 /// The columns an upsert of `meta` conflicts on: the primary key, or, for
@@ -118,6 +118,14 @@ impl<'s, E: Entity> Upsert<'s, E> {
 
     /// Runs the upsert; the row as stored.
     pub async fn execute(self) -> Result<E> {
+        self.run(true).await
+    }
+
+    /// Runs the upsert. With `stored`, answers the row as the database
+    /// stored it (`RETURNING` every column, or a read by key where the
+    /// backend has no `RETURNING`); without, the value as given with its
+    /// generated key ([`Session::upsert`]).
+    pub(crate) async fn run(self, stored: bool) -> Result<E> {
         let s = self.session;
         let meta = E::META;
         let target = upsert_target(meta)?;
@@ -144,9 +152,13 @@ impl<'s, E: Entity> Upsert<'s, E> {
                 (*i, sql)
             })
             .collect();
-        let returning = b.has_returning();
-        let sql: Arc<str> = Arc::from(crate::sql::statements::upsert_setting(
-            b, meta, &target, &sets, returning,
+        let returning_all = stored && b.has_returning();
+        let sql: Arc<str> = Arc::from(crate::sql::statements::upsert(
+            b,
+            meta,
+            &target,
+            &sets,
+            returning_all,
         ));
         let mut guard = s.lock().await?;
         let tx = guard.conn.as_mut().ok_or(Error::SessionClosed)?;
@@ -158,17 +170,29 @@ impl<'s, E: Entity> Upsert<'s, E> {
                 for (_, e) in &self.sets {
                     e.bind(&mut args)?;
                 }
-                if returning {
-                    s.run(
-                        Some(meta),
-                        &sql,
-                        DB::fetch_optional(c, sql.clone(), args, &Decoded::<E>::NEW),
-                    )
-                    .await
+                if returning_all {
+                    return s
+                        .run(
+                            Some(meta),
+                            &sql,
+                            DB::fetch_optional(c, sql.clone(), args, &Decoded::<E>::NEW),
+                        )
+                        .await;
+                }
+                if meta.auto_increment.is_some() && b.has_returning() {
+                    let id = s
+                        .run(
+                            Some(meta),
+                            &sql,
+                            DB::fetch_optional(c, sql.clone(), args, &GeneratedKey(meta)),
+                        )
+                        .await?;
+                    if let Some(id) = id {
+                        value.set_generated_key(id)?;
+                    }
                 } else {
-                    // MySQL: no RETURNING. The generated key (of the row
-                    // inserted or updated: `id = LAST_INSERT_ID(id)`) or the
-                    // given one names the row to read back.
+                    // MySQL: no RETURNING. The generated key is the row's
+                    // inserted or updated (`id = LAST_INSERT_ID(id)`).
                     let done = s
                         .run(Some(meta), &sql, DB::execute(c, sql.clone(), args))
                         .await?;
@@ -177,28 +201,30 @@ impl<'s, E: Entity> Upsert<'s, E> {
                     {
                         value.set_generated_key(id as i64)?;
                     }
-                    Ok(None)
                 }
+                Ok(None)
             })
         }
         .await;
         let returned = s.fail_on_error(&mut guard, out).await?;
-        let stored = match returned {
+        let row = match returned {
             Some(row) => row,
-            None => {
+            None if stored => {
+                // The generated key or the given one names the row.
                 let tx = guard.conn.as_mut().ok_or(Error::SessionClosed)?;
                 let read = s.read_by_key::<E>(tx, &value.key()).await;
                 s.fail_on_error(&mut guard, read)
                     .await?
                     .ok_or(Error::NotFound)?
             }
+            None => value,
         };
         drop(guard);
-        s.cache_wrote(meta, vec![format!("{:?}", stored.key())], false);
+        s.cache_wrote(meta, vec![format!("{:?}", row.key())], false);
         let mut uow = s.uow();
-        uow.detach::<E>(&stored.key());
-        uow.inserted(std::slice::from_ref(&stored));
-        Ok(stored)
+        uow.detach::<E>(&row.key());
+        uow.inserted(std::slice::from_ref(&row));
+        Ok(row)
     }
 }
 

@@ -2,13 +2,11 @@
 //! inserts, and registered changes.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::exec::GeneratedKey;
-use super::exec::{bind_insert_columns, prepare_insert};
+use super::exec::prepare_insert;
 use super::{Session, bind_key, count_of, fetch_entities, insert_rows};
-use crate::backend::{AnyConn, AnyRow, Decoded, Done, Driver, FirstInt, dispatch};
+use crate::backend::{AnyConn, AnyRow, Decoded, Driver, FirstInt, dispatch};
 use crate::error::{Error, Result};
 use crate::model::entity::{Entity, Key};
 use crate::session::uow::{Lookup, Merge};
@@ -247,13 +245,7 @@ impl Session {
         let chunk = (self.backend().max_binds() / E::Key::ARITY).clamp(1, 10_000);
         for part in missing.chunks(chunk) {
             let q = self.query::<E>().key_in(part);
-            let rows = if cached {
-                let raw = self.fetch_raw(q).await?;
-                self.cache_put_loaded(&raw).await;
-                self.merge_rows(raw, self.default_merge())
-            } else {
-                q.all().await?
-            };
+            let rows = self.fetch_putting(q, cached).await?;
             for row in rows {
                 found.insert(row.key(), Some(row));
             }
@@ -382,50 +374,7 @@ impl Session {
     /// (`ON DUPLICATE KEY UPDATE`) a conflict on *any* unique key updates
     /// that row. The version is written as given, not checked.
     pub async fn upsert<E: Entity>(&self, value: E) -> Result<E> {
-        let meta = E::META;
-        let target = crate::query::upsert::upsert_target(meta)?;
-        let mut value = value;
-        prepare_insert(std::slice::from_mut(&mut value));
-        let mut guard = self.lock().await?;
-        let b = self.backend();
-        let sql: Arc<str> = Arc::from(sql::upsert(b, meta, &target));
-        let tx = guard.conn.as_mut().ok_or(Error::SessionClosed)?;
-        self.will_write();
-        let out: Result<()> = async {
-            dispatch!(tx, |c, DB| {
-                let mut args = <DB as crate::backend::Driver>::Args::default();
-                bind_insert_columns(&value, &mut args)?;
-                if meta.auto_increment.is_some() && b.has_returning() {
-                    let id = self
-                        .run(
-                            Some(meta),
-                            &sql,
-                            DB::fetch_optional(c, sql.clone(), args, &GeneratedKey(meta)),
-                        )
-                        .await?;
-                    if let Some(id) = id {
-                        value.set_generated_key(id)?;
-                    }
-                } else {
-                    let done: Done = self
-                        .run(Some(meta), &sql, DB::execute(c, sql.clone(), args))
-                        .await?;
-                    if meta.auto_increment.is_some()
-                        && let Some(id) = done.last_insert_id.filter(|id| *id > 0)
-                    {
-                        value.set_generated_key(id as i64)?;
-                    }
-                }
-                Ok(())
-            })
-        }
-        .await;
-        self.fail_on_error(&mut guard, out).await?;
-        self.cache_wrote(E::META, vec![format!("{:?}", value.key())], false);
-        let mut uow = self.uow();
-        uow.detach::<E>(&value.key());
-        uow.inserted(std::slice::from_ref(&value));
-        Ok(value)
+        self.upsert_with(value).run(false).await
     }
 
     // ----- registered changes ----------------------------------------------------

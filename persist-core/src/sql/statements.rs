@@ -310,16 +310,12 @@ pub(crate) fn delete_by_key(b: Backend, meta: &EntityMeta, versioned: bool) -> S
 
 /// Insert-or-update on `target` (column indexes). PostgreSQL and SQLite use
 /// `ON CONFLICT (target) DO UPDATE`; MySQL uses `ON DUPLICATE KEY UPDATE`,
-/// which fires on a conflict with any unique key.
-pub(crate) fn upsert(b: Backend, meta: &EntityMeta, target: &[usize]) -> String {
-    upsert_setting(b, meta, target, &[], false)
-}
-
-/// [`upsert`] whose conflict update gives the columns of `sets` their own
-/// SQL (expressions over the existing row) instead of the new row's values;
-/// with `returning_all` (where the backend has `RETURNING`) it answers the
-/// whole row as stored, every column in the entity's order.
-pub(crate) fn upsert_setting(
+/// which fires on a conflict with any unique key. The conflict update gives
+/// the columns of `sets` their own SQL (expressions over the existing row)
+/// and the others the new row's values; with `returning_all` (where the
+/// backend has `RETURNING`) the statement answers the whole row as stored,
+/// every column in the entity's order, else the generated key if any.
+pub(crate) fn upsert(
     b: Backend,
     meta: &EntityMeta,
     target: &[usize],
