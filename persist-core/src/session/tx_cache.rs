@@ -544,20 +544,24 @@ impl Session {
         (rows, read)
     }
 
+    /// Where rows of `E` this transaction just read may be put: the layer,
+    /// `E`'s TTL and the epoch to put with; `None` without a cache, for an
+    /// entity not cached, for a table this transaction wrote, or where
+    /// [`put_epoch`](Session::put_epoch) says no.
+    fn put_target<E: Entity>(&self) -> Option<(&CacheLayer, Duration, u64)> {
+        let layer = self.cache_layer()?;
+        let ttl = layer.ttl_of::<E>()?;
+        if self.table_written(E::META.table) {
+            return None;
+        }
+        Some((layer, ttl, self.put_epoch(E::META.table)?))
+    }
+
     /// Puts rows of `E` this transaction just read from the database, where
     /// putting is safe (see [`put_epoch`](Session::put_epoch); never for a
     /// table this transaction wrote). A provider failure stops the puts.
     pub(crate) async fn cache_put_loaded<E: Entity>(&self, rows: &[E]) {
-        let Some(layer) = self.cache_layer() else {
-            return;
-        };
-        let Some(ttl) = layer.ttl_of::<E>() else {
-            return;
-        };
-        if self.table_written(E::META.table) {
-            return;
-        }
-        let Some(epoch) = self.put_epoch(E::META.table) else {
+        let Some((layer, ttl, epoch)) = self.put_target::<E>() else {
             return;
         };
         for r in rows {
@@ -622,16 +626,8 @@ impl Session {
     /// Stores the unique-index entry `ck` for `row`, just read from the
     /// database by that value, where a put of the row itself is allowed.
     pub(crate) async fn cache_unique_put<E: Entity>(&self, ck: &CacheKey, row: &E) {
-        let Some(layer) = self.cache_layer() else {
-            return;
-        };
-        let Some(ttl) = layer.ttl_of::<E>() else {
-            return;
-        };
-        if self.table_written(E::META.table) {
-            return;
-        }
-        let (Some(epoch), Ok(bytes)) = (self.put_epoch(E::META.table), encode_row(row)) else {
+        let (Some((layer, ttl, epoch)), Ok(bytes)) = (self.put_target::<E>(), encode_row(row))
+        else {
             return;
         };
         if let Err(e) = layer.provider.put_if_fresh(ck, bytes, epoch, ttl).await {
