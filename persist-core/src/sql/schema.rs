@@ -162,17 +162,13 @@ fn table_statement(b: Backend, meta: &EntityMeta) -> Result<TableCreateStatement
 
 fn indexes(meta: &EntityMeta) -> Vec<IndexCreateStatement> {
     let mut out = Vec::new();
-    for c in meta.columns {
+    for (i, c) in meta.columns.iter().enumerate() {
         if c.primary_key && meta.primary_key.len() == 1 {
             continue;
         }
         let prefix = if c.unique {
             "uq"
-        } else if meta
-            .primary_key
-            .first()
-            .is_some_and(|&k| meta.columns[k].name == c.name)
-        {
+        } else if meta.primary_key.first() == Some(&i) {
             // The first column of a composite primary key is indexed by
             // the key itself: a foreign key or `index` there needs no other.
             continue;

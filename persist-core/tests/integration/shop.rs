@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use persist_core::db::Committed;
 use persist_core::prelude::*;
 use persist_core::sql::Backend;
 
@@ -148,29 +149,41 @@ pub async fn app_error_rolls_back_and_comes_out(db: Db) -> TestResult {
     Ok(())
 }
 
+/// Runs `change` on a copy of `p` in `db.transaction_with`; on the first
+/// attempt the copy is a version behind the stored row (0 against 1), so
+/// that attempt meets a stale row.
+async fn stale_on_first_attempt<F, Fut, T>(
+    db: &Db,
+    p: &Product,
+    change: F,
+) -> Result<Committed<T>, Error>
+where
+    F: Fn(Session, Product) -> Fut,
+    Fut: std::future::Future<Output = Result<T, ShopError>>,
+{
+    let calls = AtomicU32::new(0);
+    db.transaction_with(SessionOptions::new(), |s| {
+        let mut copy = p.clone();
+        if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+            copy.version = 0;
+        }
+        change(s, copy)
+    })
+    .await
+    .map_err(shop_err)
+}
+
 /// A stale row met inside the closure is retried even when the closure
 /// turned it into an error of its own that keeps nothing of it.
 pub async fn app_error_after_a_stale_row_is_retried(db: Db) -> TestResult {
     let p = setup(&db).await?;
-    let calls = Arc::new(AtomicU32::new(0));
-    let c = calls.clone();
-    let committed = db
-        .transaction_with(SessionOptions::new(), move |s| {
-            let attempt = c.fetch_add(1, Ordering::SeqCst) + 1;
-            let mut copy = p.clone();
-            async move {
-                if attempt == 1 {
-                    // A copy of version 0 against a stored version 1.
-                    copy.version = 0;
-                }
-                copy.stock += 10;
-                s.update(&mut copy)?;
-                s.flush().await.map_err(|_| ShopError::Busy)?;
-                Ok(copy.stock)
-            }
-        })
-        .await
-        .map_err(shop_err)?;
+    let committed = stale_on_first_attempt(&db, &p, |s, mut copy| async move {
+        copy.stock += 10;
+        s.update(&mut copy)?;
+        s.flush().await.map_err(|_| ShopError::Busy)?;
+        Ok(copy.stock)
+    })
+    .await?;
     assert_eq!((committed.value, committed.attempts), (15, 2));
     assert_eq!(stored::<Product>(&db).await?[0].stock, 15);
     Ok(())
@@ -180,23 +193,12 @@ pub async fn app_error_after_a_stale_row_is_retried(db: Db) -> TestResult {
 /// the application's error type too.
 pub async fn stale_at_commit_is_retried_with_app_errors(db: Db) -> TestResult {
     let p = setup(&db).await?;
-    let calls = Arc::new(AtomicU32::new(0));
-    let c = calls.clone();
-    let committed = db
-        .transaction_with(SessionOptions::new(), move |s| {
-            let attempt = c.fetch_add(1, Ordering::SeqCst) + 1;
-            let mut copy = p.clone();
-            async move {
-                if attempt == 1 {
-                    copy.version = 0;
-                }
-                copy.stock -= 1;
-                s.update(&mut copy)?;
-                Ok::<_, ShopError>(())
-            }
-        })
-        .await
-        .map_err(shop_err)?;
+    let committed = stale_on_first_attempt(&db, &p, |s, mut copy| async move {
+        copy.stock -= 1;
+        s.update(&mut copy)?;
+        Ok(())
+    })
+    .await?;
     assert_eq!(committed.attempts, 2);
     assert_eq!(stored::<Product>(&db).await?[0].stock, 4);
     Ok(())
