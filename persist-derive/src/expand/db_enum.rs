@@ -4,7 +4,7 @@ use proc_macro2::TokenStream;
 use quote::quote;
 use syn::DeriveInput;
 
-use super::{Mode, private};
+use super::{Mode, finish, private};
 use crate::internals::ast::Enum;
 use crate::internals::{Ctxt, check};
 
@@ -19,16 +19,7 @@ pub fn derive(input: TokenStream) -> TokenStream {
     if let Some(parsed) = &parsed {
         check::check_enum(&cx, parsed);
     }
-    match (cx.check(), parsed) {
-        (Ok(()), Some(parsed)) => expand(&parsed, Mode::Full),
-        (Err(errors), parsed) => {
-            let errors = errors.to_compile_error();
-            let stub = parsed.map(|parsed| expand(&parsed, Mode::Stub));
-            quote!(#errors #stub)
-        }
-        // `from_ast` records an error whenever it returns `None`.
-        (Ok(()), None) => TokenStream::new(),
-    }
+    finish(cx, parsed, expand)
 }
 
 fn expand(input: &Enum<'_>, mode: Mode) -> TokenStream {

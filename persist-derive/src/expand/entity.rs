@@ -6,7 +6,7 @@ use quote::{quote, quote_spanned};
 use syn::DeriveInput;
 use syn::spanned::Spanned;
 
-use super::{Mode, columns, private, repository};
+use super::{Mode, columns, finish, private, repository};
 use crate::internals::ast::{Entity, Field};
 use crate::internals::{Ctxt, check};
 
@@ -21,16 +21,7 @@ pub fn derive(input: TokenStream) -> TokenStream {
     if let Some(entity) = &entity {
         check::check_entity(&cx, entity);
     }
-    match (cx.check(), entity) {
-        (Ok(()), Some(entity)) => expand(&entity, Mode::Full),
-        (Err(errors), entity) => {
-            let errors = errors.to_compile_error();
-            let stub = entity.map(|entity| expand(&entity, Mode::Stub));
-            quote!(#errors #stub)
-        }
-        // `from_ast` records an error whenever it returns `None`.
-        (Ok(()), None) => TokenStream::new(),
-    }
+    finish(cx, entity, expand)
 }
 
 fn expand(entity: &Entity<'_>, mode: Mode) -> TokenStream {

@@ -25,6 +25,26 @@ enum Mode {
     Stub,
 }
 
+/// The derive's output once the input is parsed (and checked): the full
+/// expansion, or every recorded error beside the stubs (`expand` in
+/// [`Mode::Stub`]) where the input parsed far enough for them.
+fn finish<T>(
+    cx: crate::internals::Ctxt,
+    parsed: Option<T>,
+    expand: impl Fn(&T, Mode) -> TokenStream,
+) -> TokenStream {
+    match (cx.check(), parsed) {
+        (Ok(()), Some(parsed)) => expand(&parsed, Mode::Full),
+        (Err(errors), parsed) => {
+            let errors = errors.to_compile_error();
+            let stub = parsed.map(|parsed| expand(&parsed, Mode::Stub));
+            quote!(#errors #stub)
+        }
+        // `from_ast` records an error whenever it returns `None`.
+        (Ok(()), None) => TokenStream::new(),
+    }
+}
+
 /// The only runtime path generated code names besides `::core` and `::std`:
 /// `__private` under the root the derive was given (see `ast::Entity::root`).
 fn private(root: &syn::Path) -> TokenStream {

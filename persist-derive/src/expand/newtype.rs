@@ -5,7 +5,7 @@ use quote::{quote, quote_spanned};
 use syn::DeriveInput;
 use syn::spanned::Spanned;
 
-use super::{Mode, private};
+use super::{Mode, finish, private};
 use crate::internals::Ctxt;
 use crate::internals::ast::Newtype;
 
@@ -17,16 +17,7 @@ pub fn derive(input: TokenStream) -> TokenStream {
     };
     let cx = Ctxt::new();
     let parsed = Newtype::from_ast(&cx, &input);
-    match (cx.check(), parsed) {
-        (Ok(()), Some(parsed)) => expand(&parsed, Mode::Full),
-        (Err(errors), parsed) => {
-            let errors = errors.to_compile_error();
-            let stub = parsed.map(|parsed| expand(&parsed, Mode::Stub));
-            quote!(#errors #stub)
-        }
-        // `from_ast` records an error whenever it returns `None`.
-        (Ok(()), None) => TokenStream::new(),
-    }
+    finish(cx, parsed, expand)
 }
 
 fn expand(input: &Newtype<'_>, mode: Mode) -> TokenStream {
