@@ -480,6 +480,15 @@ async fn execute(st: &mut Started<'_>) -> Result<u64> {
 /// A raw SQL statement that returns no rows; made by [`Session::execute`].
 /// Await it (or call [`run`](RawExecute::run)): the number of rows
 /// affected.
+///
+/// # Cancel safety
+///
+/// As every write of a session: dropped at any await point, the
+/// connection is discarded (the server rolls the transaction back) and the
+/// session answers [`Error::SessionFailed`] until
+/// [`rollback`](Session::rollback). The raw queries (`raw_as`,
+/// `raw_from_row`) are cut the same way where they may write, and like
+/// any read where they cannot. The fault suite cuts all three at every poll.
 #[must_use = "a statement does nothing until it is awaited"]
 pub struct RawExecute<'s> {
     sql: RawSql<'s>,

@@ -70,6 +70,14 @@ impl Session {
 /// is the MySQL caveat: `ON DUPLICATE KEY UPDATE` fires on a conflict with
 /// any unique key. Columns not named by `on_conflict_set` take the new
 /// row's values, as in a plain upsert.
+///
+/// # Cancel safety
+///
+/// As every write of a session: dropped at any await point, the
+/// connection is discarded (the server rolls the transaction back) and the
+/// session answers [`Error::SessionFailed`] until
+/// [`rollback`](Session::rollback). The fault suite cuts it at every poll
+/// on every backend.
 #[must_use = "an upsert does nothing until it is awaited"]
 pub struct Upsert<'s, E> {
     session: &'s Session,
