@@ -24,7 +24,7 @@
 //!   its end, so its state is known once the worker answers.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use sqlx_core::transaction::TransactionManager;
@@ -55,6 +55,9 @@ pub(crate) struct Connections {
     /// Sessions waiting for the pool: while any waits, a connection given
     /// back goes to the pool, not to the parking.
     waiting: AtomicUsize,
+    /// Connections handed to sessions since the `Db` opened (parked or
+    /// from the pool).
+    acquired: AtomicU64,
 }
 
 impl Drop for Connections {
@@ -86,6 +89,7 @@ impl Connections {
             in_memory,
             parked: Mutex::new(Vec::new()),
             waiting: AtomicUsize::new(0),
+            acquired: AtomicU64::new(0),
         }
     }
 
@@ -98,7 +102,15 @@ impl Connections {
         self.waiting.fetch_add(1, Ordering::SeqCst);
         let conn = self.acquire_counted().await;
         self.waiting.fetch_sub(1, Ordering::SeqCst);
+        if conn.is_ok() {
+            self.acquired.fetch_add(1, Ordering::Relaxed);
+        }
         conn
+    }
+
+    /// Connections handed to sessions so far.
+    pub(crate) fn acquired(&self) -> u64 {
+        self.acquired.load(Ordering::Relaxed)
     }
 
     async fn acquire_counted(&self) -> Result<AnyConn> {

@@ -551,6 +551,13 @@ impl Db {
         self.inner.conns.in_use()
     }
 
+    /// Connections handed to sessions since the `Db` opened, parked or from
+    /// the pool: a session takes one with its first statement, so a test
+    /// can check that a request which never touched the database took none.
+    pub fn connections_acquired(&self) -> u64 {
+        self.inner.conns.acquired()
+    }
+
     /// Connections kept for the next session (given back within the last
     /// few seconds, outside any transaction).
     pub fn connections_parked(&self) -> usize {

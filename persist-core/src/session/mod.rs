@@ -185,6 +185,12 @@ impl Session {
         Ok(s)
     }
 
+    /// An id telling this session from every other of the process (for
+    /// logs and tracing spans).
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
     /// The backend of this session's database.
     pub fn backend(&self) -> Backend {
         self.inner.db.backend()
@@ -587,8 +593,11 @@ impl Session {
         }
     }
 
-    /// Whether the session answered a retryable error since it opened.
-    pub(crate) fn met_retryable_error(&self) -> bool {
+    /// Whether one of this session's calls answered a retryable error
+    /// ([`Error::is_retryable`]) since it opened: a layer that runs work in
+    /// the session learns that the attempt may succeed if run again, even
+    /// when the code in between turned the error into its own type.
+    pub fn met_retryable_error(&self) -> bool {
         self.inner.met_retryable.load(Ordering::Acquire)
     }
 

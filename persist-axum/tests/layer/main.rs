@@ -1,0 +1,1 @@
+//! Placeholder: the layer tests are written next.

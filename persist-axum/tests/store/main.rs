@@ -1,0 +1,1 @@
+//! Placeholder: the store tests are written next.
