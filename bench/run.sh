@@ -18,6 +18,12 @@
 #                               sqlite-direct-toggle, the `persist-sqlx` contender,
 #                               which needs persist-core's DbBuilder::sqlite_direct;
 #                               set it empty to build without)
+#   WEB_BENCHES="sessions layer encoding"
+#                               also run these benches of web-bench/ (persist-axum:
+#                               session stores, the request layer, the session
+#                               encoding; a workspace of its own, see
+#                               web-bench/README.md); set alone, without BENCHES,
+#                               only they run (about 3 minutes for all three)
 # Extra arguments go to criterion (a filter such as `postgres`; for steadier
 # figures set WARM_UP=3 MEASURE=10). The run is
 # pinned to CPU 0 (`taskset -c 0`, where available) as the issue's anchor
@@ -33,20 +39,36 @@ command -v taskset >/dev/null && pin=(taskset -c 0)
 features=${PERSIST_BENCH_FEATURES-sqlite-direct-toggle}
 feature_args=()
 [[ -n "$features" ]] && feature_args=(--features "$features")
-for bench in ${BENCHES:-cache anchors}; do
+# WEB_BENCHES alone runs only the web benches; BENCHES, set or defaulted,
+# names persist-bench's.
+if [[ -n "${WEB_BENCHES:-}" && -z "${BENCHES+set}" ]]; then
+    benches=""
+else
+    benches=${BENCHES:-cache anchors}
+fi
+crit_roots="target/criterion"
+for bench in $benches; do
     "${pin[@]}" cargo bench "${feature_args[@]}" --bench "$bench" -- \
         --warm-up-time "${WARM_UP:-0.5}" --measurement-time "${MEASURE:-2}" --nresamples 10000 "$@"
 done
+if [[ -n "${WEB_BENCHES:-}" ]]; then
+    web_target=${CARGO_TARGET_DIR:-$PWD/web-bench/target}
+    crit_roots="$crit_roots:$web_target/criterion"
+    for bench in $WEB_BENCHES; do
+        (cd web-bench && "${pin[@]}" cargo bench --bench "$bench" -- \
+            --warm-up-time "${WARM_UP:-0.5}" --measurement-time "${MEASURE:-2}" --nresamples 10000 "$@")
+    done
+fi
 
 # Summary of this run from criterion's estimates
 # (target/criterion/<group>/<bench>/new/estimates.json, newer than $stamp).
 command -v python3 >/dev/null || exit 0
-STAMP="$stamp" python3 - <<'PY'
+STAMP="$stamp" CRIT_ROOTS="$crit_roots" python3 - <<'PY'
 import json, os, pathlib
-root = pathlib.Path("target/criterion")
 since = os.path.getmtime(os.environ["STAMP"])
 rows = []
-for est in sorted(root.glob("**/new/estimates.json")):
+ests = [e for r in os.environ["CRIT_ROOTS"].split(":") for e in sorted(pathlib.Path(r).glob("**/new/estimates.json"))]
+for est in ests:
     if est.stat().st_mtime < since:
         continue
     bench = json.loads((est.parent / "benchmark.json").read_text())
@@ -68,10 +90,29 @@ if pg:
             hit = med.get(f"find_by_pk_fresh_session/{b}/{v}")
             if hit:
                 print(f"PostgreSQL lookup / {b} {v} hit: {pg / hit:.1f}x {target}".rstrip())
+# persist-axum's goals (web-bench): the store at most 1.1x the sqlx store on
+# PostgreSQL; with the cache tier within 1.5x of the Redis store.
+ratios = [(f"sessions/{op}/{a}", f"sessions/{op}/{b}", goal)
+          for op in ("load", "save")
+          for a, b, goal in (("persist_pg", "sqlx_store_pg", 1.1),
+                             ("persist_pg_cached", "redis_store", 1.5),
+                             ("persist_pg_redis", "redis_store", 1.5),
+                             ("floor_in_tx", "floor_autocommit", None))]
+ratios += [(f"layer/{b}/{a}", f"layer/{b}/raw_sqlx", None)
+           for b in ("postgres", "sqlite") for a in ("persist_find", "persist_find_ro")]
+ratios += [("layer/no_db/persist_layer", "layer/no_db/plain", None)]
+printed = False
+for a, b, goal in ratios:
+    if a in med and b in med:
+        if not printed:
+            print()
+            printed = True
+        verdict = "" if goal is None else (f"  (goal <= {goal}x: met)" if med[a] / med[b] <= goal else f"  (goal <= {goal}x: missed)")
+        print(f"{a} / {b}: {med[a] / med[b]:.2f}x{verdict}")
 PY
 
 # BENCHMARKS.md / .csv / -<backend>.svg from this run's anchors figures.
-if [[ " ${BENCHES:-cache anchors} " == *" anchors "* ]]; then
+if [[ " $benches " == *" anchors "* ]]; then
     python3 report.py --since "$stamp" --out "${BENCH_OUT:-..}"
 fi
 echo "run.sh: $(( $(date +%s) - start )) s"
