@@ -32,7 +32,7 @@ use persist_axum::{DbError, PersistLayer, Tx};
 use persist_core::prelude::*;
 use tokio::runtime::Runtime;
 use tower::ServiceExt;
-use web_bench::{Item, PgScratch, Rng, SqliteScratch, fill_items};
+use web_bench::{Item, PgScratch, Rng, SqliteScratch, fill_items, within};
 
 const ROWS: i64 = 10_000;
 
@@ -114,7 +114,7 @@ async fn check(route: &Route, items: bool) {
 
 fn bench_group(c: &mut Criterion, rt: &Runtime, group: &str, routes: &[Route], items: bool) {
     for route in routes {
-        rt.block_on(check(route, items));
+        within(rt, check(route, items));
     }
     let mut g = c.benchmark_group(group);
     for route in routes {
@@ -170,13 +170,12 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    let rt = &rt;
     let mut c = Criterion::default().configure_from_args();
 
     // The layer alone: no database touched.
     {
-        let db = rt
-            .block_on(Db::connect("sqlite::memory:"))
-            .expect("an in-memory SQLite");
+        let db = within(rt, Db::connect("sqlite::memory:")).expect("an in-memory SQLite");
         let plain = Router::new().route("/hello", get(hello));
         let routes = [
             Route {
@@ -191,24 +190,21 @@ fn main() {
             },
         ];
         let acquired = db.connections_acquired();
-        bench_group(&mut c, &rt, "layer/no_db", &routes, false);
+        bench_group(&mut c, rt, "layer/no_db", &routes, false);
         assert_eq!(
             db.connections_acquired(),
             acquired,
             "a request that touches no database takes no connection"
         );
-        rt.block_on(db.close());
+        within(rt, db.close());
     }
 
     // PostgreSQL.
     {
-        let scratch = rt.block_on(PgScratch::new()).expect("PostgreSQL reachable");
-        rt.block_on(fill_items(&scratch.url, ROWS))
-            .expect("fill web_items");
-        let db = rt.block_on(Db::connect(&scratch.url)).expect("connect");
-        let pool = rt
-            .block_on(sqlx::PgPool::connect(&scratch.url))
-            .expect("PgPool");
+        let scratch = within(rt, PgScratch::new()).expect("PostgreSQL reachable");
+        within(rt, fill_items(&scratch.url, ROWS)).expect("fill web_items");
+        let db = within(rt, Db::connect(&scratch.url)).expect("connect");
+        let pool = within(rt, sqlx::PgPool::connect(&scratch.url)).expect("PgPool");
         let [find, find_ro] = persist_routes(&db);
         let routes = [
             find,
@@ -221,21 +217,18 @@ fn main() {
                 db: None,
             },
         ];
-        bench_group(&mut c, &rt, "layer/postgres", &routes, true);
-        rt.block_on(db.close());
-        rt.block_on(pool.close());
+        bench_group(&mut c, rt, "layer/postgres", &routes, true);
+        within(rt, db.close());
+        within(rt, pool.close());
         drop(scratch);
     }
 
     // A SQLite file (WAL).
     {
         let scratch = SqliteScratch::new().expect("a temp dir");
-        rt.block_on(fill_items(&scratch.url, ROWS))
-            .expect("fill web_items");
-        let db = rt.block_on(Db::connect(&scratch.url)).expect("connect");
-        let pool = rt
-            .block_on(sqlx::SqlitePool::connect(&scratch.url))
-            .expect("SqlitePool");
+        within(rt, fill_items(&scratch.url, ROWS)).expect("fill web_items");
+        let db = within(rt, Db::connect(&scratch.url)).expect("connect");
+        let pool = within(rt, sqlx::SqlitePool::connect(&scratch.url)).expect("SqlitePool");
         let [find, find_ro] = persist_routes(&db);
         let routes = [
             find,
@@ -248,9 +241,9 @@ fn main() {
                 db: None,
             },
         ];
-        bench_group(&mut c, &rt, "layer/sqlite", &routes, true);
-        rt.block_on(db.close());
-        rt.block_on(pool.close());
+        bench_group(&mut c, rt, "layer/sqlite", &routes, true);
+        within(rt, db.close());
+        within(rt, pool.close());
         drop(scratch);
     }
     c.final_summary();

@@ -31,7 +31,7 @@ use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion};
 use time::OffsetDateTime;
 use tokio::runtime::Runtime;
-use web_bench::{PgScratch, redis_url, session_data};
+use web_bench::{PgScratch, redis_url, session_data, within};
 
 use tower_sessions_core_014::SessionStore as SessionStore014;
 use tower_sessions_core_014::session::{Id as Id014, Record as Record014};
@@ -78,9 +78,8 @@ macro_rules! bench_store {
         let store = &$store;
         let count = $count;
         let mut record: $record = <$record>::new_bench(session_data(), expiry());
-        rt.block_on(store.create(&mut record)).expect("create");
-        let loaded = rt
-            .block_on(store.load(&record.id))
+        within(rt, store.create(&mut record)).expect("create");
+        let loaded = within(rt, store.load(&record.id))
             .expect("load")
             .expect("the created record");
         assert_eq!(loaded.data, record.data, "{}: load after create", $name);
@@ -114,14 +113,17 @@ macro_rules! bench_store {
         if saves > 0 {
             touch(&mut last.data, saves - 1);
         }
-        let got = rt
-            .block_on(store.load(&id))
+        let got = within(rt, store.load(&id))
             .expect("load")
             .expect("the saved record");
-        assert_eq!(got.data, last.data, "{}: a load returns the last save", $name);
-        rt.block_on(store.delete(&id)).expect("delete");
+        assert_eq!(
+            got.data, last.data,
+            "{}: a load returns the last save",
+            $name
+        );
+        within(rt, store.delete(&id)).expect("delete");
         assert!(
-            rt.block_on(store.load(&id)).expect("load").is_none(),
+            within(rt, store.load(&id)).expect("load").is_none(),
             "{}: deleted",
             $name
         );
@@ -187,7 +189,8 @@ fn bench_floors(
     let mut record = Record014::new_bench(session_data(), expiry());
     let id = record.id.to_string();
     let bytes = rmp_serde::to_vec(&record).expect("encode");
-    rt.block_on(
+    within(
+        rt,
         sqlx::query(AssertSqlSafe(upsert.clone()))
             .bind(&id)
             .bind(&bytes)
@@ -198,7 +201,11 @@ fn bench_floors(
 
     let (select, upsert, id) = (&select, &upsert, &id);
     for in_tx in [false, true] {
-        let name = if in_tx { "floor_in_tx" } else { "floor_autocommit" };
+        let name = if in_tx {
+            "floor_in_tx"
+        } else {
+            "floor_autocommit"
+        };
         group.bench_function(BenchmarkId::new("load", name), |b| {
             b.to_async(rt).iter(|| async move {
                 let q = sqlx::query_as::<_, (Vec<u8>,)>(AssertSqlSafe(select.clone()))
@@ -244,6 +251,7 @@ fn bench_floors(
     }
 }
 
+#[cfg(feature = "persist-store")]
 /// Deletes every Redis key under `prefix` (persist's `RedisCache` keys).
 fn sweep_redis(prefix: &str) -> usize {
     let Ok(client) = redis::Client::open(redis_url()) else {
@@ -269,7 +277,7 @@ fn main() {
         .expect("runtime");
     let rt = &rt;
     let mut c = Criterion::default().configure_from_args();
-    let mut scratch = rt.block_on(PgScratch::new()).expect("PostgreSQL reachable");
+    let mut scratch = within(rt, PgScratch::new()).expect("PostgreSQL reachable");
     let sqlx_schema = scratch.extra("sqlx_store");
     let mut group = c.benchmark_group("sessions");
 
@@ -281,9 +289,9 @@ fn main() {
         use std::time::Duration;
         use web_bench::unique_name;
 
-        let db = rt.block_on(Db::connect(&scratch.url)).expect("connect");
+        let db = within(rt, Db::connect(&scratch.url)).expect("connect");
         let store = PersistSessionStore::new(db.clone());
-        rt.block_on(store.create_table()).expect("create_table");
+        within(rt, store.create_table()).expect("create_table");
         let counter = || Some(db.statement_count());
         let m = bench_store!(
             rt,
@@ -294,15 +302,15 @@ fn main() {
             counter
         );
         report("persist_pg", &m);
-        rt.block_on(db.close());
+        within(rt, db.close());
 
-        let db = rt
-            .block_on(
-                Db::builder()
-                    .cache(InProcessCache::new())
-                    .connect(&scratch.url),
-            )
-            .expect("connect");
+        let db = within(
+            rt,
+            Db::builder()
+                .cache(InProcessCache::new())
+                .connect(&scratch.url),
+        )
+        .expect("connect");
         let store = PersistSessionStore::new(db.clone());
         let counter = || Some(db.statement_count());
         let m = bench_store!(
@@ -315,19 +323,15 @@ fn main() {
         );
         report("persist_pg_cached", &m);
         eprintln!("  persist_pg_cached: {:?}", db.cache_metrics());
-        rt.block_on(db.close());
+        within(rt, db.close());
 
         let prefix = unique_name();
-        let cache = rt
-            .block_on(RedisCache::connect(
-                redis_url(),
-                prefix.clone(),
-                Duration::from_secs(600),
-            ))
-            .expect("RedisCache::connect");
-        let db = rt
-            .block_on(Db::builder().cache(cache).connect(&scratch.url))
-            .expect("connect");
+        let cache = within(
+            rt,
+            RedisCache::connect(redis_url(), prefix.clone(), Duration::from_secs(600)),
+        )
+        .expect("RedisCache::connect");
+        let db = within(rt, Db::builder().cache(cache).connect(&scratch.url)).expect("connect");
         let store = PersistSessionStore::new(db.clone());
         let counter = || Some(db.statement_count());
         let m = bench_store!(
@@ -340,7 +344,7 @@ fn main() {
         );
         report("persist_pg_redis", &m);
         eprintln!("  persist_pg_redis: {:?}", db.cache_metrics());
-        rt.block_on(db.close());
+        within(rt, db.close());
         eprintln!(
             "  persist_pg_redis: {} Redis keys swept",
             sweep_redis(&prefix)
@@ -348,29 +352,26 @@ fn main() {
     }
 
     let none = || None::<u64>;
-    let pool08 = rt
-        .block_on(sqlx08::PgPool::connect(&web_bench::pg_url()))
-        .expect("sqlx 0.8 PgPool");
+    let pool08 =
+        within(rt, sqlx08::PgPool::connect(&web_bench::pg_url())).expect("sqlx 0.8 PgPool");
     let store = PostgresStore::new(pool08.clone())
         .with_schema_name(&sqlx_schema)
         .expect("a valid schema name")
         .with_table_name("session")
         .expect("a valid table name");
-    rt.block_on(store.migrate()).expect("migrate");
+    within(rt, store.migrate()).expect("migrate");
     let m = bench_store!(rt, group, "sqlx_store_pg", store, Record014, none);
     report("sqlx_store_pg", &m);
 
-    let pool = rt
-        .block_on(sqlx::PgPool::connect(&web_bench::pg_url()))
-        .expect("sqlx 0.9 PgPool");
+    let pool = within(rt, sqlx::PgPool::connect(&web_bench::pg_url())).expect("sqlx 0.9 PgPool");
     bench_floors(
         rt,
         &mut group,
         &pool,
         &format!("\"{sqlx_schema}\".\"session\""),
     );
-    rt.block_on(pool.close());
-    rt.block_on(pool08.close());
+    within(rt, pool.close());
+    within(rt, pool08.close());
 
     let client = FredClient::new(
         FredConfig::from_url(&redis_url()).expect("a Redis URL"),
@@ -378,13 +379,11 @@ fn main() {
         None,
         None,
     );
-    let _task = client.init();
-    rt.block_on(client.wait_for_connect())
-        .expect("Redis reachable");
+    let _task = within(rt, client.init()).expect("Redis reachable");
     let store = RedisStore::new(client.clone());
     let m = bench_store!(rt, group, "redis_store", store, Record014, none);
     report("redis_store", &m);
-    rt.block_on(client.quit()).expect("quit");
+    within(rt, client.quit()).expect("quit");
 
     let store = MokaStore::new(Some(10_000));
     let m = bench_store!(rt, group, "moka_store", store, Record014, none);

@@ -158,7 +158,9 @@ pub async fn fill_items(url: &str, rows: i64) -> Result<(), Box<dyn std::error::
         )))
         .execute(&mut c)
         .await?;
-        sqlx::query("VACUUM ANALYZE web_items").execute(&mut c).await?;
+        sqlx::query("VACUUM ANALYZE web_items")
+            .execute(&mut c)
+            .await?;
         c.close().await?;
     } else {
         let mut c = sqlx::SqliteConnection::connect(url).await?;
@@ -219,4 +221,19 @@ impl Rng {
     pub fn below(&mut self, n: u64) -> u64 {
         self.next_u64() % n
     }
+}
+
+/// How long one setup or check step (connect, create, a checking request)
+/// may take before the bench gives up instead of hanging.
+pub const STEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Runs a setup or check step on `rt`, failing loudly after
+/// [`STEP_TIMEOUT`].
+pub fn within<F: std::future::Future>(rt: &tokio::runtime::Runtime, step: F) -> F::Output {
+    rt.block_on(async {
+        match tokio::time::timeout(STEP_TIMEOUT, step).await {
+            Ok(out) => out,
+            Err(_) => panic!("a setup step took over {STEP_TIMEOUT:?}: is the server up?"),
+        }
+    })
 }
