@@ -601,6 +601,23 @@ impl Session {
         self.inner.met_retryable.load(Ordering::Acquire)
     }
 
+    /// Forgets (and answers) whether the session met a retryable error, so
+    /// that a nested attempt can tell its own.
+    pub(crate) fn take_met_retryable(&self) -> bool {
+        self.inner.met_retryable.swap(false, Ordering::AcqRel)
+    }
+
+    /// Sets whether the session met a retryable error (after a nested
+    /// attempt: what the outer level should know).
+    pub(crate) fn set_met_retryable(&self, met: bool) {
+        self.inner.met_retryable.store(met, Ordering::Release);
+    }
+
+    /// Whether this session works on `db`.
+    pub(crate) fn is_of(&self, db: &Arc<Shared>) -> bool {
+        Arc::ptr_eq(&self.inner.db, db)
+    }
+
     /// Counts a statement whose rows are streamed (traced as an event: the
     /// stream outlives any span around its start).
     pub(crate) fn count_stream_statement(&self, sql: &str) {

@@ -130,6 +130,7 @@ suite! {
         sessions_see_each_others_data_after_commit,
         one_connection_per_session,
         concurrent_calls_on_one_session,
+        transaction_inside_a_scope,
     ],
     versioning: [
         update_bumps_version,

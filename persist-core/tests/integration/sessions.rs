@@ -283,3 +283,66 @@ pub async fn concurrent_calls_on_one_session(db: Db) -> TestResult {
     assert_eq!(emails(&db).await?.len(), 16);
     Ok(())
 }
+
+/// `db.transaction` inside another session's scope: its own transaction
+/// (PostgreSQL, MySQL, and SQLite while the ambient session holds no write
+/// lock), or on SQLite, once the ambient session holds the one write lock,
+/// a savepoint of it, instead of waiting on itself.
+pub async fn transaction_inside_a_scope(db: Db) -> TestResult {
+    db.create_tables::<Customer>().await?;
+    let outer = db.session().await?;
+    let inner_ids = outer
+        .scope(async {
+            // Nothing began yet: a transaction of its own on every backend.
+            let first = db
+                .transaction(|s| async move {
+                    Ok::<_, Error>((s.insert(customer("t1@x")).await?, s.id()))
+                })
+                .await?;
+            assert_ne!(first.1, outer.id());
+            outer.insert(customer("outer@x")).await?;
+            // The outer session wrote: on SQLite it holds the write lock.
+            let kept = db
+                .transaction(|s| async move {
+                    s.insert(customer("t2@x")).await?;
+                    Ok::<_, Error>(s.id())
+                })
+                .await?;
+            let dropped: Result<(), Error> = db
+                .transaction(|s| async move {
+                    s.insert(customer("t3@x")).await?;
+                    Err(Error::NotFound)
+                })
+                .await;
+            assert!(matches!(dropped, Err(Error::NotFound)), "{dropped:?}");
+            Ok::<_, Error>((first.1, kept))
+        })
+        .await?;
+    let nested = db.backend() == persist_core::sql::Backend::Sqlite;
+    assert_eq!(
+        inner_ids.1 == outer.id(),
+        nested,
+        "SQLite runs it inside the writer"
+    );
+    // The rolled-back attempt left nothing, on every backend. (A reader
+    // beside SQLite's writer is a read-only session.)
+    let reader = db.session_with(SessionOptions::new().read_only()).await?;
+    let mut seen_outside: Vec<String> = reader
+        .all::<Customer>()
+        .await?
+        .into_iter()
+        .map(|c| c.email)
+        .collect();
+    reader.rollback().await?;
+    seen_outside.sort();
+    if nested {
+        assert_eq!(seen_outside, ["t1@x"], "t2 commits with the outer session");
+    } else {
+        assert_eq!(seen_outside, ["t1@x", "t2@x"]);
+    }
+    outer.commit().await?;
+    let mut all = emails(&db).await?;
+    all.sort();
+    assert_eq!(all, ["outer@x", "t1@x", "t2@x"]);
+    Ok(())
+}
