@@ -265,8 +265,19 @@ impl Session {
     }
 
     async fn ensure_transaction(&self, guard: &mut Guard) -> Result<()> {
-        if guard.conn.is_none() {
+        let fresh = guard.conn.is_none();
+        if fresh {
             guard.conn = Some(self.inner.db.acquire().await?);
+        }
+        if self.inner.options.autocommit {
+            // No transaction: each statement commits by itself. The cache
+            // epoch is taken before the first read, as at a `BEGIN`; rows
+            // the cache answered need no common snapshot.
+            if fresh {
+                self.cache_begin().await;
+            }
+            self.unchecked().clear();
+            return Ok(());
         }
         let conn = guard.conn.as_mut().ok_or(Error::SessionClosed)?;
         if crate::conn::transaction_depth(conn) > 0 {
@@ -323,9 +334,16 @@ impl Session {
         out
     }
 
-    /// Marks the open transaction as having sent a write.
-    pub(crate) fn will_write(&self) {
+    /// Marks the open transaction as having sent a write; refused in a
+    /// session of [autocommit reads](SessionOptions::autocommit_reads).
+    pub(crate) fn will_write(&self) -> Result<()> {
+        if self.inner.options.autocommit {
+            return Err(Error::Invalid(
+                "a session of autocommit reads does not write".into(),
+            ));
+        }
         self.inner.wrote.store(true, Ordering::Release);
+        Ok(())
     }
 
     /// After an operation was cut (see [`Session::step`]), with the state
@@ -379,7 +397,7 @@ impl Session {
                 return Err(e);
             }
         };
-        self.will_write();
+        self.will_write()?;
         // One step from the first statement to the unit of work's update: a
         // flush cut between two statements wrote some rows the unit of work
         // does not know of.

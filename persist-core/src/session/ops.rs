@@ -348,7 +348,7 @@ impl Session {
         prepare_insert(&mut values);
         let mut guard = self.lock().await?;
         let tx = guard.conn.as_mut().ok_or(Error::SessionClosed)?;
-        self.will_write();
+        self.will_write()?;
         // One step for all chunks: a cut between two leaves rows the
         // session does not know of.
         let out = self.step(insert_rows(self, tx, &mut values)).await;

@@ -56,6 +56,7 @@ pub struct SessionOptions {
     pub(crate) identity_map: Option<bool>,
     pub(crate) identity_map_limit: Option<usize>,
     pub(crate) max_retries: Option<u32>,
+    pub(crate) autocommit: bool,
 }
 
 impl SessionOptions {
@@ -78,6 +79,21 @@ impl SessionOptions {
     /// session that only reads uses this so as not to queue behind writers:
     /// in WAL mode it reads its snapshot beside them.
     pub fn read_only(mut self) -> Self {
+        self.read_only = true;
+        self
+    }
+
+    /// A read-only session whose statements each run by themselves, outside
+    /// any transaction (the database's autocommit): no `BEGIN` and `COMMIT`
+    /// round trips around them. Each read sees what was committed when it
+    /// ran, with no snapshot held across reads, so two reads may see two
+    /// states of the database; the shared cache still serves and fills as
+    /// in any session. Meant for one-statement reads on a hot path — a web
+    /// session's `load`, a lookup by key. A write in it (a flush, a bulk
+    /// write, an upsert, a raw write, a savepoint) is refused with
+    /// [`Error::Invalid`](crate::error::Error::Invalid).
+    pub fn autocommit_reads(mut self) -> Self {
+        self.autocommit = true;
         self.read_only = true;
         self
     }

@@ -131,6 +131,8 @@ suite! {
         one_connection_per_session,
         concurrent_calls_on_one_session,
         transaction_inside_a_scope,
+        autocommit_reads_see_each_commit_and_refuse_writes,
+        autocommit_read_cut_at_every_poll,
     ],
     versioning: [
         update_bumps_version,

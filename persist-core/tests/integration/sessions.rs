@@ -346,3 +346,103 @@ pub async fn transaction_inside_a_scope(db: Db) -> TestResult {
     assert_eq!(all, ["outer@x", "t1@x", "t2@x"]);
     Ok(())
 }
+
+/// A session of autocommit reads: no transaction around its statements
+/// (each read sees the latest commit), its connection back at `commit`,
+/// every write refused.
+pub async fn autocommit_reads_see_each_commit_and_refuse_writes(db: Db) -> TestResult {
+    db.create_tables::<Customer>().await?;
+    let w = db.session().await?;
+    let a = w.insert(customer("a@x")).await?;
+    w.commit().await?;
+
+    let r = db
+        .session_with(SessionOptions::new().autocommit_reads().identity_map(false))
+        .await?;
+    assert_eq!(r.all::<Customer>().await?.len(), 1);
+    // Another session commits between two reads: the second read sees it,
+    // on every backend and isolation (no snapshot is held).
+    let w = db.session().await?;
+    w.insert(customer("b@x")).await?;
+    w.commit().await?;
+    assert_eq!(r.all::<Customer>().await?.len(), 2);
+    let before = r.statement_count();
+    assert_eq!(
+        r.find::<Customer>(&a.id).await?.map(|c| c.email).as_deref(),
+        Some("a@x")
+    );
+    assert_eq!(r.statement_count(), before + 1);
+
+    // Writes are refused, and nothing is written.
+    let refused = |e: Result<(), Error>| matches!(e, Err(Error::Invalid(_)));
+    assert!(refused(r.insert(customer("c@x")).await.map(drop)));
+    r.add(customer("d@x"))?;
+    assert!(refused(r.flush().await));
+    assert!(
+        refused(r.commit().await),
+        "the registered row is refused at commit too"
+    );
+    r.rollback().await?;
+    assert!(refused(
+        r.update_all::<Customer>()
+            .set(Customer::NAME, "x".to_string())
+            .execute()
+            .await
+            .map(drop)
+    ));
+    assert!(refused(r.savepoint().await.map(drop)));
+    r.commit().await?;
+    assert_eq!(emails(&db).await?, ["a@x", "b@x"]);
+    Ok(())
+}
+
+/// An autocommit read cut at every poll: the session goes on reading, and
+/// its connection comes back.
+pub async fn autocommit_read_cut_at_every_poll(db: Db) -> TestResult {
+    use crate::faults::harness::{Cut, cut_after};
+    db.create_tables::<Customer>().await?;
+    let w = db.session().await?;
+    let a = w.insert(customer("a@x")).await?;
+    w.commit().await?;
+    let r = db
+        .session_with(SessionOptions::new().autocommit_reads().identity_map(false))
+        .await?;
+    let mut cuts = 0;
+    // A sweep can meet the server's answer already read within one poll
+    // (chance on a loaded machine): a few sweeps, until one was cut.
+    for _sweep in 0..8 {
+        for polls in 1..500 {
+            match cut_after(polls, Duration::ZERO, r.find::<Customer>(&a.id)).await {
+                Cut::Completed(found) => {
+                    assert_eq!(found?.map(|c| c.email).as_deref(), Some("a@x"));
+                    break;
+                }
+                Cut::Cut => cuts += 1,
+            }
+            let again = r.find::<Customer>(&a.id).await?;
+            assert_eq!(
+                again.map(|c| c.email).as_deref(),
+                Some("a@x"),
+                "usable after a cut at {polls}"
+            );
+        }
+        if cuts > 0 {
+            break;
+        }
+    }
+    r.commit().await?;
+    assert!(
+        cuts >= 1 || db.backend() == persist_core::sql::Backend::Sqlite,
+        "{cuts} cuts"
+    );
+    // Every connection is back in the pool or parked for the next session.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while db.connections_in_use() as usize > db.connections_parked() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a connection was kept"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
