@@ -119,6 +119,11 @@ pub use extract::Tx;
 pub use layer::{PersistLayer, PersistService};
 pub use store::PersistSessionStore;
 
+/// The web guide's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/guide/web.md")]
+pub struct WebGuideDoctests;
+
 #[doc(hidden)]
 pub mod __private {
     pub use persist_core;
