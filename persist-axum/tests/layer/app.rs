@@ -145,6 +145,7 @@ pub fn router(db: Db, layer: PersistLayer) -> (Router, AppState) {
         .route("/notes/dup/{title}", post(add_duplicate))
         .route("/write_in_get/{title}", get(write_in_get))
         .route("/current", get(current))
+        .route("/isolation", get(isolation))
         .route("/panic/{title}", post(panic_after_write))
         .route("/slow/{title}", post(slow_after_write))
         .route("/two/{title}", post(two_rows))
@@ -207,6 +208,16 @@ async fn add_duplicate(Tx(s): Tx, Path(title): Path<String>) -> Result<StatusCod
 async fn write_in_get(Tx(s): Tx, Path(title): Path<String>) -> Result<StatusCode, DbError> {
     s.insert(note(&title)).await?;
     Ok(StatusCode::OK)
+}
+
+/// The isolation level of the request's transaction, as PostgreSQL names
+/// it (other backends answer `null`).
+async fn isolation(Tx(s): Tx) -> Result<Json<Value>, DbError> {
+    if s.backend() != persist_core::sql::Backend::Postgres {
+        return Ok(Json(Value::Null));
+    }
+    let (level,): (String,) = s.raw_as("SHOW transaction_isolation").one().await?;
+    Ok(Json(json!(level)))
 }
 
 /// Service code without a session parameter.

@@ -22,6 +22,7 @@ suite! {
         request_without_database_takes_no_connection,
         session_current_is_the_requests_session,
         read_only_get_cannot_write,
+        isolation_is_the_layers,
         route_without_layer_is_a_500,
         span_records_statements_and_outcome,
     ],

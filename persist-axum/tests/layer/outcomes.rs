@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use axum::http::{Method, StatusCode};
 use persist_axum::{ErrorMapper, PersistLayer, Tx};
 use persist_core::prelude::*;
+use persist_core::session::Isolation;
 use persist_core::sql::Backend;
 use serde_json::json;
 use tracing::field::{Field, Visit};
@@ -210,6 +211,24 @@ pub async fn read_only_get_cannot_write(db: Db) -> TestResult {
     // A POST is read-write.
     let (status, _) = call(&app, Method::POST, "/notes", Some(json!({"title": "ok"}))).await;
     assert_eq!(status, StatusCode::CREATED);
+    Ok(())
+}
+
+pub async fn isolation_is_the_layers(db: Db) -> TestResult {
+    let layer = PersistLayer::new(db.clone()).isolation(Isolation::Serializable);
+    let app = setup(&db, layer).await?;
+    let (status, level) = call(&app, Method::GET, "/isolation", None).await;
+    assert_eq!(status, StatusCode::OK);
+    if db.backend() == Backend::Postgres {
+        assert_eq!(level, json!("serializable"));
+        let plain = setup(&db, PersistLayer::new(db.clone())).await?;
+        let (_, level) = call(&plain, Method::GET, "/isolation", None).await;
+        assert_eq!(
+            level,
+            json!("read committed"),
+            "the server's default otherwise"
+        );
+    }
     Ok(())
 }
 

@@ -483,6 +483,11 @@ impl Db {
         if let Some(ambient) = self.ambient_sqlite_writer(&options) {
             return self.transaction_inside(ambient, max_retries, f).await;
         }
+        let mut options = options;
+        if options.autocommit && !options.read_only && self.inner.cache.is_some() {
+            // The cache learns of writes at commit: a transaction it is.
+            options.autocommit = false;
+        }
         let mut attempts = 0u32;
         loop {
             attempts += 1;

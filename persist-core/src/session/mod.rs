@@ -334,15 +334,39 @@ impl Session {
         out
     }
 
-    /// Marks the open transaction as having sent a write; refused in a
-    /// session of [autocommit reads](SessionOptions::autocommit_reads).
+    /// Marks the open transaction as having sent a write. In an
+    /// [autocommit](SessionOptions::autocommit) session, refused when it
+    /// is read-only or the `Db` has a shared cache (which learns of writes
+    /// at commit).
     pub(crate) fn will_write(&self) -> Result<()> {
-        if self.inner.options.autocommit {
-            return Err(Error::Invalid(
-                "a session of autocommit reads does not write".into(),
-            ));
+        let options = &self.inner.options;
+        if options.autocommit {
+            if options.read_only {
+                return Err(Error::Invalid(
+                    "a session of autocommit reads does not write".into(),
+                ));
+            }
+            if self.cache_layer().is_some() {
+                return Err(Error::Invalid(
+                    "an autocommit session does not write on a Db with a shared cache: \
+                     the cache learns of writes at commit"
+                        .into(),
+                ));
+            }
         }
         self.inner.wrote.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Refuses, in an [autocommit](SessionOptions::autocommit) session, a
+    /// write of several statements: without a transaction it would not be
+    /// all or nothing.
+    pub(crate) fn one_statement_only(&self, what: &str) -> Result<()> {
+        if self.inner.options.autocommit {
+            return Err(Error::Invalid(format!(
+                "{what} needs a transaction: an autocommit session writes one statement at a time"
+            )));
+        }
         Ok(())
     }
 
@@ -397,6 +421,7 @@ impl Session {
                 return Err(e);
             }
         };
+        self.one_statement_only("writing registered changes")?;
         self.will_write()?;
         // One step from the first statement to the unit of work's update: a
         // flush cut between two statements wrote some rows the unit of work
@@ -654,7 +679,9 @@ impl Session {
     /// Passes on the outcome of a write that ran now; a failure marks the
     /// session failed and rolls back.
     pub(crate) async fn fail_on_error<T>(&self, guard: &mut Guard, out: Result<T>) -> Result<T> {
-        if out.is_err() {
+        // In autocommit no transaction is open: a failed statement
+        // committed nothing and left nothing to roll back.
+        if out.is_err() && !self.inner.options.autocommit {
             self.fail(guard).await;
         }
         out

@@ -344,6 +344,9 @@ impl Session {
     /// (PostgreSQL and SQLite: `RETURNING`; MySQL: `LAST_INSERT_ID()` plus
     /// consecutive ids).
     pub async fn insert_many<E: Entity>(&self, values: Vec<E>) -> Result<Vec<E>> {
+        if values.len() > 1 {
+            self.one_statement_only("insert_many of several rows")?;
+        }
         let mut values = values;
         prepare_insert(&mut values);
         let mut guard = self.lock().await?;

@@ -133,6 +133,7 @@ suite! {
         transaction_inside_a_scope,
         autocommit_reads_see_each_commit_and_refuse_writes,
         autocommit_read_cut_at_every_poll,
+        autocommit_writes_commit_one_statement_each,
     ],
     versioning: [
         update_bumps_version,

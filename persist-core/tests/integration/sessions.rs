@@ -431,10 +431,12 @@ pub async fn autocommit_read_cut_at_every_poll(db: Db) -> TestResult {
         }
     }
     r.commit().await?;
-    assert!(
-        cuts >= 1 || db.backend() == persist_core::sql::Backend::Sqlite,
-        "{cuts} cuts"
-    );
+    // PostgreSQL always leaves the read pending on its socket at least once;
+    // SQLite's direct path never does, and a loaded machine often finds
+    // MariaDB's answer read within the poll that sent the query.
+    if db.backend() == persist_core::sql::Backend::Postgres {
+        assert!(cuts >= 1, "{cuts} cuts");
+    }
     // Every connection is back in the pool or parked for the next session.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while db.connections_in_use() as usize > db.connections_parked() {
@@ -445,4 +447,109 @@ pub async fn autocommit_read_cut_at_every_poll(db: Db) -> TestResult {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(())
+}
+
+/// Autocommit writes: each one-statement write is committed by itself (seen
+/// by another session before any commit), a failed one leaves nothing and
+/// the session usable, and writes needing a transaction are refused. On a
+/// `Db` with a shared cache, `transaction_with(autocommit)` runs a
+/// transaction, and the cache learns of the write.
+pub async fn autocommit_writes_commit_one_statement_each(db: Db) -> TestResult {
+    db.create_tables::<Customer>().await?;
+    let w = db.session_with(SessionOptions::new().autocommit()).await?;
+    let before = db.statement_count();
+    let a = w.insert(customer("a@x")).await?;
+    assert_eq!(
+        db.statement_count(),
+        before + 1,
+        "one statement, no transaction"
+    );
+    // Visible to another session at once: no transaction is open.
+    let reader = db.session_with(SessionOptions::new().read_only()).await?;
+    assert_eq!(reader.count::<Customer>().await?, 1);
+    reader.rollback().await?;
+    // A unique violation: nothing written, the session goes on.
+    let dup = w.insert(customer("a@x")).await;
+    assert!(matches!(dup, Err(Error::UniqueViolation { .. })), "{dup:?}");
+    w.upsert(Customer {
+        id: a.id,
+        email: "a@x".into(),
+        name: "renamed".into(),
+    })
+    .await?;
+    let n = w
+        .delete_all::<Customer>()
+        .filter(Customer::EMAIL.eq("nobody@x"))
+        .execute()
+        .await?;
+    assert_eq!(n, 0);
+    // Writes of several statements need a transaction.
+    let many = w.insert_many(vec![customer("b@x"), customer("c@x")]).await;
+    assert!(matches!(many, Err(Error::Invalid(_))), "{many:?}");
+    w.add(customer("d@x"))?;
+    assert!(matches!(w.flush().await, Err(Error::Invalid(_))));
+    w.rollback().await?;
+    w.commit().await?;
+    assert_eq!(emails(&db).await?, ["a@x"]);
+
+    // Through db.transaction_with: one statement, retried like any.
+    let b = db
+        .transaction_with(SessionOptions::new().autocommit(), |s| async move {
+            s.insert(customer("b@x")).await
+        })
+        .await?;
+    assert_eq!(b.attempts, 1);
+    assert_eq!(emails(&db).await?, ["a@x", "b@x"]);
+
+    // A Db with a shared cache: refused in a session, a transaction in
+    // db.transaction_with, and the cache serves the new row after it.
+    common::with_isolated_db(db.backend(), "autocommit_cached", |url| async move {
+        let cdb = Db::builder()
+            .cache(persist_cache::InProcessCache::new())
+            .cache_entity::<Customer>(Duration::from_secs(60))
+            .connect(&url)
+            .await?;
+        cdb.create_tables::<Customer>().await?;
+        let s = cdb.session_with(SessionOptions::new().autocommit()).await?;
+        assert!(matches!(
+            s.insert(customer("x@x")).await,
+            Err(Error::Invalid(_))
+        ));
+        s.rollback().await?;
+        let c = cdb
+            .transaction_with(SessionOptions::new().autocommit(), |s| async move {
+                s.insert(customer("x@x")).await
+            })
+            .await?
+            .value;
+        let warm = cdb.session().await?;
+        assert!(warm.find::<Customer>(&c.id).await?.is_some());
+        warm.commit().await?;
+        cdb.transaction_with(SessionOptions::new().autocommit(), |s| async move {
+            s.upsert(Customer {
+                id: c.id,
+                email: "x@x".into(),
+                name: "new".into(),
+            })
+            .await
+        })
+        .await?;
+        // The commit evicted the old row: one read from the database, which
+        // fills the cache again; the next session reads it from there.
+        for expected_statements in [1, 0] {
+            let r = cdb.session().await?;
+            let before = cdb.statement_count();
+            let got = r.find::<Customer>(&c.id).await?.map(|c| c.name);
+            assert_eq!(
+                got.as_deref(),
+                Some("new"),
+                "the cache learned of the upsert"
+            );
+            assert_eq!(cdb.statement_count(), before + expected_statements);
+            r.commit().await?;
+        }
+        cdb.close().await;
+        Ok(())
+    })
+    .await
 }
