@@ -540,7 +540,9 @@ impl Session {
         // checked in a transaction of their own, so that together they are
         // what one snapshot of the database shows. (One row alone is.)
         let unchecked = self.unchecked().len();
-        if guard.conn.is_none() && !self.uow().has_pending() && unchecked < 2 {
+        // (Autocommit sessions hold no snapshot: cache hits are not checked.)
+        let checks = unchecked >= 2 && !self.inner.options.autocommit;
+        if guard.conn.is_none() && !self.uow().has_pending() && !checks {
             // Nothing began and nothing is registered: no BEGIN/COMMIT pair.
             self.unchecked().clear();
             self.uow().clear();

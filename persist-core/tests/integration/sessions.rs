@@ -548,6 +548,22 @@ pub async fn autocommit_writes_commit_one_statement_each(db: Db) -> TestResult {
             assert_eq!(cdb.statement_count(), before + expected_statements);
             r.commit().await?;
         }
+        // Autocommit reads answered by the cache: no statement, and no
+        // connection taken (not even at commit, to check them together).
+        let y = cdb
+            .transaction(|s| async move { s.insert(customer("y@x")).await })
+            .await?;
+        let warm = cdb.session().await?;
+        warm.find::<Customer>(&y.id).await?;
+        warm.commit().await?;
+        let acquired = cdb.connections_acquired();
+        let r = cdb
+            .session_with(SessionOptions::new().autocommit_reads())
+            .await?;
+        assert!(r.find::<Customer>(&c.id).await?.is_some());
+        assert!(r.find::<Customer>(&y.id).await?.is_some());
+        r.commit().await?;
+        assert_eq!(cdb.connections_acquired(), acquired);
         cdb.close().await;
         Ok(())
     })
