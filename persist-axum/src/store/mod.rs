@@ -55,7 +55,10 @@
 //! - `create`: one `INSERT`, in its own transaction. A taken id (the
 //!   database's [`Error::UniqueViolation`]) draws a fresh id and inserts
 //!   again, up to 8 times; there is no "check, then insert" race.
-//! - `save`: one upsert (`INSERT … ON CONFLICT` / `ON DUPLICATE KEY`).
+//! - `save`: one upsert (`INSERT … ON CONFLICT` / `ON DUPLICATE KEY`). A
+//!   session whose last value was removed is deleted instead (one
+//!   `DELETE`): tower-sessions saves it with its id and no data, and an
+//!   empty session keeps no row.
 //! - `load`: one `SELECT` by key in a read-only session, or nothing at all
 //!   when the shared cache holds the row. An expired row is never
 //!   answered, from the database or the cache.
@@ -342,7 +345,12 @@ impl<T: SessionTable> PersistSessionStore<T> {
                 serde_json::Value::Number(n) => Some(n.to_string()),
                 _ => None,
             });
-        Ok(T::new_row(record.id.to_string(), data, expires_at, principal))
+        Ok(T::new_row(
+            record.id.to_string(),
+            data,
+            expires_at,
+            principal,
+        ))
     }
 
     /// Writes `row` in a transaction: an insert (`create`) or an upsert,
@@ -458,8 +466,13 @@ impl<T: SessionTable> SessionStore for PersistSessionStore<T> {
         )))
     }
 
-    /// One upsert (and the principal's bound, if set).
+    /// One upsert (and the principal's bound, if set). A session whose
+    /// last value was removed is deleted instead: an empty session is no
+    /// session, and keeps no row.
     async fn save(&self, record: &Record) -> session_store::Result<()> {
+        if record.data.is_empty() {
+            return self.delete(&record.id).await;
+        }
         let row = self.row(record).map_err(backend)?;
         self.write(row, false).await.map_err(backend)
     }
