@@ -116,11 +116,24 @@
 //! changes to the web session are saved by tower-sessions after the
 //! handler returns, in the store's own transaction.
 //!
+//! # MySQL/MariaDB and the case of ids
+//!
+//! Session ids are base64, where case matters; MySQL's default collation
+//! compares `varchar` without case. `load` answers a row only when its id
+//! equals the cookie's exactly, and `create` retries an id that collides
+//! in any case, so no cookie loads another session. Bulk filters on the
+//! id (`revoke_all_except`'s `keep`, the per-principal bound) still compare
+//! by the column's collation; a migration that declares `id` with a
+//! binary collation (`utf8mb4_bin`) makes every comparison exact.
+//!
 //! # Failures
 //!
 //! A database that cannot be reached answers
 //! `tower_sessions::session_store::Error::Backend` (and tower-sessions
-//! answers the request with a 500); nothing panics. A cookie that is not a
+//! answers the request with a 500); nothing panics. With a cache tier, a
+//! session the cache holds is still served while the database is away (it
+//! is what the database committed); every write, and every load the cache
+//! misses, fails. A cookie that is not a
 //! session id, or names no live session, gets a new empty session.
 
 mod record;

@@ -31,6 +31,7 @@ suite! {
         revoke_all_for_one_user,
         bound_per_user_deletes_the_oldest,
         custom_table_name,
+        id_differing_in_case_is_another_session,
     ],
     cached: [
         hot_session_loads_with_no_sql,
