@@ -116,6 +116,25 @@
 //! changes to the web session are saved by tower-sessions after the
 //! handler returns, in the store's own transaction.
 //!
+//! Put the session layer outside the persist layer, so tower-sessions
+//! saves after the request's transaction has ended:
+//!
+//! ```no_run
+//! # use axum::Router;
+//! # use persist_axum::{PersistLayer, PersistSessionStore};
+//! # use tower_sessions::SessionManagerLayer;
+//! # fn demo(db: persist_core::prelude::Db, routes: Router) -> Router {
+//! routes
+//!     .layer(PersistLayer::new(db.clone()))                          // inner
+//!     .layer(SessionManagerLayer::new(PersistSessionStore::new(db))) // outer
+//! # }
+//! ```
+//!
+//! In the other order, the store's write transaction runs while the
+//! request's is still open; on SQLite, when the request has written, that
+//! second writer of one task is refused
+//! ([`Error::WouldWaitOnItself`]) and the request answers 500.
+//!
 //! # MySQL/MariaDB and the case of ids
 //!
 //! Session ids are base64, where case matters; MySQL's default collation

@@ -278,3 +278,35 @@ pub async fn id_differing_in_case_is_another_session(db: Db) -> TestResult {
     )
     .await
 }
+
+/// What each store call sends, without a cache: one statement each.
+pub async fn one_statement_per_call(db: Db) -> TestResult {
+    let store = store(&db).await?;
+    let count = || db.statement_count();
+    let mut r = record(1);
+    let before = count();
+    store.create(&mut r).await.map_err(backend)?;
+    assert_eq!(count() - before, 1, "create: one INSERT");
+    r.data.insert("user_id".into(), serde_json::json!("ann"));
+    let before = count();
+    store.save(&r).await.map_err(backend)?;
+    assert_eq!(count() - before, 1, "save: one upsert");
+    assert_eq!(
+        row(&db, &r.id.to_string()).await?.and_then(|r| r.principal),
+        Some("ann".to_owned())
+    );
+    let before = count();
+    let loaded = store.load(&r.id).await.map_err(backend)?;
+    assert_eq!(count() - before, 1, "load: one SELECT");
+    assert_eq!(loaded.map(|l| l.data), Some(r.data.clone()));
+    let before = count();
+    store.delete(&r.id).await.map_err(backend)?;
+    assert_eq!(count() - before, 1, "delete: one DELETE");
+    assert_eq!(rows(&db).await?, 0);
+    // With a bound, a save also reads the principal's other sessions.
+    let bounded = store.max_sessions_per_principal(3);
+    let before = count();
+    bounded.save(&r).await.map_err(backend)?;
+    assert_eq!(count() - before, 2, "upsert and the bound's SELECT");
+    Ok(())
+}

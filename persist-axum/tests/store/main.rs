@@ -9,6 +9,7 @@ mod common;
 mod admin;
 mod cached;
 mod flow;
+mod layered;
 mod support;
 
 suite! {
@@ -32,7 +33,9 @@ suite! {
         bound_per_user_deletes_the_oldest,
         custom_table_name,
         id_differing_in_case_is_another_session,
+        one_statement_per_call,
     ],
+    layered: [beside_the_persist_layer],
     cached: [
         hot_session_loads_with_no_sql,
         cached_row_past_its_expiry_is_not_served,
