@@ -55,10 +55,13 @@
 //! - `create`: one `INSERT`, in its own transaction. A taken id (the
 //!   database's [`Error::UniqueViolation`]) draws a fresh id and inserts
 //!   again, up to 8 times; there is no "check, then insert" race.
-//! - `save`: one upsert (`INSERT … ON CONFLICT` / `ON DUPLICATE KEY`). A
-//!   session whose last value was removed is deleted instead (one
-//!   `DELETE`): tower-sessions saves it with its id and no data, and an
-//!   empty session keeps no row.
+//! - `save`: one `UPDATE` by key. tower-sessions saves only sessions it
+//!   loaded; one deleted while its request ran (revoked, over the bound,
+//!   swept, flushed by another request) matches no row and is **not**
+//!   written back — an upsert would bring a revoked session back to life.
+//!   Its cookie then loads no session. A session whose last value was
+//!   removed is deleted instead (one `DELETE`): tower-sessions saves it
+//!   with its id and no data, and an empty session keeps no row.
 //! - `load`: one `SELECT` by key in a read-only session, or nothing at all
 //!   when the shared cache holds the row. An expired row is never
 //!   answered, from the database or the cache.
@@ -385,8 +388,8 @@ impl<T: SessionTable> PersistSessionStore<T> {
         ))
     }
 
-    /// Writes `row` in a transaction: an insert (`create`) or an upsert,
-    /// then the principal's bound.
+    /// Writes `row` in a transaction: an insert (`create`) or an update of
+    /// the existing row, then the principal's bound.
     async fn write(&self, row: T, insert: bool) -> Result<(), Error> {
         let max = self.config.max_per_principal;
         self.db
@@ -398,7 +401,12 @@ impl<T: SessionTable> PersistSessionStore<T> {
                     if insert {
                         s.insert(row).await?;
                     } else {
-                        s.upsert(row).await?;
+                        // An update, not an upsert: a session deleted
+                        // while its request ran (revoked, trimmed, swept)
+                        // stays deleted. No row matched is `Stale`.
+                        let mut row = row;
+                        s.update(&mut row)?;
+                        s.flush().await?;
                     }
                     if let (Some(max), Some(principal)) = (max, principal) {
                         trim::<T>(&s, &principal, &id, max).await?;
@@ -498,7 +506,8 @@ impl<T: SessionTable> SessionStore for PersistSessionStore<T> {
         )))
     }
 
-    /// One upsert (and the principal's bound, if set). A session whose
+    /// One `UPDATE` (and the principal's bound, if set); a row deleted
+    /// meanwhile is not brought back. A session whose
     /// last value was removed is deleted instead: an empty session is no
     /// session, and keeps no row.
     async fn save(&self, record: &Record) -> session_store::Result<()> {
@@ -506,7 +515,16 @@ impl<T: SessionTable> SessionStore for PersistSessionStore<T> {
             return self.delete(&record.id).await;
         }
         let row = self.row(record).map_err(backend)?;
-        self.write(row, false).await.map_err(backend)
+        match self.write(row, false).await {
+            Err(Error::Stale { .. }) => {
+                tracing::debug!(
+                    table = T::META.table,
+                    "session deleted while its request ran; not written back"
+                );
+                Ok(())
+            }
+            other => other.map_err(backend),
+        }
     }
 
     /// The live session with this id: from the shared cache when it holds

@@ -290,7 +290,7 @@ pub async fn one_statement_per_call(db: Db) -> TestResult {
     r.data.insert("user_id".into(), serde_json::json!("ann"));
     let before = count();
     store.save(&r).await.map_err(backend)?;
-    assert_eq!(count() - before, 1, "save: one upsert");
+    assert_eq!(count() - before, 1, "save: one UPDATE");
     assert_eq!(
         row(&db, &r.id.to_string()).await?.and_then(|r| r.principal),
         Some("ann".to_owned())
@@ -305,8 +305,42 @@ pub async fn one_statement_per_call(db: Db) -> TestResult {
     assert_eq!(rows(&db).await?, 0);
     // With a bound, a save also reads the principal's other sessions.
     let bounded = store.max_sessions_per_principal(3);
+    bounded.create(&mut r).await.map_err(backend)?;
     let before = count();
     bounded.save(&r).await.map_err(backend)?;
-    assert_eq!(count() - before, 2, "upsert and the bound's SELECT");
+    assert_eq!(count() - before, 2, "the UPDATE and the bound's SELECT");
     Ok(())
+}
+
+/// A request that loaded its session before "log out everywhere" must not
+/// write it back when it ends.
+pub async fn save_after_revoke_does_not_resurrect(db: Db) -> TestResult {
+    both(
+        db,
+        "save_after_revoke_does_not_resurrect",
+        |db, _| async move {
+            let store = store(&db).await?;
+            let mut r = record(1);
+            r.data.insert("user_id".into(), serde_json::json!(5));
+            store.create(&mut r).await.map_err(backend)?;
+            // The request loaded it...
+            let mut loaded = store.load(&r.id).await.map_err(backend)?.expect("live");
+            // ...the user logged out everywhere meanwhile...
+            assert_eq!(store.revoke_all("5").await?, 1);
+            // ...and the request's end saves what it changed.
+            loaded.data.insert("n".into(), serde_json::json!(2));
+            store.save(&loaded).await.map_err(backend)?;
+            assert_eq!(rows(&db).await?, 0, "not written back");
+            assert!(store.load(&r.id).await.map_err(backend)?.is_none());
+            // A live session saves as before.
+            let mut live = record(3);
+            store.create(&mut live).await.map_err(backend)?;
+            live.data.insert("n".into(), serde_json::json!(4));
+            store.save(&live).await.map_err(backend)?;
+            let back = store.load(&live.id).await.map_err(backend)?.expect("live");
+            assert_eq!(back.data["n"], serde_json::json!(4));
+            Ok(())
+        },
+    )
+    .await
 }

@@ -34,6 +34,7 @@ suite! {
         custom_table_name,
         id_differing_in_case_is_another_session,
         one_statement_per_call,
+        save_after_revoke_does_not_resurrect,
     ],
     layered: [beside_the_persist_layer],
     cached: [
