@@ -117,7 +117,7 @@ pub mod store;
 pub use error::{DbError, ErrorMapper};
 pub use extract::Tx;
 pub use layer::{PersistLayer, PersistService};
-pub use store::PersistSessionStore;
+pub use store::{LiveSession, PersistSessionStore, SessionRecord, SessionTable};
 
 /// The web guide's examples, compiled and run as doc tests.
 #[cfg(doctest)]

@@ -67,8 +67,15 @@
 //!   answered, from the database or the cache.
 //! - `delete`: one `DELETE` by key.
 //!
-//! Writes run in [`Db::transaction`] (retried on deadlocks and SQLite
-//! busy), reads in read-only sessions.
+//! Each of these is one statement and one round trip: reads run in a
+//! session of [autocommit reads](SessionOptions::autocommit_reads), writes
+//! in [`Db::transaction_with`] with
+//! [`autocommit`](SessionOptions::autocommit) (retried on deadlocks and
+//! SQLite busy) — no `BEGIN`/`COMMIT` around them. With a shared cache,
+//! writes run in a transaction (`BEGIN`, the statement, `COMMIT`): the cache
+//! learns of them at commit, and `save` and `delete` go through the unit of
+//! work so that exactly their key is invalidated. With the per-principal
+//! bound, a save is a transaction of two or three statements.
 //!
 //! # Principals: "log out everywhere"
 //!
@@ -133,10 +140,11 @@
 //! # }
 //! ```
 //!
-//! In the other order, the store's write transaction runs while the
-//! request's is still open; on SQLite, when the request has written, that
-//! second writer of one task is refused
-//! ([`Error::WouldWaitOnItself`]) and the request answers 500.
+//! In the other order, the store writes while the request's transaction is
+//! still open: on PostgreSQL and MySQL in a transaction of its own beside
+//! it; on SQLite, once the request has written (and so holds the one write
+//! lock), inside the request's transaction (see [`Db::transaction`]), so
+//! the web session's change then commits or rolls back with the request.
 //!
 //! # MySQL/MariaDB and the case of ids
 //!
@@ -326,16 +334,15 @@ impl<T: SessionTable> PersistSessionStore<T> {
     /// from now on, from the database or the cache.
     pub async fn revoke_all(&self, principal: &str) -> Result<u64, Error> {
         let principal = principal.to_owned();
-        self.db
-            .transaction(|s| {
-                let principal = principal.clone();
-                async move {
-                    s.delete_all::<T>()
-                        .filter(T::principal_column().eq(principal))
-                        .await
-                }
-            })
-            .await
+        self.write_one(|s| {
+            let principal = principal.clone();
+            async move {
+                s.delete_all::<T>()
+                    .filter(T::principal_column().eq(principal))
+                    .await
+            }
+        })
+        .await
     }
 
     /// Ends every session of `principal` but `keep` (the one the user is
@@ -343,26 +350,47 @@ impl<T: SessionTable> PersistSessionStore<T> {
     pub async fn revoke_all_except(&self, principal: &str, keep: &Id) -> Result<u64, Error> {
         let principal = principal.to_owned();
         let keep = keep.to_string();
+        self.write_one(|s| {
+            let (principal, keep) = (principal.clone(), keep.clone());
+            async move {
+                s.delete_all::<T>()
+                    .filter(
+                        T::principal_column()
+                            .eq(principal)
+                            .and(T::id_column().ne(keep)),
+                    )
+                    .await
+            }
+        })
+        .await
+    }
+
+    /// A session for one read: no transaction, one round trip per
+    /// statement ([`SessionOptions::autocommit_reads`]).
+    async fn read_session(&self) -> Result<Session, Error> {
         self.db
-            .transaction(|s| {
-                let (principal, keep) = (principal.clone(), keep.clone());
-                async move {
-                    s.delete_all::<T>()
-                        .filter(
-                            T::principal_column()
-                                .eq(principal)
-                                .and(T::id_column().ne(keep)),
-                        )
-                        .await
-                }
-            })
+            .session_with(SessionOptions::new().autocommit_reads())
             .await
     }
 
-    async fn read_session(&self) -> Result<Session, Error> {
+    /// Runs a one-statement write in [`Db::transaction_with`], in autocommit
+    /// where it can (no `BEGIN`/`COMMIT` round trips; a transaction when the
+    /// `Db` has a shared cache, which learns of writes at commit).
+    async fn write_one<F, Fut, V>(&self, f: F) -> Result<V, Error>
+    where
+        F: FnMut(Session) -> Fut,
+        Fut: std::future::Future<Output = Result<V, Error>>,
+    {
         self.db
-            .session_with(SessionOptions::new().read_only())
+            .transaction_with(SessionOptions::new().autocommit(), f)
             .await
+            .map(|c| c.value)
+    }
+
+    /// Whether the `Db` has a shared cache (writes by key then go through
+    /// the unit of work, which invalidates exactly the keys they wrote).
+    fn cached(&self) -> bool {
+        self.db.cache_metrics().is_some()
     }
 
     /// The row for `record`: its id, encoded data, expiry and principal.
@@ -392,6 +420,41 @@ impl<T: SessionTable> PersistSessionStore<T> {
     /// the existing row, then the principal's bound.
     async fn write(&self, row: T, insert: bool) -> Result<(), Error> {
         let max = self.config.max_per_principal;
+        if max.is_none() || row.principal().is_none() {
+            if insert {
+                return self
+                    .write_one(|s| {
+                        let row = row.clone();
+                        async move { s.insert(row).await.map(drop) }
+                    })
+                    .await;
+            }
+            if !self.cached() {
+                // One `UPDATE … WHERE id = ?`: no row matched is a session
+                // deleted meanwhile (see `save`), not an error to retry.
+                let n = self
+                    .write_one(|s| {
+                        let row = row.clone();
+                        async move {
+                            s.update_all::<T>()
+                                .set(T::data_column(), row.data().to_vec())
+                                .set(T::expires_at_column(), row.expires_at())
+                                .set(T::principal_column(), row.principal().map(str::to_owned))
+                                .filter(T::id_column().eq(row.id().to_owned()))
+                                .await
+                        }
+                    })
+                    .await?;
+                return if n == 0 {
+                    Err(Error::Stale {
+                        table: T::META.table.to_owned(),
+                        key: format!("{:?}", row.id()),
+                    })
+                } else {
+                    Ok(())
+                };
+            }
+        }
         self.db
             .transaction(|s| {
                 let row = row.clone();
@@ -566,6 +629,22 @@ impl<T: SessionTable> SessionStore for PersistSessionStore<T> {
     /// One `DELETE` by key.
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
         let key = id.to_string();
+        if !self.cached() {
+            return self
+                .write_one(|s| {
+                    let key = key.clone();
+                    async move {
+                        s.delete_all::<T>()
+                            .filter(T::id_column().eq(key))
+                            .await
+                            .map(drop)
+                    }
+                })
+                .await
+                .map_err(backend);
+        }
+        // With a cache, by key through the unit of work, which invalidates
+        // that one key (a bulk delete would invalidate the whole table).
         self.db
             .transaction(|s| {
                 let key = key.clone();
@@ -580,14 +659,13 @@ impl<T: SessionTable> SessionStore for PersistSessionStore<T> {
 impl<T: SessionTable> ExpiredDeletion for PersistSessionStore<T> {
     /// One `DELETE … WHERE expires_at < now`.
     async fn delete_expired(&self) -> session_store::Result<()> {
-        self.db
-            .transaction(|s| async move {
-                s.delete_all::<T>()
-                    .filter(T::expires_at_column().le(Utc::now()))
-                    .await
-            })
-            .await
-            .map(drop)
-            .map_err(backend)
+        self.write_one(|s| async move {
+            s.delete_all::<T>()
+                .filter(T::expires_at_column().le(Utc::now()))
+                .await
+        })
+        .await
+        .map(drop)
+        .map_err(backend)
     }
 }

@@ -37,6 +37,9 @@ pub trait SessionTable: Entity<Key = String> + std::fmt::Debug {
     /// The `id` column, for filters.
     fn id_column() -> Column<Self, String>;
 
+    /// The `data` column, for updates by key.
+    fn data_column() -> Column<Self, Vec<u8>>;
+
     /// The `expires_at` column, for filters.
     fn expires_at_column() -> Column<Self, DateTime<Utc>>;
 
@@ -125,6 +128,10 @@ macro_rules! __session_table_impl {
             fn id_column()
             -> $crate::__private::persist_core::query::Column<Self, ::std::string::String> {
                 $name::ID
+            }
+            fn data_column()
+            -> $crate::__private::persist_core::query::Column<Self, ::std::vec::Vec<u8>> {
+                $name::DATA
             }
             fn expires_at_column() -> $crate::__private::persist_core::query::Column<
                 Self,
