@@ -5,9 +5,13 @@
 #[allow(dead_code)]
 #[path = "../../../persist-core/tests/integration/common.rs"]
 mod common;
+#[allow(dead_code)]
+#[path = "../../../persist-core/tests/integration/faults/cut.rs"]
+mod cut;
 
 mod admin;
 mod cached;
+mod faults;
 mod flow;
 mod layered;
 mod support;
@@ -41,5 +45,9 @@ suite! {
         hot_session_loads_with_no_sql,
         cached_row_past_its_expiry_is_not_served,
         redis_second_db_never_serves_a_dead_id,
+    ],
+    faults: [
+        store_calls_cut_at_every_poll,
+        redis_down_the_store_uses_the_database,
     ],
 }
