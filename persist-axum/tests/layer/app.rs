@@ -149,6 +149,7 @@ pub fn router(db: Db, layer: PersistLayer) -> (Router, AppState) {
         .route("/panic/{title}", post(panic_after_write))
         .route("/slow/{title}", post(slow_after_write))
         .route("/two/{title}", post(two_rows))
+        .route("/killed/{title}", post(killed_after_write))
         .route("/checkout/{buyer}", post(checkout))
         .route(
             "/checkout_after_write/{buyer}/{status}",
@@ -260,6 +261,39 @@ async fn two_rows(Tx(s): Tx, Path(title): Path<String>) -> Result<StatusCode, Db
         buyer: title,
     })?;
     s.flush().await?;
+    Ok(StatusCode::CREATED)
+}
+
+/// Writes, then has the server kill this request's connection (from
+/// another connection), then answers 201: the commit cannot succeed.
+/// SQLite has no server to kill connections: there it just commits.
+async fn killed_after_write(
+    State(st): State<AppState>,
+    Tx(s): Tx,
+    Path(title): Path<String>,
+) -> Result<StatusCode, DbError> {
+    use persist_core::sql::Backend;
+    s.insert(note(&title)).await?;
+    let kill = match s.backend() {
+        Backend::Postgres => {
+            let (pid,): (i32,) = s.raw_as("SELECT pg_backend_pid()").one().await?;
+            Some(format!("SELECT pg_terminate_backend({pid})"))
+        }
+        Backend::MySql => {
+            let (id,): (i64,) = s
+                .raw_as("SELECT CAST(CONNECTION_ID() AS SIGNED)")
+                .one()
+                .await?;
+            Some(format!("KILL {id}"))
+        }
+        _ => None,
+    };
+    if let Some(kill) = kill {
+        let admin = st.db.session().await?;
+        admin.execute(sqlx::AssertSqlSafe(kill)).run().await?;
+        admin.commit().await?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     Ok(StatusCode::CREATED)
 }
 

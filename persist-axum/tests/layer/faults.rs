@@ -129,3 +129,28 @@ pub async fn cut_at_every_poll(db: Db) -> TestResult {
     still_writable(&app, "after cuts").await;
     Ok(())
 }
+
+/// The server kills the request's connection after the handler wrote: the
+/// commit fails, the client gets a 500, nothing of the request is kept,
+/// and the next request gets a working connection.
+pub async fn killed_connection_is_a_500_and_keeps_nothing(db: Db) -> TestResult {
+    db.create_tables::<Tables>().await?;
+    let (app, _) = app::router(db.clone(), PersistLayer::new(db.clone()));
+    let (status, body) = call(&app, Method::POST, "/killed/doomed", None).await;
+    if db.backend() == persist_core::sql::Backend::Sqlite {
+        assert_eq!(status, StatusCode::CREATED, "no server, nothing killed");
+        assert_eq!(count::<Note>(&db).await?, 1);
+        return Ok(());
+    }
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert_eq!(body, json!({"error": "internal error"}));
+    assert_eq!(
+        count::<Note>(&db).await?,
+        0,
+        "the killed transaction kept nothing"
+    );
+    still_writable(&app, "after the kill").await;
+    assert_eq!(count::<Note>(&db).await?, 1);
+    assert!(connections_settle(&db).await);
+    Ok(())
+}

@@ -30,6 +30,7 @@ suite! {
         panic_rolls_back,
         dropped_request_leaves_nothing_and_no_connection,
         cut_at_every_poll,
+        killed_connection_is_a_500_and_keeps_nothing,
     ],
     contended: [
         checkout_in_transactions_sells_exactly_the_stock,
