@@ -456,6 +456,11 @@ md.append(
 )
 if arg("--note"):
     md.append("- " + arg("--note") + "\n")
+# The web benchmarks (bench/web-bench) report from a run of their own; their
+# section is kept, as written there, when the anchors' report is rewritten.
+web = pathlib.Path(__file__).resolve().parent / "web-bench" / "FIGURES.md"
+if web.exists():
+    md.append(web.read_text())
 (OUT / "BENCHMARKS.md").write_text("\n".join(md))
 print(f"wrote {OUT / 'BENCHMARKS.md'}, {OUT / 'BENCHMARKS.csv'} and {len(plots)} plots "
       f"({len(rows)} figures)")

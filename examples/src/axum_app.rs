@@ -1,29 +1,25 @@
-//! Per-request sessions in an [axum] service: every request runs in its own
-//! persist [`Session`] (one transaction), committed when the handler answers
-//! with a 2xx/3xx status and rolled back otherwise.
+//! Per-request sessions in an [axum] service, with the `persist-axum`
+//! crate: every request runs in its own persist [`Session`] (one
+//! transaction), committed when the handler answers with a 2xx/3xx status
+//! and rolled back otherwise. No middleware code of its own:
 //!
-//! The pieces:
-//!
-//! - [`session_layer`], a middleware (`axum::middleware::from_fn_with_state`)
-//!   that opens `db.session()`, puts it into the request's extensions, runs
-//!   the rest of the stack inside [`Session::scope`], then commits or rolls
-//!   back by the response's status;
-//! - [`Tx`], an extractor that hands a handler the request's session;
-//! - [`ApiError`], which turns a [`persist_core::error::Error`] into a response
-//!   (`NotFound` → 404, `UniqueViolation` / `Stale` → 409, others → 500);
-//! - [`todos`], plain async functions with no session parameter that reach
-//!   the request's session with [`Session::current`].
+//! - [`PersistLayer`] opens each request's session (lazily: a request that
+//!   never touches the database takes no connection) and ends it by the
+//!   response's status; an error at commit replaces the response;
+//! - [`Tx`] hands a handler the request's session;
+//! - [`DbError`] turns a persist error into a response (`NotFound` → 404,
+//!   `UniqueViolation` / `Stale` → 409, others → 500);
+//! - [`todos`], plain async functions with no session parameter, reach the
+//!   request's session with [`Session::current`].
 //!
 //! `cargo run --example axum_service` serves [`router`] on
 //! `127.0.0.1:3000`.
 
-use axum::extract::{FromRequestParts, Path, Request, State};
+use axum::extract::Path;
 use axum::http::StatusCode;
-use axum::http::request::Parts;
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use persist_axum::{DbError, PersistLayer, Tx};
 use persist_core::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -68,7 +64,7 @@ pub async fn create_schema(db: &Db) -> Result<(), Error> {
     db.create_tables::<(Todo,)>().await
 }
 
-/// The service: the to-do routes behind [`session_layer`].
+/// The service: the to-do routes behind [`PersistLayer`].
 ///
 /// | route | what |
 /// |---|---|
@@ -85,101 +81,13 @@ pub fn router(db: Db) -> Router {
         .route("/todos/{id}", get(get_todo).patch(patch_todo))
         .route("/todos/{id}/done", post(mark_done))
         .route("/todos/{id}/fail", post(fail_after_change))
-        .layer(middleware::from_fn_with_state(db, session_layer))
-}
-
-/// The per-request session middleware: opens a session, makes it available
-/// to the [`Tx`] extractor and (through [`Session::scope`]) to
-/// [`Session::current`], runs the rest of the stack, then commits on a
-/// 2xx/3xx response and rolls back on any other.
-///
-/// Registered changes are written at commit, so an error that surfaces
-/// there (a stale row, a constraint) replaces the handler's response with
-/// the error's.
-pub async fn session_layer(State(db): State<Db>, mut req: Request, next: Next) -> Response {
-    let session = match db.session().await {
-        Ok(s) => s,
-        Err(e) => return ApiError::from(e).into_response(),
-    };
-    req.extensions_mut().insert(session.clone());
-    let response = session.scope(next.run(req)).await;
-    let status = response.status();
-    if status.is_success() || status.is_redirection() {
-        match session.commit().await {
-            Ok(()) => response,
-            Err(e) => ApiError::from(e).into_response(),
-        }
-    } else {
-        if let Err(e) = session.rollback().await {
-            eprintln!("rollback after {status} failed: {e}");
-        }
-        response
-    }
-}
-
-/// Extractor for the request's session, put there by [`session_layer`].
-///
-/// A route without the layer answers `500`.
-#[derive(Debug, Clone)]
-pub struct Tx(pub Session);
-
-impl<S: Send + Sync> FromRequestParts<S> for Tx {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .get::<Session>()
-            .cloned()
-            .map(Tx)
-            .ok_or_else(|| ApiError::Internal("no session: the route lacks `session_layer`".into()))
-    }
-}
-
-/// A handler's error, answered as `{"error": "…"}` with a status.
-#[derive(Debug)]
-pub enum ApiError {
-    /// A persist error: `NotFound` → 404, `UniqueViolation` and `Stale` →
-    /// 409, any other → 500.
-    Db(Error),
-    /// Anything else: 500.
-    Internal(String),
-}
-
-impl From<Error> for ApiError {
-    fn from(e: Error) -> Self {
-        ApiError::Db(e)
-    }
-}
-
-impl ApiError {
-    /// The HTTP status this error answers with.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            ApiError::Db(Error::NotFound) => StatusCode::NOT_FOUND,
-            ApiError::Db(Error::UniqueViolation { .. } | Error::Stale { .. }) => {
-                StatusCode::CONFLICT
-            }
-            ApiError::Db(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = self.status();
-        let message = match &self {
-            ApiError::Db(e) => e.to_string(),
-            ApiError::Internal(m) => m.clone(),
-        };
-        (status, Json(serde_json::json!({ "error": message }))).into_response()
-    }
+        .layer(PersistLayer::new(db))
 }
 
 async fn create_todo(
     Tx(s): Tx,
     Json(new): Json<NewTodo>,
-) -> Result<(StatusCode, Json<Todo>), ApiError> {
+) -> Result<(StatusCode, Json<Todo>), DbError> {
     // `insert` runs at once and answers the row with its generated id; a
     // duplicate title is `UniqueViolation` here, so a 409.
     let todo = s
@@ -193,7 +101,7 @@ async fn create_todo(
     Ok((StatusCode::CREATED, Json(todo)))
 }
 
-async fn get_todo(Tx(s): Tx, Path(id): Path<i64>) -> Result<Json<Todo>, ApiError> {
+async fn get_todo(Tx(s): Tx, Path(id): Path<i64>) -> Result<Json<Todo>, DbError> {
     let todo = s.find::<Todo>(&id).await?.ok_or(Error::NotFound)?;
     Ok(Json(todo))
 }
@@ -202,7 +110,7 @@ async fn patch_todo(
     Tx(s): Tx,
     Path(id): Path<i64>,
     Json(patch): Json<TodoPatch>,
-) -> Result<Json<Todo>, ApiError> {
+) -> Result<Json<Todo>, DbError> {
     let mut todo = s.find::<Todo>(&id).await?.ok_or(Error::NotFound)?;
     // Optimistic locking across requests: the update checks the version the
     // value carries, so the client's version makes a stale PATCH `Stale`
@@ -217,31 +125,29 @@ async fn patch_todo(
     }
     s.update(&mut todo)?;
     // Write now, so the response shows what was stored; without this the
-    // middleware's commit would write it (and answer its error).
+    // layer's commit would write it (and answer its error).
     s.flush().await?;
     Ok(Json(todo))
 }
 
-async fn mark_done(Path(id): Path<i64>) -> Result<Json<Todo>, ApiError> {
+async fn mark_done(Path(id): Path<i64>) -> Result<Json<Todo>, DbError> {
     // No `Tx` here: the service function finds the session itself.
     Ok(Json(todos::mark_done(id).await?))
 }
 
-async fn fail_after_change(Tx(s): Tx, Path(id): Path<i64>) -> Result<Json<Todo>, ApiError> {
+async fn fail_after_change(Tx(s): Tx, Path(id): Path<i64>) -> Result<StatusCode, DbError> {
     let mut todo = s.find::<Todo>(&id).await?.ok_or(Error::NotFound)?;
     todo.title = format!("{} (changed by a failing request)", todo.title);
     todo.done = !todo.done;
     s.update(&mut todo)?;
     // The change reaches the database (inside this request's transaction)…
     s.flush().await?;
-    // …and the 500 makes the middleware roll it back.
-    Err(ApiError::Internal(
-        "deliberate failure after a write".into(),
-    ))
+    // …and the 500 makes the layer roll it back.
+    Ok(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 /// Service code with no session parameter: it uses the request's session
-/// through [`Session::current`], which [`session_layer`] set with
+/// through [`Session::current`], which [`PersistLayer`] set with
 /// [`Session::scope`].
 pub mod todos {
     use persist_core::prelude::*;
@@ -249,7 +155,7 @@ pub mod todos {
     use super::Todo;
 
     /// Marks the to-do `id` done in the ambient session (written at the
-    /// middleware's commit). Outside a session scope: [`Error::NoSession`].
+    /// layer's commit). Outside a session scope: [`Error::NoSession`].
     pub async fn mark_done(id: i64) -> Result<Todo, Error> {
         let s = Session::current()?;
         let mut todo = s.find::<Todo>(&id).await?.ok_or(Error::NotFound)?;

@@ -8,8 +8,9 @@ use http::StatusCode;
 use persist_core::error::Error;
 
 /// A persist [`Error`] as a handler's error: answered with a status by
-/// [`ErrorMapper::default`] (`NotFound` → 404, `UniqueViolation` and `Stale`
-/// → 409, others → 500) and a JSON body `{"error": "…"}`.
+/// [`ErrorMapper::default`] (`NotFound` → 404, `UniqueViolation`, `Stale`
+/// and `ForeignKeyViolation` → 409, others → 500) and a JSON body
+/// `{"error": "…"}`. `?` converts a persist error into it.
 ///
 /// Behind a [`PersistLayer`](crate::PersistLayer) with its own
 /// [`ErrorMapper`], the layer answers the error with that mapping instead.
@@ -101,9 +102,17 @@ impl ErrorMapper {
     /// The response for `e`: its status and `{"error": "…"}`. A 5xx says
     /// only "internal error"; the error itself goes to the log.
     pub fn respond(&self, e: &Error) -> Response {
+        self.render(e, true)
+    }
+
+    /// [`respond`](ErrorMapper::respond), logging a 5xx's error only when
+    /// `log` (a response mapped again was logged when first made).
+    pub(crate) fn render(&self, e: &Error, log: bool) -> Response {
         let status = self.status(e);
         let message = if status.is_server_error() {
-            tracing::error!(error = %e, "request failed");
+            if log {
+                tracing::error!(error = %e, "request failed");
+            }
             "internal error".to_owned()
         } else {
             e.to_string()

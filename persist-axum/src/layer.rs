@@ -333,7 +333,7 @@ impl Run {
         match response.extensions().get::<ResponseError>() {
             Some(ResponseError(e)) => {
                 let e: Arc<Error> = e.clone();
-                let mut mapped = self.config.mapper.respond(&e);
+                let mut mapped = self.config.mapper.render(&e, false);
                 mapped.extensions_mut().insert(ResponseError(e));
                 mapped
             }

@@ -421,6 +421,17 @@ impl Db {
     /// when it returns `Err`. The session is the ambient one inside `f`
     /// ([`Session::current`]).
     ///
+    /// Called inside another session's scope (a web request's session, say),
+    /// `f` still runs in a transaction of its own, which commits or rolls
+    /// back by itself and is retried by itself: the place for a contended
+    /// write inside a longer unit of work. One exception: on SQLite, when
+    /// the ambient session of this task already holds the database's one
+    /// write lock, a second write transaction would wait for it forever, so
+    /// `f` runs inside the ambient session instead, in a savepoint (rolled
+    /// back when `f` answers `Err`, kept when it answers `Ok`; what it wrote
+    /// commits with the ambient session). Nothing can compete with it
+    /// there: the ambient session is SQLite's only writer.
+    ///
     /// `f` fails with the application's own error type: any `E` that a
     /// persist [`Error`] converts into (`E: From<Error>`, so `?` works on
     /// persist calls inside `f`), and `transaction` answers that `E`. A
@@ -469,6 +480,14 @@ impl Db {
         E: From<Error>,
     {
         let max_retries = options.max_retries.unwrap_or(self.inner.max_retries);
+        if let Some(ambient) = self.ambient_sqlite_writer(&options) {
+            return self.transaction_inside(ambient, max_retries, f).await;
+        }
+        let mut options = options;
+        if options.autocommit && !options.read_only && self.inner.cache.is_some() {
+            // The cache learns of writes at commit: a transaction it is.
+            options.autocommit = false;
+        }
         let mut attempts = 0u32;
         loop {
             attempts += 1;
@@ -499,6 +518,72 @@ impl Db {
                 }
             }
         }
+    }
+
+    /// SQLite: the ambient session of this task, when it holds the write
+    /// lock a new write session would wait for.
+    fn ambient_sqlite_writer(&self, options: &SessionOptions) -> Option<Session> {
+        if self.backend() != Backend::Sqlite || options.read_only {
+            return None;
+        }
+        Session::current()
+            .ok()
+            .filter(|s| s.is_of(&self.inner) && s.holds_sqlite_write_here())
+    }
+
+    /// [`Db::transaction_with`] inside the ambient session `s` (SQLite,
+    /// which has one writer, and `s` is it): each attempt runs in a
+    /// savepoint, released when `f` answers `Ok` and its changes are
+    /// flushed, rolled back when it answers `Err`. What it wrote commits
+    /// with `s`.
+    async fn transaction_inside<F, Fut, T, E>(
+        &self,
+        s: Session,
+        max_retries: u32,
+        mut f: F,
+    ) -> std::result::Result<Committed<T>, E>
+    where
+        F: FnMut(Session) -> Fut,
+        Fut: Future<Output = std::result::Result<T, E>>,
+        E: From<Error>,
+    {
+        let outer_met = s.take_met_retryable();
+        let mut attempts = 0u32;
+        let outcome = loop {
+            attempts += 1;
+            let savepoint = match s.savepoint().await {
+                Ok(sp) => sp,
+                Err(e) => break Err(E::from(e)),
+            };
+            match f(s.clone()).await {
+                Ok(value) => {
+                    // A failed flush fails the whole session: not retried.
+                    let kept = match s.flush().await {
+                        Ok(()) => savepoint.release().await,
+                        Err(e) => Err(e),
+                    };
+                    break kept
+                        .map(|()| Committed { value, attempts })
+                        .map_err(E::from);
+                }
+                Err(e) => {
+                    let met = s.take_met_retryable();
+                    let rolled = savepoint.rollback().await;
+                    if met && attempts <= max_retries && rolled.is_ok() {
+                        tracing::debug!(
+                            attempts,
+                            "retrying a transaction inside the ambient session"
+                        );
+                        continue;
+                    }
+                    s.set_met_retryable(met);
+                    break Err(e);
+                }
+            }
+        };
+        let met = s.met_retryable_error();
+        s.set_met_retryable(outer_met || (outcome.is_err() && met));
+        outcome
     }
 
     /// Creates the tables of the listed entities (`if not exists`), parents

@@ -129,7 +129,7 @@ async fn execute<E: Entity>(s: &Session, sql: String, values: sea_query::Values)
     let sql: Arc<str> = Arc::from(sql);
     let mut guard = s.lock().await?;
     let tx = guard.conn.as_mut().ok_or(Error::SessionClosed)?;
-    s.will_write();
+    s.will_write()?;
     let out = dispatch!(tx, |c, DB| {
         let args = DB::args_from_values(values);
         s.run(Some(E::META), &sql, DB::execute(c, sql.clone(), args))

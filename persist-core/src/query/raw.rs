@@ -145,7 +145,7 @@ impl<'s> RawSql<'s> {
         // names are invalidated at commit.
         let writes = s.cache_raw_statement(meta, &self.sql) || write;
         if write {
-            s.will_write();
+            s.will_write()?;
         }
         Ok(Started {
             session: s,

@@ -170,7 +170,7 @@ impl<'s, E: Entity> Upsert<'s, E> {
         ));
         let mut guard = s.lock().await?;
         let tx = guard.conn.as_mut().ok_or(Error::SessionClosed)?;
-        s.will_write();
+        s.will_write()?;
         let out: Result<Option<E>> = async {
             dispatch!(tx, |c, DB| {
                 let mut args = <DB as Driver>::Args::default();

@@ -265,8 +265,19 @@ impl Session {
     }
 
     async fn ensure_transaction(&self, guard: &mut Guard) -> Result<()> {
-        if guard.conn.is_none() {
+        let fresh = guard.conn.is_none();
+        if fresh {
             guard.conn = Some(self.inner.db.acquire().await?);
+        }
+        if self.inner.options.autocommit {
+            // No transaction: each statement commits by itself. The cache
+            // epoch is taken before the first read, as at a `BEGIN`; rows
+            // the cache answered need no common snapshot.
+            if fresh {
+                self.cache_begin().await;
+            }
+            self.unchecked().clear();
+            return Ok(());
         }
         let conn = guard.conn.as_mut().ok_or(Error::SessionClosed)?;
         if crate::conn::transaction_depth(conn) > 0 {
@@ -323,9 +334,40 @@ impl Session {
         out
     }
 
-    /// Marks the open transaction as having sent a write.
-    pub(crate) fn will_write(&self) {
+    /// Marks the open transaction as having sent a write. In an
+    /// [autocommit](SessionOptions::autocommit) session, refused when it
+    /// is read-only or the `Db` has a shared cache (which learns of writes
+    /// at commit).
+    pub(crate) fn will_write(&self) -> Result<()> {
+        let options = &self.inner.options;
+        if options.autocommit {
+            if options.read_only {
+                return Err(Error::Invalid(
+                    "a session of autocommit reads does not write".into(),
+                ));
+            }
+            if self.cache_layer().is_some() {
+                return Err(Error::Invalid(
+                    "an autocommit session does not write on a Db with a shared cache: \
+                     the cache learns of writes at commit"
+                        .into(),
+                ));
+            }
+        }
         self.inner.wrote.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Refuses, in an [autocommit](SessionOptions::autocommit) session, a
+    /// write of several statements: without a transaction it would not be
+    /// all or nothing.
+    pub(crate) fn one_statement_only(&self, what: &str) -> Result<()> {
+        if self.inner.options.autocommit {
+            return Err(Error::Invalid(format!(
+                "{what} needs a transaction: an autocommit session writes one statement at a time"
+            )));
+        }
+        Ok(())
     }
 
     /// After an operation was cut (see [`Session::step`]), with the state
@@ -379,7 +421,8 @@ impl Session {
                 return Err(e);
             }
         };
-        self.will_write();
+        self.one_statement_only("writing registered changes")?;
+        self.will_write()?;
         // One step from the first statement to the unit of work's update: a
         // flush cut between two statements wrote some rows the unit of work
         // does not know of.
@@ -497,7 +540,9 @@ impl Session {
         // checked in a transaction of their own, so that together they are
         // what one snapshot of the database shows. (One row alone is.)
         let unchecked = self.unchecked().len();
-        if guard.conn.is_none() && !self.uow().has_pending() && unchecked < 2 {
+        // (Autocommit sessions hold no snapshot: cache hits are not checked.)
+        let checks = unchecked >= 2 && !self.inner.options.autocommit;
+        if guard.conn.is_none() && !self.uow().has_pending() && !checks {
             // Nothing began and nothing is registered: no BEGIN/COMMIT pair.
             self.unchecked().clear();
             self.uow().clear();
@@ -601,6 +646,23 @@ impl Session {
         self.inner.met_retryable.load(Ordering::Acquire)
     }
 
+    /// Forgets (and answers) whether the session met a retryable error, so
+    /// that a nested attempt can tell its own.
+    pub(crate) fn take_met_retryable(&self) -> bool {
+        self.inner.met_retryable.swap(false, Ordering::AcqRel)
+    }
+
+    /// Sets whether the session met a retryable error (after a nested
+    /// attempt: what the outer level should know).
+    pub(crate) fn set_met_retryable(&self, met: bool) {
+        self.inner.met_retryable.store(met, Ordering::Release);
+    }
+
+    /// Whether this session works on `db`.
+    pub(crate) fn is_of(&self, db: &Arc<Shared>) -> bool {
+        Arc::ptr_eq(&self.inner.db, db)
+    }
+
     /// Counts a statement whose rows are streamed (traced as an event: the
     /// stream outlives any span around its start).
     pub(crate) fn count_stream_statement(&self, sql: &str) {
@@ -619,7 +681,9 @@ impl Session {
     /// Passes on the outcome of a write that ran now; a failure marks the
     /// session failed and rolls back.
     pub(crate) async fn fail_on_error<T>(&self, guard: &mut Guard, out: Result<T>) -> Result<T> {
-        if out.is_err() {
+        // In autocommit no transaction is open: a failed statement
+        // committed nothing and left nothing to roll back.
+        if out.is_err() && !self.inner.options.autocommit {
             self.fail(guard).await;
         }
         out

@@ -344,11 +344,14 @@ impl Session {
     /// (PostgreSQL and SQLite: `RETURNING`; MySQL: `LAST_INSERT_ID()` plus
     /// consecutive ids).
     pub async fn insert_many<E: Entity>(&self, values: Vec<E>) -> Result<Vec<E>> {
+        if values.len() > 1 {
+            self.one_statement_only("insert_many of several rows")?;
+        }
         let mut values = values;
         prepare_insert(&mut values);
         let mut guard = self.lock().await?;
         let tx = guard.conn.as_mut().ok_or(Error::SessionClosed)?;
-        self.will_write();
+        self.will_write()?;
         // One step for all chunks: a cut between two leaves rows the
         // session does not know of.
         let out = self.step(insert_rows(self, tx, &mut values)).await;

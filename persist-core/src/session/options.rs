@@ -56,6 +56,7 @@ pub struct SessionOptions {
     pub(crate) identity_map: Option<bool>,
     pub(crate) identity_map_limit: Option<usize>,
     pub(crate) max_retries: Option<u32>,
+    pub(crate) autocommit: bool,
 }
 
 impl SessionOptions {
@@ -79,6 +80,40 @@ impl SessionOptions {
     /// in WAL mode it reads its snapshot beside them.
     pub fn read_only(mut self) -> Self {
         self.read_only = true;
+        self
+    }
+
+    /// A read-only session whose statements each run by themselves, outside
+    /// any transaction (the database's autocommit): no `BEGIN` and `COMMIT`
+    /// round trips around them. Each read sees what was committed when it
+    /// ran, with no snapshot held across reads, so two reads may see two
+    /// states of the database; the shared cache still serves and fills as
+    /// in any session. Meant for one-statement reads on a hot path — a web
+    /// session's `load`, a lookup by key. A write in it (a flush, a bulk
+    /// write, an upsert, a raw write) and a savepoint are refused with
+    /// [`Error::Invalid`](crate::error::Error::Invalid).
+    pub fn autocommit_reads(mut self) -> Self {
+        self.autocommit = true;
+        self.read_only = true;
+        self
+    }
+
+    /// A session whose statements each run by themselves, outside any
+    /// transaction: reads as with [`autocommit_reads`](Self::autocommit_reads),
+    /// and writes of **one statement** each — `insert` of one row,
+    /// `upsert`, `upsert_with`, `update_all`, `delete_all`, a raw `execute`
+    /// — committed by that statement alone, in one round trip. Whatever
+    /// needs more than one statement to be all or nothing is refused with
+    /// [`Error::Invalid`](crate::error::Error::Invalid): registered changes
+    /// (a flush), `insert_many` of several rows, savepoints. So is any write
+    /// on a `Db` with a shared cache, which learns of writes at commit.
+    ///
+    /// With [`Db::transaction_with`](crate::db::Db::transaction_with) it is
+    /// a request, not an order: where a transaction is needed to keep
+    /// persist's guarantees (the `Db` has a shared cache, or on SQLite the
+    /// task's ambient session holds the write lock) the closure runs in one.
+    pub fn autocommit(mut self) -> Self {
+        self.autocommit = true;
         self
     }
 

@@ -33,6 +33,11 @@ impl Session {
     /// Sets a savepoint. Registered changes are not flushed: the savepoint
     /// remembers them, and rolling back to it restores them as they were.
     pub async fn savepoint(&self) -> Result<Savepoint> {
+        if self.inner.options.autocommit {
+            return Err(Error::Invalid(
+                "a session of autocommit reads has no transaction to set a savepoint in".into(),
+            ));
+        }
         let mut guard = self.lock_unflushed().await?;
         let snapshot = self.uow().clone();
         let conn = guard.conn.as_mut().ok_or(Error::SessionClosed)?;

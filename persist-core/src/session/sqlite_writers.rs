@@ -65,4 +65,21 @@ impl Session {
     pub(super) fn release_sqlite_write(&self) {
         self.inner.release_sqlite_write();
     }
+
+    /// SQLite: whether this session holds the database's write lock on
+    /// behalf of the running task, so that a new write session of the task
+    /// would wait on it.
+    pub(crate) fn holds_sqlite_write_here(&self) -> bool {
+        if self.backend() != Backend::Sqlite {
+            return false;
+        }
+        let task = Runner::current();
+        self.inner
+            .db
+            .sqlite_writers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|(t, id)| *t == task && *id == self.inner.id)
+    }
 }

@@ -261,7 +261,11 @@ impl Session {
         if !might_write(sql) {
             return false;
         }
-        self.will_write();
+        // Raw SQL that may write (refused in autocommit reads when the
+        // caller said it writes; a guess from the text is not enough).
+        self.inner
+            .wrote
+            .store(true, std::sync::atomic::Ordering::Release);
         if self.cache_layer().is_none() {
             return true;
         }

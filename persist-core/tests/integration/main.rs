@@ -130,6 +130,10 @@ suite! {
         sessions_see_each_others_data_after_commit,
         one_connection_per_session,
         concurrent_calls_on_one_session,
+        transaction_inside_a_scope,
+        autocommit_reads_see_each_commit_and_refuse_writes,
+        autocommit_read_cut_at_every_poll,
+        autocommit_writes_commit_one_statement_each,
     ],
     versioning: [
         update_bumps_version,

@@ -13,10 +13,7 @@
 //! - the shared cache agrees with the database afterwards.
 
 use std::collections::BTreeMap;
-use std::future::{Future, poll_fn};
-use std::pin::pin;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
 use persist_cache::InProcessCache;
@@ -24,6 +21,7 @@ use persist_core::cache::{CacheKey, SharedCache};
 use persist_core::prelude::*;
 use persist_core::session::{Isolation, Savepoint};
 
+pub use super::cut::{Cut, cut_after};
 use super::model::*;
 use crate::common::{self, TestResult};
 
@@ -47,40 +45,6 @@ const FIRST_POLL_TRIES: usize = 8;
 const MAX_VIOLATIONS: usize = 8;
 /// Rows the op itself writes in `insert_many`: many await points.
 const MANY: usize = 2000;
-
-/// What became of a future run under [`cut_after`].
-pub enum Cut<T> {
-    /// It finished within the allowed polls.
-    Completed(T),
-    /// It was still pending at its last allowed poll and was dropped.
-    Cut,
-}
-
-/// Polls `fut` at most `polls` times; still pending then, it is dropped
-/// (after `linger`, during which it is not polled: a request already sent
-/// reaches the server, as when `timeout` fires later than the last poll).
-pub async fn cut_after<F: Future>(polls: usize, linger: Duration, fut: F) -> Cut<F::Output> {
-    let mut fut = pin!(fut);
-    let mut seen = 0;
-    let done = poll_fn(|cx| {
-        seen += 1;
-        match fut.as_mut().poll(cx) {
-            Poll::Ready(v) => Poll::Ready(Some(v)),
-            Poll::Pending if seen >= polls => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
-        }
-    })
-    .await;
-    match done {
-        Some(v) => Cut::Completed(v),
-        None => {
-            if !linger.is_zero() {
-                tokio::time::sleep(linger).await;
-            }
-            Cut::Cut
-        }
-    }
-}
 
 /// The public async operations of a session, each cut at every poll.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -10,6 +10,7 @@
 
 mod cancel;
 mod connkill;
+pub(crate) mod cut;
 pub(crate) mod harness;
 mod model;
 mod process;
