@@ -62,9 +62,10 @@ fn expiry() -> OffsetDateTime {
 }
 
 /// What persist's statement counter saw over one contender's load loops
-/// and save loops, and how many saves there were.
+/// and save loops, and how many loads and saves there were.
 struct Measured {
     statements: Option<(u64, u64)>,
+    loads: u64,
     saves: u64,
 }
 
@@ -86,9 +87,11 @@ macro_rules! bench_store {
         let id = record.id;
 
         let c0 = count();
+        let loads = Cell::new(0u64);
         $group.bench_function(BenchmarkId::new("load", $name), |b| {
-            b.to_async(rt).iter(|| async move {
-                black_box(store.load(&id).await.expect("load").expect("record"))
+            b.to_async(rt).iter(|| {
+                loads.set(loads.get() + 1);
+                async move { black_box(store.load(&id).await.expect("load").expect("record")) }
             });
         });
         let c1 = count();
@@ -132,6 +135,7 @@ macro_rules! bench_store {
                 (Some(a), Some(b), Some(c)) => Some((b - a, c - b)),
                 _ => None,
             },
+            loads: loads.get(),
             saves,
         }
     }};
@@ -163,12 +167,16 @@ impl NewBench for Record014 {
 }
 
 fn report(name: &str, m: &Measured) {
+    let per = |n: u64, of: u64| n as f64 / of.max(1) as f64;
     match m.statements {
         Some((l, s)) => eprintln!(
-            "  {name}: persist counted {l} statements in the load loops, {s} in the save loops ({} saves)",
-            m.saves
+            "  {name}: persist counted {l} statements over {} loads ({:.2} each), {s} over {} saves ({:.2} each)",
+            m.loads,
+            per(l, m.loads),
+            m.saves,
+            per(s, m.saves)
         ),
-        None => eprintln!("  {name}: {} saves", m.saves),
+        None => eprintln!("  {name}: {} loads, {} saves", m.loads, m.saves),
     }
 }
 
@@ -287,6 +295,7 @@ fn main() {
         use persist_cache::{InProcessCache, RedisCache};
         use persist_core::prelude::*;
         use std::time::Duration;
+        use tower_sessions::SessionStore as _;
         use web_bench::unique_name;
 
         let db = within(rt, Db::connect(&scratch.url)).expect("connect");
