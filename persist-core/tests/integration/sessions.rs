@@ -347,18 +347,24 @@ pub async fn transaction_inside_a_scope(db: Db) -> TestResult {
     Ok(())
 }
 
-/// A session of autocommit reads: no transaction around its statements
-/// (each read sees the latest commit), its connection back at `commit`,
-/// every write refused.
-pub async fn autocommit_reads_see_each_commit_and_refuse_writes(db: Db) -> TestResult {
+/// The customer table with one committed row, and a session of autocommit
+/// reads without an identity map (every read goes to the database).
+async fn one_customer_and_an_autocommit_reader(db: &Db) -> Result<(Customer, Session), Error> {
     db.create_tables::<Customer>().await?;
     let w = db.session().await?;
     let a = w.insert(customer("a@x")).await?;
     w.commit().await?;
-
     let r = db
         .session_with(SessionOptions::new().autocommit_reads().identity_map(false))
         .await?;
+    Ok((a, r))
+}
+
+/// A session of autocommit reads: no transaction around its statements
+/// (each read sees the latest commit), its connection back at `commit`,
+/// every write refused.
+pub async fn autocommit_reads_see_each_commit_and_refuse_writes(db: Db) -> TestResult {
+    let (a, r) = one_customer_and_an_autocommit_reader(&db).await?;
     assert_eq!(r.all::<Customer>().await?.len(), 1);
     // Another session commits between two reads: the second read sees it,
     // on every backend and isolation (no snapshot is held).
@@ -400,13 +406,7 @@ pub async fn autocommit_reads_see_each_commit_and_refuse_writes(db: Db) -> TestR
 /// its connection comes back.
 pub async fn autocommit_read_cut_at_every_poll(db: Db) -> TestResult {
     use crate::faults::harness::{Cut, cut_after};
-    db.create_tables::<Customer>().await?;
-    let w = db.session().await?;
-    let a = w.insert(customer("a@x")).await?;
-    w.commit().await?;
-    let r = db
-        .session_with(SessionOptions::new().autocommit_reads().identity_map(false))
-        .await?;
+    let (a, r) = one_customer_and_an_autocommit_reader(&db).await?;
     let mut cuts = 0;
     // A sweep can meet the server's answer already read within one poll
     // (chance on a loaded machine): a few sweeps, until one was cut.
