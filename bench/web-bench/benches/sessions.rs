@@ -259,7 +259,6 @@ fn bench_floors(
     }
 }
 
-#[cfg(feature = "persist-store")]
 /// Deletes every Redis key under `prefix` (persist's `RedisCache` keys).
 fn sweep_redis(prefix: &str) -> usize {
     let Ok(client) = redis::Client::open(redis_url()) else {
@@ -278,6 +277,78 @@ fn sweep_redis(prefix: &str) -> usize {
     keys.len()
 }
 
+/// persist's store on PostgreSQL: without a cache, with an `InProcessCache`
+/// and with a `RedisCache` on the `Db`.
+fn bench_persist(rt: &Runtime, group: &mut BenchmarkGroup<'_, WallTime>, scratch: &PgScratch) {
+    use persist_axum::PersistSessionStore;
+    use persist_cache::{InProcessCache, RedisCache};
+    use persist_core::prelude::*;
+    use std::time::Duration;
+    use tower_sessions::SessionStore as _;
+    use web_bench::unique_name;
+
+    let db = within(rt, Db::connect(&scratch.url)).expect("connect");
+    let store = PersistSessionStore::new(db.clone());
+    within(rt, store.create_table()).expect("create_table");
+    let counter = || Some(db.statement_count());
+    let m = bench_store!(
+        rt,
+        group,
+        "persist_pg",
+        store,
+        tower_sessions::session::Record,
+        counter
+    );
+    report("persist_pg", &m);
+    within(rt, db.close());
+
+    let db = within(
+        rt,
+        Db::builder()
+            .cache(InProcessCache::new())
+            .connect(&scratch.url),
+    )
+    .expect("connect");
+    let store = PersistSessionStore::new(db.clone());
+    let counter = || Some(db.statement_count());
+    let m = bench_store!(
+        rt,
+        group,
+        "persist_pg_cached",
+        store,
+        tower_sessions::session::Record,
+        counter
+    );
+    report("persist_pg_cached", &m);
+    eprintln!("  persist_pg_cached: {:?}", db.cache_metrics());
+    within(rt, db.close());
+
+    let prefix = unique_name();
+    let cache = within(
+        rt,
+        RedisCache::connect(redis_url(), prefix.clone(), Duration::from_secs(600)),
+    )
+    .expect("RedisCache::connect");
+    let db = within(rt, Db::builder().cache(cache).connect(&scratch.url)).expect("connect");
+    let store = PersistSessionStore::new(db.clone());
+    let counter = || Some(db.statement_count());
+    let m = bench_store!(
+        rt,
+        group,
+        "persist_pg_redis",
+        store,
+        tower_sessions::session::Record,
+        counter
+    );
+    report("persist_pg_redis", &m);
+    eprintln!("  persist_pg_redis: {:?}", db.cache_metrics());
+    within(rt, db.close());
+    eprintln!(
+        "  persist_pg_redis: {} Redis keys swept",
+        sweep_redis(&prefix)
+    );
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -289,76 +360,7 @@ fn main() {
     let sqlx_schema = scratch.extra("sqlx_store");
     let mut group = c.benchmark_group("sessions");
 
-    #[cfg(feature = "persist-store")]
-    {
-        use persist_axum::PersistSessionStore;
-        use persist_cache::{InProcessCache, RedisCache};
-        use persist_core::prelude::*;
-        use std::time::Duration;
-        use tower_sessions::SessionStore as _;
-        use web_bench::unique_name;
-
-        let db = within(rt, Db::connect(&scratch.url)).expect("connect");
-        let store = PersistSessionStore::new(db.clone());
-        within(rt, store.create_table()).expect("create_table");
-        let counter = || Some(db.statement_count());
-        let m = bench_store!(
-            rt,
-            group,
-            "persist_pg",
-            store,
-            tower_sessions::session::Record,
-            counter
-        );
-        report("persist_pg", &m);
-        within(rt, db.close());
-
-        let db = within(
-            rt,
-            Db::builder()
-                .cache(InProcessCache::new())
-                .connect(&scratch.url),
-        )
-        .expect("connect");
-        let store = PersistSessionStore::new(db.clone());
-        let counter = || Some(db.statement_count());
-        let m = bench_store!(
-            rt,
-            group,
-            "persist_pg_cached",
-            store,
-            tower_sessions::session::Record,
-            counter
-        );
-        report("persist_pg_cached", &m);
-        eprintln!("  persist_pg_cached: {:?}", db.cache_metrics());
-        within(rt, db.close());
-
-        let prefix = unique_name();
-        let cache = within(
-            rt,
-            RedisCache::connect(redis_url(), prefix.clone(), Duration::from_secs(600)),
-        )
-        .expect("RedisCache::connect");
-        let db = within(rt, Db::builder().cache(cache).connect(&scratch.url)).expect("connect");
-        let store = PersistSessionStore::new(db.clone());
-        let counter = || Some(db.statement_count());
-        let m = bench_store!(
-            rt,
-            group,
-            "persist_pg_redis",
-            store,
-            tower_sessions::session::Record,
-            counter
-        );
-        report("persist_pg_redis", &m);
-        eprintln!("  persist_pg_redis: {:?}", db.cache_metrics());
-        within(rt, db.close());
-        eprintln!(
-            "  persist_pg_redis: {} Redis keys swept",
-            sweep_redis(&prefix)
-        );
-    }
+    bench_persist(rt, &mut group, &scratch);
 
     let none = || None::<u64>;
     let pool08 =
