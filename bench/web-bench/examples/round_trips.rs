@@ -12,7 +12,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::time::Duration;
 
 use persist_axum::{PersistLayer, PersistSessionStore, Tx};
-use persist_cache::InProcessCache;
+use persist_cache::{InProcessCache, RedisCache};
 use persist_core::prelude::*;
 use time::OffsetDateTime;
 use tower_sessions::SessionStore as _;
@@ -117,18 +117,22 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let sqlx_schema = scratch.extra("sqlx_store");
     let expiry = OffsetDateTime::now_utc() + time::Duration::days(1);
 
-    // persist's store, without and with the in-process cache tier.
-    for cached in [false, true] {
-        let name = if cached {
-            "persist_pg_cached"
-        } else {
-            "persist_pg"
-        };
+    // persist's store, without and with a cache tier (its few RedisCache
+    // keys expire on their own, within the store's cache TTL).
+    let prefix = web_bench::unique_name();
+    for name in ["persist_pg", "persist_pg_cached", "persist_pg_redis"] {
         let builder = Db::builder();
-        let builder = if cached {
-            builder.cache(InProcessCache::new())
-        } else {
-            builder
+        let builder = match name {
+            "persist_pg_cached" => builder.cache(InProcessCache::new()),
+            "persist_pg_redis" => builder.cache(
+                RedisCache::connect(
+                    web_bench::redis_url(),
+                    prefix.clone(),
+                    Duration::from_secs(60),
+                )
+                .await?,
+            ),
+            _ => builder,
         };
         let db = builder.connect(&logged(&scratch.url)).await?;
         let store = PersistSessionStore::new(db.clone());
