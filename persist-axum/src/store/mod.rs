@@ -297,12 +297,22 @@ impl<T: SessionTable> PersistSessionStore<T> {
     }
 
     /// Creates the table of `T` (`if not exists`), with its indexes.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Db::create_tables`]: each statement is `if not exists`, so a
+    /// call dropped midway is completed by calling it again.
     pub async fn create_table(&self) -> Result<(), Error> {
         self.db.create_tables::<(T,)>().await
     }
 
     /// The principal's live sessions, the one expiring first first. One
-    /// `SELECT` in a read-only session.
+    /// `SELECT`, in a session of autocommit reads.
+    ///
+    /// # Cancel safety
+    ///
+    /// A read: dropped at any await point it changed nothing, and its
+    /// connection is closed rather than handed on in an unknown state.
     pub async fn sessions_of(&self, principal: &str) -> Result<Vec<LiveSession>, Error> {
         let s = self.read_session().await?;
         let rows = s
@@ -332,6 +342,12 @@ impl<T: SessionTable> PersistSessionStore<T> {
     /// Ends every session of `principal` ("log out everywhere"): one bulk
     /// `DELETE`; answers the rows removed. Their cookies load no session
     /// from now on, from the database or the cache.
+    ///
+    /// # Cancel safety
+    ///
+    /// One statement: dropped at any await point, either every session of
+    /// the principal is gone or none is (the call can simply be repeated);
+    /// the cache is never left serving a deleted one.
     pub async fn revoke_all(&self, principal: &str) -> Result<u64, Error> {
         let principal = principal.to_owned();
         self.write_one(|s| {
@@ -347,6 +363,10 @@ impl<T: SessionTable> PersistSessionStore<T> {
 
     /// Ends every session of `principal` but `keep` (the one the user is
     /// on): one bulk `DELETE`; answers the rows removed.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`revoke_all`](Self::revoke_all): all of them or none.
     pub async fn revoke_all_except(&self, principal: &str, keep: &Id) -> Result<u64, Error> {
         let principal = principal.to_owned();
         let keep = keep.to_string();

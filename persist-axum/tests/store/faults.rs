@@ -133,6 +133,36 @@ pub async fn store_calls_cut_at_every_poll(db: Db) -> TestResult {
         .await;
         assert_eq!(loaded(&store, &id).await, None);
 
+        // revoke_all: every session of the user gone, or none.
+        let user = |n: i64| {
+            let mut r = record(n);
+            r.data.insert("user_id".into(), serde_json::json!("ann"));
+            r
+        };
+        let (mut u1, mut u2) = (user(11), user(12));
+        store.create(&mut u1).await.map_err(to_error)?;
+        store.create(&mut u2).await.map_err(to_error)?;
+        let mut revoked = false;
+        for polls in 1..5000 {
+            match cut_after(polls, Duration::ZERO, store.revoke_all("ann")).await {
+                Cut::Completed(n) => {
+                    assert!(n? <= 2);
+                    revoked = true;
+                    break;
+                }
+                Cut::Cut => {
+                    // A statement already sent may still finish on the server:
+                    // let it, then the two rows agree.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    let (a, b) = (loaded(&store, &u1.id).await, loaded(&store, &u2.id).await);
+                    assert_eq!(a.is_some(), b.is_some(), "after a cut revoke: {a:?} {b:?}");
+                }
+            }
+        }
+        assert!(revoked, "revoke_all completed uncut");
+        assert_eq!(loaded(&store, &u1.id).await, None);
+        assert!(store.sessions_of("ann").await?.is_empty());
+
         // load itself cut: the next load answers.
         let other = {
             let mut r = record(7);
