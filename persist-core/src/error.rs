@@ -88,6 +88,20 @@ pub enum Error {
         source: BoxDynError,
     },
 
+    /// A lifecycle hook ([`Hooks`](crate::model::Hooks)) or a session
+    /// interceptor ([`Interceptor`](crate::session::Interceptor)) refused a
+    /// change. Nothing of the flush (or bulk write) it refused was written,
+    /// and the session is not failed: its registered changes stay, to be
+    /// fixed, dropped or rolled back. Not retryable.
+    #[error("{by} refused the change: {source}")]
+    Vetoed {
+        /// Who refused: `before_insert of Account`, `interceptor AuditRules`.
+        by: String,
+        /// The error the hook or interceptor answered.
+        #[source]
+        source: BoxDynError,
+    },
+
     /// An earlier write of this session failed; the session refuses further
     /// work until it is rolled back.
     #[error("the session failed earlier and must be rolled back")]

@@ -22,7 +22,7 @@ pub mod prelude {
 
     pub use crate::db::Db;
     pub use crate::error::{Error, Result};
-    pub use crate::model::{DbEnum, Entity, Field};
+    pub use crate::model::{DbEnum, Entity, Field, Hooks};
     pub use crate::query::{Load, TextColumn};
     pub use crate::session::{Session, SessionOptions};
 }
@@ -88,8 +88,8 @@ pub mod __private {
     pub use crate::error::BoxDynError;
     pub use crate::error::{Error, Result};
     pub use crate::model::entity::{
-        AutoKeyField, BelongsTo, ColumnMeta, Entity, EntityMeta, Key, OnDelete, Related,
-        RelationKind, RelationMeta, TimestampField, VersionField,
+        AutoKeyField, BelongsTo, ChangeKind, ColumnMeta, Entity, EntityMeta, Hooks, Key, OnDelete,
+        Related, RelationKind, RelationMeta, SoftDeleteField, TimestampField, VersionField,
     };
     pub use crate::model::sql_cache::SqlCache;
     pub use crate::model::value::{Binder, DbEnum, Field, RowReader, SqlType, enum_field};

@@ -524,6 +524,9 @@ mod tests {
             updated_at: None,
             relations: &[],
             cache_ttl: None,
+            soft_delete: None,
+            audit: false,
+            hooks: false,
         }
     }
 

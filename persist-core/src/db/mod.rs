@@ -15,8 +15,8 @@ use crate::cache::{CacheMetrics, SharedCache};
 use crate::conn::Connections;
 use crate::error::{Error, Result};
 use crate::model::entity::{Entity, EntityList};
-use crate::session::shared::Shared;
-use crate::session::{Isolation, Session, SessionOptions};
+use crate::session::shared::{Interceptors, Shared};
+use crate::session::{Interceptor, Isolation, Session, SessionOptions};
 use crate::sql::Backend;
 
 mod evict;
@@ -102,6 +102,7 @@ pub struct DbBuilder {
     sqlite_direct: bool,
     isolation: Option<Isolation>,
     close_timeout: Duration,
+    interceptors: Interceptors,
 }
 
 impl Default for DbBuilder {
@@ -120,11 +121,22 @@ impl Default for DbBuilder {
             sqlite_direct: true,
             isolation: None,
             close_timeout: Duration::from_secs(10),
+            interceptors: Interceptors::default(),
         }
     }
 }
 
 impl DbBuilder {
+    /// Registers a session interceptor: it sees every flush's change set
+    /// before it is written (and may add to it or veto it), every bulk
+    /// write before it runs, and every transaction's changes after it
+    /// commits or rolls back. Interceptors run in registration order. See
+    /// [`Interceptor`].
+    pub fn interceptor(mut self, interceptor: impl Interceptor) -> Self {
+        self.interceptors.0.push(Arc::new(interceptor));
+        self
+    }
+
     /// Most connections the pool opens (default 10; 1 for in-memory SQLite).
     /// Each open session holds one.
     ///
@@ -280,6 +292,7 @@ impl DbBuilder {
             default_isolation,
             sqlite_writers: std::sync::Mutex::new(Vec::new()),
             close_timeout: self.close_timeout,
+            interceptors: self.interceptors.clone(),
         };
         #[cfg(feature = "mysql")]
         #[allow(irrefutable_let_patterns)]

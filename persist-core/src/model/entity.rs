@@ -48,6 +48,118 @@ pub trait Entity: Clone + Send + Sync + Unpin + 'static {
 
     /// Per-entity cache of SQL text for fixed statement shapes.
     fn sql_cache() -> &'static SqlCache;
+
+    /// Whether this row is soft-deleted: its `#[persist(soft_delete)]`
+    /// column holds a time. Always `false` without one.
+    fn is_soft_deleted(&self) -> bool {
+        false
+    }
+
+    /// Sets the `#[persist(soft_delete)]` column (no-op without one):
+    /// `Some(now)` marks the row deleted, `None` restores it.
+    fn set_soft_deleted(&mut self, _at: Option<DateTime<Utc>>) {}
+
+    /// Runs the entity's [`Hooks::before_insert`] (with
+    /// `#[persist(hooks)]`; otherwise nothing).
+    fn run_before_insert(&mut self) -> std::result::Result<(), BoxDynError> {
+        Ok(())
+    }
+
+    /// Runs the entity's [`Hooks::before_update`].
+    fn run_before_update(&mut self) -> std::result::Result<(), BoxDynError> {
+        Ok(())
+    }
+
+    /// Runs the entity's [`Hooks::before_delete`].
+    fn run_before_delete(&self) -> std::result::Result<(), BoxDynError> {
+        Ok(())
+    }
+
+    /// Runs the entity's [`Hooks::after_commit`].
+    fn run_after_commit(&self, _kind: ChangeKind) {}
+
+    /// Runs the entity's [`Hooks::after_rollback`].
+    fn run_after_rollback(&self, _kind: ChangeKind) {}
+}
+
+/// Lifecycle hooks of an entity, run by the unit of work. Implement it and
+/// add `#[persist(hooks)]` to the entity so that persist calls it; every
+/// method has a default that does nothing.
+///
+/// The `before_*` hooks run at the flush, once per registered change, in
+/// the order the flush writes (tables parents first; in each, inserts in
+/// registration order, then updates by key; deletes after, children's
+/// tables first), all of them before the flush's first statement. They may
+/// change the row (`before_insert`, `before_update`: what they leave is
+/// what is written, and what the session holds afterwards) and may veto the
+/// change with an error: the flush then writes nothing and answers
+/// [`Error::Vetoed`](crate::error::Error::Vetoed) (from `flush`, `commit`,
+/// or the read whose autoflush ran it); the registered changes stay
+/// registered, so the session can drop or fix them, or roll back.
+///
+/// `insert`, `insert_many` and `upsert` write at once and run
+/// `before_insert` there. `delete_by_key` of a row the session does not
+/// hold has no row to hand over and runs no hook. Bulk writes
+/// (`update_all`, `delete_all`) run no per-row hook: they never load the
+/// rows. Session interceptors see them
+/// ([`Interceptor`](crate::session::Interceptor)).
+///
+/// `after_commit` and `after_rollback` are notifications, once per change
+/// the transaction wrote, after the commit (or the rollback) is done; they
+/// cannot run SQL or fail.
+pub trait Hooks {
+    /// Before the row is inserted.
+    fn before_insert(&mut self) -> std::result::Result<(), BoxDynError> {
+        Ok(())
+    }
+    /// Before the row is updated (only when the flush has columns to send).
+    fn before_update(&mut self) -> std::result::Result<(), BoxDynError> {
+        Ok(())
+    }
+    /// Before the row is deleted (soft-deleted too).
+    fn before_delete(&self) -> std::result::Result<(), BoxDynError> {
+        Ok(())
+    }
+    /// After the transaction that wrote this change committed: the row as
+    /// written, and what was done to it.
+    fn after_commit(&self, _kind: ChangeKind) {}
+    /// After the transaction that wrote this change rolled back.
+    fn after_rollback(&self, _kind: ChangeKind) {}
+}
+
+/// What a change did to a row: what hooks, interceptors and the history
+/// are told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ChangeKind {
+    /// A new row.
+    Insert,
+    /// Columns of an existing row changed.
+    Update,
+    /// The row was deleted (for a soft-delete entity: its `soft_delete`
+    /// column set).
+    Delete,
+}
+
+impl ChangeKind {
+    /// The one-letter code the history tables store: `I`, `U` or `D`.
+    pub fn code(self) -> &'static str {
+        match self {
+            ChangeKind::Insert => "I",
+            ChangeKind::Update => "U",
+            ChangeKind::Delete => "D",
+        }
+    }
+
+    /// The kind of a history code (`I`, `U`, `D`).
+    pub fn from_code(code: &str) -> Option<ChangeKind> {
+        match code {
+            "I" => Some(ChangeKind::Insert),
+            "U" => Some(ChangeKind::Update),
+            "D" => Some(ChangeKind::Delete),
+            _ => None,
+        }
+    }
 }
 
 /// Metadata of an entity's table.
@@ -78,6 +190,15 @@ pub struct EntityMeta {
     /// [`DbBuilder::cache_entity`](crate::db::DbBuilder::cache_entity) for the
     /// run-time way).
     pub cache_ttl: Option<std::time::Duration>,
+    /// Index of the `#[persist(soft_delete)]` column, if any: a nullable
+    /// timestamp that `delete` sets instead of removing the row, and that
+    /// every read filters on.
+    pub soft_delete: Option<usize>,
+    /// `#[persist(audit)]`: every change is kept in the history table
+    /// `<table>_history`, under a revision of its transaction.
+    pub audit: bool,
+    /// `#[persist(hooks)]`: the entity implements [`Hooks`].
+    pub hooks: bool,
 }
 
 /// Metadata of one column.
@@ -364,6 +485,36 @@ impl TimestampField for NaiveDateTime {
 impl<T: TimestampField + Default> TimestampField for Option<T> {
     fn stamp(&mut self, now: DateTime<Utc>) {
         self.get_or_insert_with(T::default).stamp(now);
+    }
+}
+
+/// A field usable as `#[persist(soft_delete)]`: a nullable timestamp.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a soft-delete column",
+    label = "#[persist(soft_delete)] needs Option<DateTime<Utc>> or Option<NaiveDateTime>"
+)]
+pub trait SoftDeleteField {
+    /// Whether the row is marked deleted.
+    fn is_set(&self) -> bool;
+    /// Marks the row deleted at `at`, or restores it with `None`.
+    fn set(&mut self, at: Option<DateTime<Utc>>);
+}
+
+impl SoftDeleteField for Option<DateTime<Utc>> {
+    fn is_set(&self) -> bool {
+        self.is_some()
+    }
+    fn set(&mut self, at: Option<DateTime<Utc>>) {
+        *self = at;
+    }
+}
+
+impl SoftDeleteField for Option<NaiveDateTime> {
+    fn is_set(&self) -> bool {
+        self.is_some()
+    }
+    fn set(&mut self, at: Option<DateTime<Utc>>) {
+        *self = at.map(|t| t.naive_utc());
     }
 }
 

@@ -10,8 +10,8 @@ pub(crate) mod sql_cache;
 pub(crate) mod value;
 
 pub use entity::{
-    BelongsTo, ColumnMeta, Entity, EntityList, EntityMeta, Key, MetaFn, OnDelete, Related,
-    RelationKind, RelationMeta,
+    BelongsTo, ChangeKind, ColumnMeta, Entity, EntityList, EntityMeta, Hooks, Key, MetaFn,
+    OnDelete, Related, RelationKind, RelationMeta,
 };
 pub(crate) use sql_cache::SqlCache;
 pub use value::{Binder, DbEnum, Field, RowReader, SqlType, Value};

@@ -1,6 +1,7 @@
 //! [`Session`]: the unit of work. One connection, its transactions, the
 //! identity map and the registered changes.
 
+mod changes;
 mod commit_fence;
 pub(crate) mod exec;
 pub(crate) mod flush;
@@ -29,6 +30,7 @@ use crate::session::shared::Shared;
 use crate::session::uow::Uow;
 use crate::sql::Backend;
 
+pub use changes::{Change, ChangeSet, Flush, Interceptor, Origin};
 pub(crate) use exec::{bind_key, count_of, fetch_entities, fetch_entities_merged, insert_rows};
 pub use ops::AutoflushGuard;
 pub use options::{Isolation, SessionOptions};

@@ -9,7 +9,7 @@ use crate::backend::AnyConn;
 use crate::cache::layer::CacheLayer;
 use crate::conn::Connections;
 use crate::error::Result;
-use crate::session::Isolation;
+use crate::session::{Interceptor, Isolation};
 use crate::sql::Backend;
 
 /// The state behind a `Db` and its sessions (a `Db` is an `Arc` of it).
@@ -41,6 +41,29 @@ pub(crate) struct Shared {
     pub(crate) sqlite_writers: std::sync::Mutex<Vec<(super::Runner, u64)>>,
     /// The longest [`Db::close`](crate::db::Db::close) waits for connections.
     pub(crate) close_timeout: Duration,
+    /// Session interceptors, in registration order.
+    #[allow(dead_code)]
+    pub(crate) interceptors: Interceptors,
+}
+
+/// The interceptors registered on a `Db`, in registration order.
+#[derive(Clone, Default)]
+pub(crate) struct Interceptors(pub(crate) Vec<std::sync::Arc<dyn Interceptor>>);
+
+impl std::fmt::Debug for Interceptors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|i| i.name()))
+            .finish()
+    }
+}
+
+#[allow(dead_code)]
+impl Interceptors {
+    /// Whether none is registered.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 impl Shared {

@@ -21,6 +21,8 @@ pub fn meta(entity: &Entity<'_>) -> TokenStream {
     let version = option_usize(entity.column_where(|f| f.attrs.version.is_some()));
     let created_at = option_usize(entity.column_where(|f| f.attrs.created_at.is_some()));
     let updated_at = option_usize(entity.column_where(|f| f.attrs.updated_at.is_some()));
+    let soft_delete = option_usize(entity.column_where(|f| f.attrs.soft_delete.is_some()));
+    let (audit, hooks) = (entity.audit, entity.hooks);
     let relations = entity
         .relations
         .iter()
@@ -41,6 +43,9 @@ pub fn meta(entity: &Entity<'_>) -> TokenStream {
             updated_at: #updated_at,
             relations: &[#(#relations),*],
             cache_ttl: #cache_ttl,
+            soft_delete: #soft_delete,
+            audit: #audit,
+            hooks: #hooks,
         }
     }
 }

@@ -173,6 +173,44 @@ fn entity_impl(entity: &Entity<'_>) -> TokenStream {
     let created: Vec<_> = created.chain(updated.iter().cloned()).collect();
     let (now_created, now_updated) = (now(!created.is_empty()), now(!updated.is_empty()));
 
+    let soft_delete = match entity.fields.iter().find(|f| f.attrs.soft_delete.is_some()) {
+        Some(f) => {
+            let (member, ty) = (f.ident, f.ty);
+            let trait_ = quote_spanned!(ty.span()=> <#ty as #p::SoftDeleteField>);
+            quote! {
+                fn is_soft_deleted(&self) -> bool {
+                    #trait_::is_set(&self.#member)
+                }
+                fn set_soft_deleted(&mut self, at: ::core::option::Option<#p::DateTime<#p::Utc>>) {
+                    #trait_::set(&mut self.#member, at)
+                }
+            }
+        }
+        None => TokenStream::new(),
+    };
+    let hooks = if entity.hooks {
+        let h = quote_spanned!(ident.span()=> <Self as #p::Hooks>);
+        quote! {
+            fn run_before_insert(&mut self) -> ::core::result::Result<(), #p::BoxDynError> {
+                #h::before_insert(self)
+            }
+            fn run_before_update(&mut self) -> ::core::result::Result<(), #p::BoxDynError> {
+                #h::before_update(self)
+            }
+            fn run_before_delete(&self) -> ::core::result::Result<(), #p::BoxDynError> {
+                #h::before_delete(self)
+            }
+            fn run_after_commit(&self, kind: #p::ChangeKind) {
+                #h::after_commit(self, kind)
+            }
+            fn run_after_rollback(&self, kind: #p::ChangeKind) {
+                #h::after_rollback(self, kind)
+            }
+        }
+    } else {
+        TokenStream::new()
+    };
+
     quote! {
         impl #p::Entity for #ident {
             type Key = #key_ty;
@@ -217,6 +255,10 @@ fn entity_impl(entity: &Entity<'_>) -> TokenStream {
                 static CACHE: #p::SqlCache = #p::SqlCache::new();
                 &CACHE
             }
+
+            #soft_delete
+
+            #hooks
         }
     }
 }
@@ -264,6 +306,9 @@ fn stub_entity_impl(entity: &Entity<'_>) -> TokenStream {
                 updated_at: ::core::option::Option::None,
                 relations: &[],
                 cache_ttl: ::core::option::Option::None,
+                soft_delete: ::core::option::Option::None,
+                audit: false,
+                hooks: false,
             };
             fn key(&self) -> Self::Key { #unimplemented }
             fn bind_column<__B: #p::Binder>(&self, _: usize, _: &mut __B) -> #p::Result<()> { #unimplemented }

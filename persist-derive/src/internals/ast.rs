@@ -28,6 +28,10 @@ pub struct Entity<'a> {
     pub relations: Vec<attr::Relation>,
     /// `cache(ttl = "…")` in milliseconds.
     pub cache_ttl_ms: Option<u64>,
+    /// `hooks`: the entity implements `Hooks`.
+    pub hooks: bool,
+    /// `audit`: the entity keeps a history table.
+    pub audit: bool,
     /// The path generated code names persist-core by: `crate = "…"`, else
     /// `::persist_core`. After a bad `crate` value, the stubs name the
     /// default.
@@ -223,6 +227,8 @@ impl<'a> Entity<'a> {
             fields,
             relations,
             cache_ttl_ms: attrs.cache_ttl_ms,
+            hooks: attrs.hooks.is_some(),
+            audit: attrs.audit.is_some(),
             root: attrs.crate_path.unwrap_or_else(default_root),
         })
     }

@@ -26,6 +26,10 @@ pub struct Container {
     pub cache_ttl_ms: Option<u64>,
     /// `crate = "path"`: the path generated code names persist-core by.
     pub crate_path: Option<syn::Path>,
+    /// `hooks`: the entity implements `Hooks`.
+    pub hooks: Flag,
+    /// `audit`: the entity keeps a history table.
+    pub audit: Flag,
 }
 
 /// Which relation a container key declares.
@@ -112,6 +116,8 @@ pub struct Field {
     pub created_at: Flag,
     /// `updated_at`.
     pub updated_at: Flag,
+    /// `soft_delete`.
+    pub soft_delete: Flag,
 }
 
 /// Attributes of a `DbEnum` enum.
@@ -164,6 +170,8 @@ impl Container {
         let mut rename_all = Slot::new(cx, symbol::RENAME_ALL);
         let mut cache = Slot::new(cx, symbol::CACHE);
         let mut krate = Slot::new(cx, symbol::CRATE);
+        let mut hooks = Slot::<Span>::new(cx, symbol::HOOKS);
+        let mut audit = Slot::<Span>::new(cx, symbol::AUDIT);
         let mut relations = Vec::new();
         for_each_meta(cx, attrs, |meta| {
             let kind = if meta.path == symbol::HAS_MANY {
@@ -196,6 +204,10 @@ impl Container {
                 if let Some(path) = crate_path(cx, &meta)? {
                     krate.set(&meta.path, path);
                 }
+            } else if meta.path == symbol::HOOKS {
+                hooks.set_flag(&meta)?;
+            } else if meta.path == symbol::AUDIT {
+                audit.set_flag(&meta)?;
             } else {
                 unknown(cx, &meta, symbol::CONTAINER_KEYS)?;
             }
@@ -207,6 +219,8 @@ impl Container {
             relations,
             cache_ttl_ms: cache.get(),
             crate_path: krate.get(),
+            hooks: hooks.get(),
+            audit: audit.get(),
         }
     }
 }
@@ -224,6 +238,7 @@ impl Field {
         let mut skip = flag(symbol::SKIP);
         let mut created_at = flag(symbol::CREATED_AT);
         let mut updated_at = flag(symbol::UPDATED_AT);
+        let mut soft_delete = flag(symbol::SOFT_DELETE);
         let mut column = Slot::new(cx, symbol::COLUMN);
         let mut references = Slot::new(cx, symbol::REFERENCES);
         let mut default = Slot::new(cx, symbol::DEFAULT);
@@ -239,6 +254,7 @@ impl Field {
                 &mut skip,
                 &mut created_at,
                 &mut updated_at,
+                &mut soft_delete,
             ];
             if let Some(slot) = flags.into_iter().find(|slot| meta.path == slot.name) {
                 slot.set_flag(&meta)?;
@@ -283,6 +299,7 @@ impl Field {
             default: default.get(),
             created_at: created_at.get(),
             updated_at: updated_at.get(),
+            soft_delete: soft_delete.get(),
         }
     }
 
@@ -304,6 +321,7 @@ impl Field {
             (symbol::DEFAULT, lit(&self.default)),
             (symbol::CREATED_AT, self.created_at),
             (symbol::UPDATED_AT, self.updated_at),
+            (symbol::SOFT_DELETE, self.soft_delete),
         ];
         candidates
             .into_iter()

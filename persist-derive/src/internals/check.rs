@@ -20,6 +20,7 @@ const NOT_WITH_JSON: &[Symbol] = &[
     symbol::INDEX,
     symbol::REFERENCES,
     symbol::AUTO_INCREMENT,
+    symbol::SOFT_DELETE,
 ];
 /// The largest composite key persist-core implements `Key` for.
 const MAX_KEY_FIELDS: usize = 4;
@@ -42,6 +43,7 @@ pub fn check_entity(cx: &Ctxt, entity: &Entity<'_>) {
     let mut version_seen = false;
     let mut created_seen = false;
     let mut updated_seen = false;
+    let mut soft_delete_seen = false;
     let mut keys_seen = 0;
     let mut columns: HashMap<&str, &ast::Field<'_>> = HashMap::new();
 
@@ -126,6 +128,23 @@ pub fn check_entity(cx: &Ctxt, entity: &Entity<'_>) {
                 cx.error_at(updated, "only one field can be `updated_at`");
             }
             updated_seen = true;
+        }
+        if let Some(soft) = attrs.soft_delete {
+            if soft_delete_seen {
+                cx.error_at(soft, "only one field can be `soft_delete`");
+            }
+            soft_delete_seen = true;
+            if attrs.primary_key.is_some() || attrs.version.is_some() {
+                cx.error_at(
+                    soft,
+                    "`soft_delete` needs a field of its own: a nullable timestamp such as `deleted_at: Option<DateTime<Utc>>`",
+                );
+            } else if !ast::is_option(field.ty) {
+                cx.error_spanned_by(
+                    field.ty,
+                    "`soft_delete` needs an `Option` of a timestamp: `Option<DateTime<Utc>>` or `Option<NaiveDateTime>`",
+                );
+            }
         }
 
         if let Some(first) = columns.insert(&field.column, field) {

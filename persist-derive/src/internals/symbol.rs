@@ -26,6 +26,8 @@ pub const TO: Symbol = Symbol("to");
 pub const THROUGH: Symbol = Symbol("through");
 pub const ON_DELETE: Symbol = Symbol("on_delete");
 pub const CACHE: Symbol = Symbol("cache");
+pub const HOOKS: Symbol = Symbol("hooks");
+pub const AUDIT: Symbol = Symbol("audit");
 pub const TTL: Symbol = Symbol("ttl");
 
 // Field keys.
@@ -41,6 +43,7 @@ pub const SKIP: Symbol = Symbol("skip");
 pub const DEFAULT: Symbol = Symbol("default");
 pub const CREATED_AT: Symbol = Symbol("created_at");
 pub const UPDATED_AT: Symbol = Symbol("updated_at");
+pub const SOFT_DELETE: Symbol = Symbol("soft_delete");
 
 // Enum variant keys.
 pub const RENAME: Symbol = Symbol("rename");
@@ -58,6 +61,8 @@ pub const CONTAINER_KEYS: &[Symbol] = &[
     HAS_ONE,
     MANY_TO_MANY,
     CACHE,
+    HOOKS,
+    AUDIT,
     CRATE,
 ];
 
@@ -81,6 +86,7 @@ pub const FIELD_KEYS: &[Symbol] = &[
     DEFAULT,
     CREATED_AT,
     UPDATED_AT,
+    SOFT_DELETE,
 ];
 
 /// Keys accepted on a `DbEnum` enum.
