@@ -26,7 +26,7 @@ use sea_query::{
 
 use crate::backend::{Driver, dispatch};
 use crate::error::{Error, Result};
-use crate::model::entity::Entity;
+use crate::model::entity::{ChangeKind, Entity};
 use crate::model::value::{Field, SqlType};
 use crate::query::column::{Column, Filter};
 use crate::query::expr::ColumnExpr;
@@ -124,8 +124,15 @@ fn build(b: Backend, q: &impl QueryStatementWriter) -> (String, sea_query::Value
     }
 }
 
-/// Runs a bulk statement after the autoflush and returns the rows affected.
-async fn execute<E: Entity>(s: &Session, sql: String, values: sea_query::Values) -> Result<u64> {
+/// Runs a bulk statement after the interceptors and the autoflush and
+/// returns the rows affected.
+async fn execute<E: Entity>(
+    s: &Session,
+    change: (ChangeKind, Vec<&'static str>),
+    sql: String,
+    values: sea_query::Values,
+) -> Result<u64> {
+    let recorded = s.before_bulk::<E>(change.0, change.1, &sql)?;
     let sql: Arc<str> = Arc::from(sql);
     let mut guard = s.lock().await?;
     let tx = guard.conn.as_mut().ok_or(Error::SessionClosed)?;
@@ -138,6 +145,9 @@ async fn execute<E: Entity>(s: &Session, sql: String, values: sea_query::Values)
     // A failed write fails the session, as a failed flush does.
     let done = s.fail_on_error(&mut guard, out).await?;
     drop(guard);
+    if let Some(set) = recorded {
+        s.record_changes(set);
+    }
     s.after_bulk_write::<E>();
     Ok(done.rows_affected)
 }
@@ -225,7 +235,12 @@ impl<'s, E: Entity> UpdateAll<'s, E> {
         }
         q.cond_where(self.cond);
         let (sql, values) = build(self.session.backend(), &q);
-        execute::<E>(self.session, sql, values).await
+        let cols = self
+            .sets
+            .iter()
+            .map(|(i, _)| meta.columns[*i].name)
+            .collect();
+        execute::<E>(self.session, (ChangeKind::Update, cols), sql, values).await
     }
 }
 
@@ -245,7 +260,7 @@ impl<'s, E: Entity> DeleteAll<'s, E> {
         q.from_table(Alias::new(E::META.table));
         q.cond_where(self.cond);
         let (sql, values) = build(self.session.backend(), &q);
-        execute::<E>(self.session, sql, values).await
+        execute::<E>(self.session, (ChangeKind::Delete, Vec::new()), sql, values).await
     }
 }
 

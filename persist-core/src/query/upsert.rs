@@ -149,6 +149,7 @@ impl<'s, E: Entity> Upsert<'s, E> {
         }
         let mut value = self.value;
         prepare_insert(std::slice::from_mut(&mut value));
+        s.before_immediate(std::slice::from_mut(&mut value))?;
         let b = s.backend();
         let mut next = meta.insert_columns().count() + 1;
         let sets: Vec<(usize, String)> = self
@@ -228,6 +229,7 @@ impl<'s, E: Entity> Upsert<'s, E> {
             None => value,
         };
         drop(guard);
+        s.after_immediate(std::slice::from_ref(&row));
         s.cache_wrote(meta, vec![format!("{:?}", row.key())], false);
         let mut uow = s.uow();
         uow.detach::<E>(&row.key());

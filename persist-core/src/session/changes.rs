@@ -3,16 +3,14 @@
 //! [`Interceptor`] trait registered with
 //! [`DbBuilder::interceptor`](crate::db::DbBuilder::interceptor).
 
-// Wired into the flush by the next change.
-#![allow(dead_code)]
-
 use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::error::{BoxDynError, Result};
+use crate::error::{BoxDynError, Error, Result};
 use crate::model::entity::{ChangeKind, Entity, EntityMeta};
 use crate::session::Session;
+use crate::session::flush::{self, PlanOps};
 
 /// Where a change came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -335,5 +333,201 @@ impl<'a> Flush<'a> {
         self.session.delete(value)?;
         self.added += 1;
         Ok(())
+    }
+}
+
+/// The error of a `before_*` hook that refused a change.
+pub(crate) fn vetoed(hook: &str, entity: &str, source: BoxDynError) -> Error {
+    Error::Vetoed {
+        by: format!("{hook} of {entity}"),
+        source,
+    }
+}
+
+/// Rows written at once (`insert`, `insert_many`, `upsert`) as changes.
+fn immediate<E: Entity>(values: &[E]) -> ChangeSet {
+    ChangeSet::new(
+        values
+            .iter()
+            .map(|v| {
+                Change::row::<E>(
+                    ChangeKind::Insert,
+                    Origin::Immediate,
+                    &v.key(),
+                    Vec::new(),
+                    Some(v.clone()),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// The changes of `plans` in write order: inserts and updates parents
+/// first, then deletes children first. With `hooked_only`, only those of
+/// entities with hooks (what their after-commit hooks need).
+fn describe(plans: &[Box<dyn PlanOps>], hooked_only: bool) -> Result<ChangeSet> {
+    let mut out = Vec::new();
+    let wanted = |p: &dyn PlanOps| !hooked_only || p.meta().hooks;
+    for p in plans.iter().filter(|p| wanted(p.as_ref())) {
+        p.describe(false, &mut out)?;
+    }
+    for p in plans.iter().rev().filter(|p| wanted(p.as_ref())) {
+        p.describe(true, &mut out)?;
+    }
+    Ok(ChangeSet::new(out))
+}
+
+impl Session {
+    /// Whether an interceptor is registered on the session's `Db`.
+    pub(crate) fn intercepts(&self) -> bool {
+        !self.inner.db.interceptors.is_empty()
+    }
+
+    /// Before a flush writes: the interceptors see its changes (and may add
+    /// some, which re-plans it), then the entity hooks run in write order.
+    /// Answers the changes to record for the after-commit notifications
+    /// (`None` when nobody listens), or the veto.
+    pub(crate) fn before_writing(
+        &self,
+        plans: &mut Vec<Box<dyn PlanOps>>,
+    ) -> Result<Option<ChangeSet>> {
+        let intercepts = self.intercepts();
+        if intercepts {
+            let set = describe(plans, false)?;
+            if self.intercept(&set)? {
+                *plans = flush::plans(&self.uow())?;
+            }
+        }
+        let hooks = plans.iter().any(|p| p.meta().hooks);
+        if hooks {
+            for p in plans.iter_mut().filter(|p| p.meta().hooks) {
+                p.run_hooks(false)?;
+            }
+            for p in plans.iter_mut().rev().filter(|p| p.meta().hooks) {
+                p.run_hooks(true)?;
+            }
+        }
+        if intercepts || hooks {
+            Ok(Some(describe(plans, !intercepts)?))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Shows `set` to every interceptor, in registration order; answers
+    /// whether they registered changes, or the first veto.
+    pub(crate) fn intercept(&self, set: &ChangeSet) -> Result<bool> {
+        let mut flush = Flush::new(self, set);
+        for i in &self.inner.db.interceptors.0 {
+            i.before_flush(&mut flush).map_err(|source| Error::Vetoed {
+                by: format!("interceptor {}", i.name()),
+                source,
+            })?;
+        }
+        Ok(flush.added())
+    }
+
+    /// Before rows are inserted at once (`insert`, `insert_many`,
+    /// `upsert`): their `before_insert` hooks, then the interceptors.
+    /// Changes an interceptor registers are written by the autoflush
+    /// before the insert.
+    pub(crate) fn before_immediate<E: Entity>(&self, values: &mut [E]) -> Result<()> {
+        if E::META.hooks {
+            for v in values.iter_mut() {
+                v.run_before_insert()
+                    .map_err(|e| vetoed("before_insert", E::META.name, e))?;
+            }
+        }
+        if self.intercepts() {
+            self.intercept(&immediate(values))?;
+        }
+        Ok(())
+    }
+
+    /// After rows were inserted at once: recorded for the end of the
+    /// transaction, if anyone listens.
+    pub(crate) fn after_immediate<E: Entity>(&self, values: &[E]) {
+        if E::META.hooks || self.intercepts() {
+            self.record_changes(immediate(values));
+        }
+    }
+
+    /// Before a bulk write of `E` runs (its statement `sql`, whose `WHERE`
+    /// clause is the filter): the interceptors see it, with the cascades a
+    /// delete sets off. Changes they register are written by the autoflush
+    /// before the statement. Answers the changes to record once it ran.
+    pub(crate) fn before_bulk<E: Entity>(
+        &self,
+        kind: ChangeKind,
+        columns: Vec<&'static str>,
+        sql: &str,
+    ) -> Result<Option<ChangeSet>> {
+        if !self.intercepts() {
+            return Ok(None);
+        }
+        // (An empty filter renders as `WHERE TRUE`.)
+        let filter = sql
+            .split_once(" WHERE ")
+            .map(|(_, w)| w.trim())
+            .filter(|w| !w.eq_ignore_ascii_case("TRUE"))
+            .unwrap_or_default()
+            .to_owned();
+        let mut out = vec![Change::rows(
+            E::META,
+            kind,
+            Origin::Bulk { filter },
+            columns,
+        )];
+        if kind == ChangeKind::Delete {
+            flush::describe_cascades(E::META, &mut out);
+        }
+        let set = ChangeSet::new(out);
+        self.intercept(&set)?;
+        Ok(Some(set))
+    }
+
+    /// Keeps written changes for the end of the transaction.
+    pub(crate) fn record_changes(&self, set: ChangeSet) {
+        if !set.is_empty() {
+            self.changes_lock().extend(set);
+        }
+    }
+
+    fn changes_lock(&self) -> std::sync::MutexGuard<'_, ChangeSet> {
+        self.inner.changes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Forgets (and answers) the transaction's recorded changes.
+    pub(crate) fn take_changes(&self) -> ChangeSet {
+        std::mem::take(&mut *self.changes_lock())
+    }
+
+    /// Number of changes recorded so far (a savepoint's mark).
+    pub(crate) fn changes_recorded(&self) -> usize {
+        self.changes_lock().len()
+    }
+
+    /// Forgets the changes recorded after a savepoint rolled back to.
+    pub(crate) fn changes_rolled_back_to(&self, mark: usize) {
+        self.changes_lock().truncate(mark);
+    }
+
+    /// The transaction ended: tells the entity hooks and the interceptors
+    /// what it wrote, and whether it committed.
+    pub(crate) fn changes_ended(&self, committed: bool) {
+        let set = self.take_changes();
+        if set.is_empty() {
+            return;
+        }
+        for c in &set {
+            c.notify_entity(committed);
+        }
+        for i in &self.inner.db.interceptors.0 {
+            if committed {
+                i.after_commit(&set);
+            } else {
+                i.after_rollback(&set);
+            }
+        }
     }
 }

@@ -12,7 +12,8 @@ use futures_core::future::BoxFuture;
 
 use crate::backend::{AnyConn, Driver, dispatch};
 use crate::error::{Error, Result};
-use crate::model::entity::{Entity, EntityMeta, Key};
+use crate::model::entity::{ChangeKind, Entity, EntityMeta, Key, OnDelete};
+use crate::session::changes::{Change, Origin, vetoed};
 use crate::session::uow::{
     AnyTable, Captured, EntryState, Table, Uow, capture_column, changed_columns,
 };
@@ -50,6 +51,13 @@ pub(crate) trait PlanOps: Send {
     /// The inserted rows (key text, encoded row), for the shared cache to
     /// take after commit.
     fn inserted_rows(&self) -> Vec<(String, Vec<u8>)>;
+    /// Runs the entity's `before_insert` / `before_update` hooks on the
+    /// rows to write (or, with `deletes`, `before_delete` on the rows to
+    /// delete), in write order. A hook's error is the flush's veto.
+    fn run_hooks(&mut self, deletes: bool) -> Result<()>;
+    /// Appends the plan's changes (inserts and updates, or with `deletes`
+    /// the deletes and the cascades they set off), in write order.
+    fn describe(&self, deletes: bool, out: &mut Vec<Change>) -> Result<()>;
 }
 
 struct Insert<E: Entity> {
@@ -76,6 +84,9 @@ struct Delete<E: Entity> {
     expected: Option<i64>,
     /// The foreign-key value of a self-referencing table, for ordering.
     parent: Option<String>,
+    /// The row as the session holds it (`None` for a delete by key of a
+    /// row it never held): what `before_delete` and interceptors see.
+    value: Option<E>,
 }
 
 /// A row to insert, once the plan is ordered: its value lives in
@@ -139,6 +150,7 @@ pub(crate) fn plan_table<E: Entity>(t: &Table<E>) -> Result<Option<Box<dyn PlanO
                 seq: e.seq,
                 expected: if e.check_version { e.expected } else { None },
                 parent: None,
+                value: Some(e.snapshot().unwrap_or(&e.current).clone()),
             }),
         }
     }
@@ -157,6 +169,7 @@ pub(crate) fn plan_table<E: Entity>(t: &Table<E>) -> Result<Option<Box<dyn PlanO
             seq: *seq,
             expected: None,
             parent: None,
+            value: None,
         });
     }
     if inserts.is_empty() && updates.is_empty() && deletes.is_empty() {
@@ -421,6 +434,82 @@ impl<E: Entity> PlanOps for TablePlan<E> {
             .collect()
     }
 
+    fn run_hooks(&mut self, deletes: bool) -> Result<()> {
+        let name = E::META.name;
+        if deletes {
+            for v in self.deletes.iter().filter_map(|d| d.value.as_ref()) {
+                v.run_before_delete()
+                    .map_err(|e| vetoed("before_delete", name, e))?;
+            }
+            return Ok(());
+        }
+        for v in &mut self.values {
+            v.run_before_insert()
+                .map_err(|e| vetoed("before_insert", name, e))?;
+        }
+        for u in &mut self.updates {
+            // Only a row with columns to send is updated.
+            let changes = match &u.snapshot {
+                Some(snap) => !changed_columns(snap, &u.value, false)?.is_empty(),
+                None => true,
+            };
+            if changes {
+                u.value
+                    .run_before_update()
+                    .map_err(|e| vetoed("before_update", name, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn describe(&self, deletes: bool, out: &mut Vec<Change>) -> Result<()> {
+        let meta = E::META;
+        let names = |cols: Vec<usize>| -> Vec<&'static str> {
+            cols.into_iter().map(|i| meta.columns[i].name).collect()
+        };
+        if deletes {
+            for d in &self.deletes {
+                out.push(Change::row::<E>(
+                    ChangeKind::Delete,
+                    Origin::Registered,
+                    &d.key,
+                    Vec::new(),
+                    d.value.clone(),
+                ));
+            }
+            if !self.deletes.is_empty() {
+                describe_cascades(meta, out);
+            }
+            return Ok(());
+        }
+        for v in &self.values {
+            out.push(Change::row::<E>(
+                ChangeKind::Insert,
+                Origin::Registered,
+                &v.key(),
+                Vec::new(),
+                Some(v.clone()),
+            ));
+        }
+        for u in &self.updates {
+            let cols = match &u.snapshot {
+                Some(snap) => changed_columns(snap, &u.value, false)?,
+                None => meta.update_columns().collect(),
+            };
+            if cols.is_empty() {
+                continue;
+            }
+            out.push(Change::row::<E>(
+                ChangeKind::Update,
+                Origin::Registered,
+                &u.key,
+                names(cols),
+                Some(u.value.clone()),
+            ));
+        }
+        Ok(())
+    }
+
     fn deleted_keys(&self) -> Vec<String> {
         if E::META.primary_key.len() != 1 {
             return Vec::new();
@@ -550,6 +639,32 @@ fn mark_written<E: Entity>(e: &mut crate::session::uow::Entry<E>, rev: u64, writ
             e.state = EntryState::Dirty;
         }
         e.snapshot = Some(written);
+    }
+}
+
+/// Appends what deleting rows of `meta` does to the rows referencing them:
+/// the database deletes them (`on_delete = "cascade"`) or nulls their
+/// foreign key (`"set_null"`).
+pub(crate) fn describe_cascades(meta: &'static EntityMeta, out: &mut Vec<Change>) {
+    for r in meta.relations {
+        let child = r.fk_owner();
+        let column = child.columns[r.by].name;
+        let origin = Origin::Cascade {
+            parent: meta.table,
+            column,
+        };
+        match r.on_delete {
+            OnDelete::Cascade => {
+                out.push(Change::rows(child, ChangeKind::Delete, origin, Vec::new()))
+            }
+            OnDelete::SetNull => out.push(Change::rows(
+                child,
+                ChangeKind::Update,
+                origin,
+                vec![column],
+            )),
+            _ => {}
+        }
     }
 }
 

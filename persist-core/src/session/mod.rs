@@ -89,7 +89,11 @@ pub(crate) struct Inner {
     uow: SyncMutex<Uow>,
     /// Open savepoints (index 0 = depth 2): each one's id and the
     /// unit-of-work snapshot and cache mark it took.
-    savepoints: SyncMutex<Vec<(u64, Uow, tx_cache::CacheMark)>>,
+    savepoints: SyncMutex<Vec<SavepointMark>>,
+    /// What the open transaction wrote, for the after-commit and
+    /// after-rollback notifications (kept only when an interceptor is
+    /// registered or an entity has hooks).
+    changes: SyncMutex<changes::ChangeSet>,
     failed: AtomicBool,
     pub(crate) streaming: AtomicBool,
     autoflush: AtomicBool,
@@ -146,6 +150,10 @@ impl Drop for ConnSlot {
     }
 }
 
+/// What a savepoint remembers: its id, the unit of work, the cache's mark
+/// and the number of changes recorded, as they were when it was set.
+pub(crate) type SavepointMark = (u64, Uow, tx_cache::CacheMark, usize);
+
 /// Ids of sessions, unique in the process.
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
@@ -168,6 +176,7 @@ impl Session {
                 })),
                 uow: SyncMutex::new(Uow::new(identity_map, limit)),
                 savepoints: SyncMutex::new(Vec::new()),
+                changes: SyncMutex::new(changes::ChangeSet::default()),
                 failed: AtomicBool::new(false),
                 streaming: AtomicBool::new(false),
                 autoflush: AtomicBool::new(true),
@@ -385,6 +394,8 @@ impl Session {
         }
         let wrote = self.inner.wrote.load(Ordering::Acquire);
         self.end_transaction(guard, true);
+        // A cut commit may or may not have committed: nobody is told.
+        self.take_changes();
         self.inner.pending.store(0, Ordering::Release);
         self.cache_discard();
         self.savepoint_stack().clear();
@@ -425,6 +436,14 @@ impl Session {
         };
         self.one_statement_only("writing registered changes")?;
         self.will_write()?;
+        let recorded = match self.before_writing(&mut plans) {
+            Ok(recorded) => recorded,
+            Err(Error::Vetoed { by, source }) => return Err(Error::Vetoed { by, source }),
+            Err(e) => {
+                self.fail(guard).await;
+                return Err(e);
+            }
+        };
         // One step from the first statement to the unit of work's update: a
         // flush cut between two statements wrote some rows the unit of work
         // does not know of.
@@ -445,6 +464,9 @@ impl Session {
             self.note_error(&e);
             self.fail(guard).await;
             return Err(e);
+        }
+        if let Some(changes) = recorded {
+            self.record_changes(changes);
         }
         let mut uow = self.uow();
         for p in &plans {
@@ -476,6 +498,7 @@ impl Session {
         self.inner.failed.store(true, Ordering::Release);
         self.unchecked().clear();
         let _ = self.rollback_connection(guard).await;
+        self.changes_ended(false);
         self.cache_discard();
         self.savepoint_stack().clear();
     }
@@ -575,10 +598,12 @@ impl Session {
             self.note_error(e);
             let _ = self.rollback_connection(&mut guard).await;
             self.cache_discard();
+            self.changes_ended(false);
         } else {
             // The cache learns of the changes before `commit()` returns.
             self.step(self.cache_after_commit(fence.changes())).await;
             self.end_transaction(&mut guard, false);
+            self.changes_ended(true);
         }
         fence.disarm();
         self.uow().clear();
@@ -596,6 +621,7 @@ impl Session {
         // A cut operation's connection is discarded: nothing more to undo.
         let _ = self.recover(&mut guard);
         let outcome = self.rollback_connection(&mut guard).await;
+        self.changes_ended(false);
         self.cache_discard();
         self.uow().clear();
         self.savepoint_stack().clear();
@@ -603,7 +629,7 @@ impl Session {
         outcome
     }
 
-    fn savepoint_stack(&self) -> MutexGuard<'_, Vec<(u64, Uow, tx_cache::CacheMark)>> {
+    fn savepoint_stack(&self) -> MutexGuard<'_, Vec<SavepointMark>> {
         self.inner
             .savepoints
             .lock()

@@ -349,6 +349,7 @@ impl Session {
         }
         let mut values = values;
         prepare_insert(&mut values);
+        self.before_immediate(&mut values)?;
         let mut guard = self.lock().await?;
         let tx = guard.conn.as_mut().ok_or(Error::SessionClosed)?;
         self.will_write()?;
@@ -356,6 +357,7 @@ impl Session {
         // session does not know of.
         let out = self.step(insert_rows(self, tx, &mut values)).await;
         self.fail_on_error(&mut guard, out).await?;
+        self.after_immediate(&values);
         self.cache_wrote(E::META, Vec::new(), false);
         if self.caches(E::META) {
             let rows = values

@@ -53,9 +53,10 @@ impl Session {
         let depth = depth?;
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let cache_mark = self.cache_savepoint();
+        let changes = self.changes_recorded();
         let mut stack = self.savepoint_stack();
         stack.truncate(depth.saturating_sub(2));
-        stack.push((id, snapshot, cache_mark));
+        stack.push((id, snapshot, cache_mark, changes));
         Ok(Savepoint {
             session: self.clone(),
             depth,
@@ -73,7 +74,7 @@ impl Savepoint {
             .session
             .savepoint_stack()
             .get(self.depth.wrapping_sub(2))
-            .is_some_and(|(id, _, _)| *id == self.id);
+            .is_some_and(|(id, ..)| *id == self.id);
         if open {
             Ok(())
         } else {
@@ -111,11 +112,12 @@ impl Savepoint {
         rolled?;
         let mut stack = s.savepoint_stack();
         let index = target - 2;
-        if let Some((_, snapshot, cache_mark)) = stack.get(index).cloned() {
+        if let Some((_, snapshot, cache_mark, changes)) = stack.get(index).cloned() {
             *s.uow() = snapshot;
             // What the cache would have been told of the rolled-back
-            // writes is forgotten with them.
+            // writes is forgotten with them, and so are their changes.
             s.cache_rollback_to(cache_mark);
+            s.changes_rolled_back_to(changes);
         }
         stack.truncate(index);
         Ok(())

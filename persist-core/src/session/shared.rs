@@ -42,7 +42,6 @@ pub(crate) struct Shared {
     /// The longest [`Db::close`](crate::db::Db::close) waits for connections.
     pub(crate) close_timeout: Duration,
     /// Session interceptors, in registration order.
-    #[allow(dead_code)]
     pub(crate) interceptors: Interceptors,
 }
 
@@ -58,7 +57,6 @@ impl std::fmt::Debug for Interceptors {
     }
 }
 
-#[allow(dead_code)]
 impl Interceptors {
     /// Whether none is registered.
     pub(crate) fn is_empty(&self) -> bool {

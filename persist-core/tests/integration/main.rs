@@ -11,6 +11,7 @@ mod custom_types;
 mod errors;
 mod faults;
 mod guarantees;
+mod hooks;
 mod identity;
 mod joins;
 mod loaders;
@@ -32,6 +33,15 @@ mod uow;
 mod versioning;
 
 suite! {
+    hooks: [
+        hooks_run_once_per_change_in_flush_order,
+        hook_veto_writes_nothing,
+        after_rollback_is_told_what_was_written,
+        interceptor_sees_changes_bulk_writes_and_cascades,
+        interceptor_adds_rows_to_the_same_flush,
+        interceptor_veto_writes_nothing,
+        cut_commit_with_hooks_and_interceptor_at_every_poll,
+    ],
     shop: [
         app_error_rolls_back_and_comes_out,
         app_error_after_a_stale_row_is_retried,
