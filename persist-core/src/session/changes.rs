@@ -135,7 +135,9 @@ impl Change {
     }
 
     /// The row's primary key, formatted with `Debug` (`None` for a bulk
-    /// write or a cascade).
+    /// write or a cascade). Before the write (as `before_flush` sees it), a
+    /// key the database generates is not known yet and shows as the row
+    /// holds it (`0`); the changes `after_commit` gets have it.
     pub fn key(&self) -> Option<&str> {
         self.key.as_deref()
     }
@@ -385,12 +387,9 @@ impl Session {
 
     /// Before a flush writes: the interceptors see its changes (and may add
     /// some, which re-plans it), then the entity hooks run in write order.
-    /// Answers the changes to record for the after-commit notifications
-    /// (`None` when nobody listens), or the veto.
-    pub(crate) fn before_writing(
-        &self,
-        plans: &mut Vec<Box<dyn PlanOps>>,
-    ) -> Result<Option<ChangeSet>> {
+    /// Answers whether anyone listens to the transaction's changes (then
+    /// [`Session::written`] records them once written), or the veto.
+    pub(crate) fn before_writing(&self, plans: &mut Vec<Box<dyn PlanOps>>) -> Result<bool> {
         let intercepts = self.intercepts();
         if intercepts {
             let set = describe(plans, false)?;
@@ -407,11 +406,15 @@ impl Session {
                 p.run_hooks(true)?;
             }
         }
-        if intercepts || hooks {
-            Ok(Some(describe(plans, !intercepts)?))
-        } else {
-            Ok(None)
-        }
+        Ok(intercepts || hooks)
+    }
+
+    /// After a flush wrote `plans`: their changes (with the keys the
+    /// database generated) are kept for the end of the transaction.
+    pub(crate) fn written(&self, plans: &[Box<dyn PlanOps>]) -> Result<()> {
+        let set = describe(plans, !self.intercepts())?;
+        self.record_changes(set);
+        Ok(())
     }
 
     /// Shows `set` to every interceptor, in registration order; answers

@@ -436,7 +436,7 @@ impl Session {
         };
         self.one_statement_only("writing registered changes")?;
         self.will_write()?;
-        let recorded = match self.before_writing(&mut plans) {
+        let listened = match self.before_writing(&mut plans) {
             Ok(recorded) => recorded,
             Err(Error::Vetoed { by, source }) => return Err(Error::Vetoed { by, source }),
             Err(e) => {
@@ -465,8 +465,9 @@ impl Session {
             self.fail(guard).await;
             return Err(e);
         }
-        if let Some(changes) = recorded {
-            self.record_changes(changes);
+        if listened {
+            // (Describing rows cannot fail once they were bound.)
+            let _ = self.written(&plans);
         }
         let mut uow = self.uow();
         for p in &plans {
