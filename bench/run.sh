@@ -9,7 +9,8 @@
 # and Redis (127.0.0.1:6379).
 #
 # Environment:
-#   BENCHES="anchors"           run only these benches (default: cache anchors)
+#   BENCHES="anchors"           run only these benches (default: cache anchors;
+#                               also: uow, audit — history and interceptors)
 #   BENCH_OUT=DIR               where the report goes (default: the repository root)
 #   WARM_UP=0.5 MEASURE=2       criterion's warm-up and measurement time per
 #                               benchmark, in seconds (with WARM_UP=1 the suite
@@ -101,6 +102,11 @@ ratios = [(f"sessions/{op}/{a}", f"sessions/{op}/{b}", goal)
 ratios += [(f"layer/{b}/{a}", f"layer/{b}/raw_sqlx", None)
            for b in ("postgres", "sqlite") for a in ("persist_find", "persist_find_ro")]
 ratios += [("layer/no_db/persist_layer", "layer/no_db/plain", None)]
+# History and interceptors (benches/audit.rs): audit at most 1.5x the plain
+# write on PostgreSQL; an empty interceptor list costs nothing measurable.
+ratios += [(f"audit/{b}/{w}/{a}", f"audit/{b}/{w}/plain", 1.5 if (a, b) == ("audit", "postgres") else None)
+           for b in ("postgres", "sqlite") for w in ("insert_1000", "uow_update_1000")
+           for a in ("audit", "noop-interceptor")]
 printed = False
 for a, b, goal in ratios:
     if a in med and b in med:
