@@ -107,6 +107,10 @@ pub trait Entity: Clone + Send + Sync + Unpin + 'static {
 /// `after_commit` and `after_rollback` are notifications, once per change
 /// the transaction wrote, after the commit (or the rollback) is done; they
 /// cannot run SQL or fail.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` declares #[persist(hooks)] but does not implement `Hooks`",
+    label = "add `impl persist_core::model::Hooks for {Self}` (every method is optional)"
+)]
 pub trait Hooks {
     /// Before the row is inserted.
     fn before_insert(&mut self) -> std::result::Result<(), BoxDynError> {
