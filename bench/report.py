@@ -461,6 +461,10 @@ if arg("--note"):
 web = pathlib.Path(__file__).resolve().parent / "web-bench" / "FIGURES.md"
 if web.exists():
     md.append(web.read_text())
+# So are the history and interceptor figures (benches/audit.rs).
+audit = pathlib.Path(__file__).resolve().parent / "persist-bench" / "AUDIT.md"
+if audit.exists():
+    md.append(audit.read_text())
 (OUT / "BENCHMARKS.md").write_text("\n".join(md))
 print(f"wrote {OUT / 'BENCHMARKS.md'}, {OUT / 'BENCHMARKS.csv'} and {len(plots)} plots "
       f"({len(rows)} figures)")
