@@ -72,6 +72,10 @@ pub struct ErrorsDoctests;
 #[doc = include_str!("../../docs/reference/raw.md")]
 pub struct RawDoctests;
 
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/reference/history.md")]
+pub struct HistoryDoctests;
+
 /// Re-export of sqlx, for migrations (`persist_core::sqlx::migrate!`) and
 /// raw SQL.
 pub use sqlx;

@@ -26,11 +26,12 @@ use sea_query::{
 
 use crate::backend::{Driver, dispatch};
 use crate::error::{Error, Result};
-use crate::model::entity::Entity;
+use crate::model::entity::{ChangeKind, Entity};
 use crate::model::value::{Field, SqlType};
 use crate::query::column::{Column, Filter};
 use crate::query::expr::ColumnExpr;
 use crate::session::Session;
+use crate::session::audit;
 use crate::sql::Backend;
 
 /// `UPDATE` of every row of `E` matching the filters; made by
@@ -125,16 +126,53 @@ fn build(b: Backend, q: &impl QueryStatementWriter) -> (String, sea_query::Value
 }
 
 /// Runs a bulk statement after the autoflush and returns the rows affected.
-async fn execute<E: Entity>(s: &Session, sql: String, values: sea_query::Values) -> Result<u64> {
+///
+/// For an entity whose writes keep history (`#[persist(audit)]`, or an
+/// audited child the database deletes or nulls with the rows), `kind` says
+/// what the statement does to the rows matching `cond`, and the same step
+/// selects their keys first (locked where the backend has row locks) and
+/// records them: after the statement for an update (or a soft delete),
+/// before it for a delete (with the children the database will delete).
+/// A row a concurrent transaction inserts between the key select and the
+/// statement (under `READ COMMITTED`) would be written without history.
+async fn execute<E: Entity>(
+    s: &Session,
+    sql: String,
+    values: sea_query::Values,
+    kind: ChangeKind,
+    cond: Cond,
+) -> Result<u64> {
     let sql: Arc<str> = Arc::from(sql);
+    let meta = E::META;
+    let audited = meta.audit || (kind == ChangeKind::Delete && audit::touches_history(meta));
+    if audited {
+        audit::needs_transaction(s, meta)?;
+    }
     let mut guard = s.lock().await?;
     let tx = guard.conn.as_mut().ok_or(Error::SessionClosed)?;
     s.will_write()?;
-    let out = dispatch!(tx, |c, DB| {
-        let args = DB::args_from_values(values);
-        s.run(Some(E::META), &sql, DB::execute(c, sql.clone(), args))
-            .await
-    });
+    let out = s
+        .step(async {
+            let keys = if audited {
+                audit::matching_keys(s, tx, meta, cond).await?
+            } else {
+                Vec::new()
+            };
+            let before = kind == ChangeKind::Delete && meta.soft_delete.is_none();
+            if before {
+                audit::record_deletes(s, tx, meta, keys.clone()).await?;
+            }
+            let done = dispatch!(&mut *tx, |c, DB| {
+                let args = DB::args_from_values(values);
+                s.run(Some(meta), &sql, DB::execute(c, sql.clone(), args))
+                    .await?
+            });
+            if !before {
+                audit::record(s, tx, meta, kind, audit::Rows::Keys(keys)).await?;
+            }
+            Ok(done)
+        })
+        .await;
     // A failed write fails the session, as a failed flush does.
     let done = s.fail_on_error(&mut guard, out).await?;
     drop(guard);
@@ -223,9 +261,9 @@ impl<'s, E: Entity> UpdateAll<'s, E> {
             .map_err(|e| Error::encode(meta.columns[u].name, e))?;
             q.value(Alias::new(meta.columns[u].name), v);
         }
-        q.cond_where(self.cond);
+        q.cond_where(self.cond.clone());
         let (sql, values) = build(self.session.backend(), &q);
-        execute::<E>(self.session, sql, values).await
+        execute::<E>(self.session, sql, values, ChangeKind::Update, self.cond).await
     }
 }
 
@@ -243,9 +281,9 @@ impl<'s, E: Entity> DeleteAll<'s, E> {
         }
         let mut q = sea_query::Query::delete();
         q.from_table(Alias::new(E::META.table));
-        q.cond_where(self.cond);
+        q.cond_where(self.cond.clone());
         let (sql, values) = build(self.session.backend(), &q);
-        execute::<E>(self.session, sql, values).await
+        execute::<E>(self.session, sql, values, ChangeKind::Delete, self.cond).await
     }
 }
 
