@@ -31,6 +31,7 @@ use crate::model::value::{Field, SqlType};
 use crate::query::column::{Column, Filter};
 use crate::query::expr::ColumnExpr;
 use crate::session::Session;
+use crate::session::audit;
 use crate::sql::Backend;
 
 /// `UPDATE` of every row of `E` matching the filters; made by
@@ -125,23 +126,56 @@ fn build(b: Backend, q: &impl QueryStatementWriter) -> (String, sea_query::Value
 }
 
 /// Runs a bulk statement after the interceptors and the autoflush and
-/// returns the rows affected.
+/// returns the rows affected. `columns` are the columns an update sets
+/// (what interceptors are shown).
+///
+/// For an entity whose writes keep history (`#[persist(audit)]`, or an
+/// audited child the database deletes or nulls with the rows), `kind` says
+/// what the statement does to the rows matching `cond`, and the same step
+/// selects their keys first (locked where the backend has row locks) and
+/// records them: after the statement for an update (or a soft delete),
+/// before it for a delete (with the children the database will delete).
+/// A row a concurrent transaction inserts between the key select and the
+/// statement (under `READ COMMITTED`) would be written without history.
 async fn execute<E: Entity>(
     s: &Session,
-    change: (ChangeKind, Vec<&'static str>),
     sql: String,
     values: sea_query::Values,
+    (kind, columns): (ChangeKind, Vec<&'static str>),
+    cond: Cond,
 ) -> Result<u64> {
-    let recorded = s.before_bulk::<E>(change.0, change.1, &sql)?;
+    let recorded = s.before_bulk::<E>(kind, columns, &sql)?;
     let sql: Arc<str> = Arc::from(sql);
+    let meta = E::META;
+    let audited = meta.audit || (kind == ChangeKind::Delete && audit::touches_history(meta));
+    if audited {
+        audit::needs_transaction(s, meta)?;
+    }
     let mut guard = s.lock().await?;
     let tx = guard.conn.as_mut().ok_or(Error::SessionClosed)?;
     s.will_write()?;
-    let out = dispatch!(tx, |c, DB| {
-        let args = DB::args_from_values(values);
-        s.run(Some(E::META), &sql, DB::execute(c, sql.clone(), args))
-            .await
-    });
+    let out = s
+        .step(async {
+            let keys = if audited {
+                audit::matching_keys(s, tx, meta, cond).await?
+            } else {
+                Vec::new()
+            };
+            let before = kind == ChangeKind::Delete && meta.soft_delete.is_none();
+            if before {
+                audit::record_deletes(s, tx, meta, keys.clone()).await?;
+            }
+            let done = dispatch!(&mut *tx, |c, DB| {
+                let args = DB::args_from_values(values);
+                s.run(Some(meta), &sql, DB::execute(c, sql.clone(), args))
+                    .await?
+            });
+            if !before {
+                audit::record(s, tx, meta, kind, audit::Rows::Keys(keys)).await?;
+            }
+            Ok(done)
+        })
+        .await;
     // A failed write fails the session, as a failed flush does.
     let done = s.fail_on_error(&mut guard, out).await?;
     drop(guard);
@@ -233,14 +267,14 @@ impl<'s, E: Entity> UpdateAll<'s, E> {
             .map_err(|e| Error::encode(meta.columns[u].name, e))?;
             q.value(Alias::new(meta.columns[u].name), v);
         }
-        q.cond_where(self.cond);
+        q.cond_where(self.cond.clone());
         let (sql, values) = build(self.session.backend(), &q);
         let cols = self
             .sets
             .iter()
             .map(|(i, _)| meta.columns[*i].name)
             .collect();
-        execute::<E>(self.session, (ChangeKind::Update, cols), sql, values).await
+        execute::<E>(self.session, sql, values, (ChangeKind::Update, cols), self.cond).await
     }
 }
 
@@ -258,9 +292,16 @@ impl<'s, E: Entity> DeleteAll<'s, E> {
         }
         let mut q = sea_query::Query::delete();
         q.from_table(Alias::new(E::META.table));
-        q.cond_where(self.cond);
+        q.cond_where(self.cond.clone());
         let (sql, values) = build(self.session.backend(), &q);
-        execute::<E>(self.session, (ChangeKind::Delete, Vec::new()), sql, values).await
+        execute::<E>(
+            self.session,
+            sql,
+            values,
+            (ChangeKind::Delete, Vec::new()),
+            self.cond,
+        )
+        .await
     }
 }
 

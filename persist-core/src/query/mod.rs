@@ -14,6 +14,7 @@ pub(crate) mod bulk;
 pub(crate) mod column;
 pub(crate) mod entity_query;
 pub(crate) mod expr;
+pub(crate) mod history;
 pub(crate) mod join;
 pub(crate) mod loader;
 pub(crate) mod raw;
@@ -26,6 +27,7 @@ pub use bulk::{DeleteAll, UpdateAll};
 pub use column::{Column, Filter, Order, TextColumn};
 pub use entity_query::{IntoOrder, Query};
 pub use expr::ColumnExpr;
+pub use history::{At, Revision, RevisionChange, Version};
 pub use join::{InnerJoin, JoinFilter, JoinKind, JoinOrder, JoinQuery, LeftJoin, OnLeft, OnRight};
 pub use loader::Load;
 pub use raw::{

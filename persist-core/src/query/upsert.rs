@@ -8,7 +8,7 @@ use futures_core::future::BoxFuture;
 
 use crate::backend::{Decoded, Driver, dispatch};
 use crate::error::{BoxDynError, Error, Result};
-use crate::model::entity::{Entity, EntityMeta};
+use crate::model::entity::{ChangeKind, Entity, EntityMeta};
 use crate::model::value::{Binder, Field, SqlType};
 use crate::query::column::Column;
 use crate::query::expr::ColumnExpr;
@@ -169,52 +169,73 @@ impl<'s, E: Entity> Upsert<'s, E> {
             &sets,
             returning_all,
         ));
+        crate::session::audit::needs_transaction(s, meta)?;
         let mut guard = s.lock().await?;
         let tx = guard.conn.as_mut().ok_or(Error::SessionClosed)?;
         s.will_write()?;
-        let out: Result<Option<E>> = async {
-            dispatch!(tx, |c, DB| {
-                let mut args = <DB as Driver>::Args::default();
-                bind_insert_columns(&value, &mut args)?;
-                for (_, e) in &self.sets {
-                    e.bind(&mut args)?;
-                }
-                if returning_all {
-                    return s
-                        .run(
+        // One step from the existence check to the history row: a cut
+        // between them would leave a change without its history.
+        let out: Result<Option<E>> = s
+            .step(async {
+                let existed = if meta.audit {
+                    Some(target_exists(s, tx, &value, &target).await?)
+                } else {
+                    None
+                };
+                let returned: Option<E> = dispatch!(&mut *tx, |c, DB| {
+                    let mut args = <DB as Driver>::Args::default();
+                    bind_insert_columns(&value, &mut args)?;
+                    for (_, e) in &self.sets {
+                        e.bind(&mut args)?;
+                    }
+                    if returning_all {
+                        s.run(
                             Some(meta),
                             &sql,
                             DB::fetch_optional(c, sql.clone(), args, &Decoded::<E>::NEW),
                         )
-                        .await;
-                }
-                if meta.auto_increment.is_some() && b.has_returning() {
-                    let id = s
-                        .run(
-                            Some(meta),
-                            &sql,
-                            DB::fetch_optional(c, sql.clone(), args, &GeneratedKey(meta)),
-                        )
-                        .await?;
-                    if let Some(id) = id {
-                        value.set_generated_key(id)?;
+                        .await?
+                    } else {
+                        if meta.auto_increment.is_some() && b.has_returning() {
+                            let id = s
+                                .run(
+                                    Some(meta),
+                                    &sql,
+                                    DB::fetch_optional(c, sql.clone(), args, &GeneratedKey(meta)),
+                                )
+                                .await?;
+                            if let Some(id) = id {
+                                value.set_generated_key(id)?;
+                            }
+                        } else {
+                            // MySQL: no RETURNING. The generated key is the row's
+                            // inserted or updated (`id = LAST_INSERT_ID(id)`).
+                            let done = s
+                                .run(Some(meta), &sql, DB::execute(c, sql.clone(), args))
+                                .await?;
+                            if meta.auto_increment.is_some()
+                                && let Some(id) = done.last_insert_id.filter(|id| *id > 0)
+                            {
+                                value.set_generated_key(id as i64)?;
+                            }
+                        }
+                        None
                     }
-                } else {
-                    // MySQL: no RETURNING. The generated key is the row's
-                    // inserted or updated (`id = LAST_INSERT_ID(id)`).
-                    let done = s
-                        .run(Some(meta), &sql, DB::execute(c, sql.clone(), args))
-                        .await?;
-                    if meta.auto_increment.is_some()
-                        && let Some(id) = done.last_insert_id.filter(|id| *id > 0)
-                    {
-                        value.set_generated_key(id as i64)?;
-                    }
+                });
+                if let Some(existed) = existed {
+                    use crate::session::audit;
+                    let key = returned.as_ref().map_or_else(|| value.key(), |r| r.key());
+                    let kind = if existed {
+                        ChangeKind::Update
+                    } else {
+                        ChangeKind::Insert
+                    };
+                    let keys = vec![audit::key_values(meta, &key)?];
+                    audit::record(s, tx, meta, kind, audit::Rows::Keys(keys)).await?;
                 }
-                Ok(None)
+                Ok(returned)
             })
-        }
-        .await;
+            .await;
         let returned = s.fail_on_error(&mut guard, out).await?;
         let row = match returned {
             Some(row) => row,
@@ -236,6 +257,44 @@ impl<'s, E: Entity> Upsert<'s, E> {
         uow.inserted(std::slice::from_ref(&row));
         Ok(row)
     }
+}
+
+/// Whether a row with `value`'s conflict target is stored (locked where the
+/// backend has row locks): whether an audited upsert updates or inserts.
+async fn target_exists<E: Entity>(
+    s: &Session,
+    conn: &mut crate::backend::AnyConn,
+    value: &E,
+    target: &[usize],
+) -> Result<bool> {
+    let b = s.backend();
+    let meta = E::META;
+    let mut sql = format!("SELECT 1 FROM {} WHERE ", b.quote(meta.table));
+    for (n, i) in target.iter().enumerate() {
+        if n > 0 {
+            sql.push_str(" AND ");
+        }
+        sql.push_str(&b.quote(meta.columns[*i].name));
+        sql.push_str(" = ");
+        b.placeholder(n + 1, &mut sql);
+    }
+    if b != Backend::Sqlite {
+        sql.push_str(" FOR UPDATE");
+    }
+    let sql: Arc<str> = Arc::from(sql);
+    let found = dispatch!(conn, |c, DB| {
+        let mut args = <DB as Driver>::Args::default();
+        for i in target {
+            value.bind_column(*i, &mut args)?;
+        }
+        s.run(
+            Some(meta),
+            &sql,
+            DB::fetch_optional(c, sql.clone(), args, &crate::backend::AnyRow),
+        )
+        .await?
+    });
+    Ok(found.is_some())
 }
 
 impl<'s, E: Entity> IntoFuture for Upsert<'s, E> {

@@ -198,6 +198,26 @@ pub(crate) async fn insert_rows<E: Entity>(
     Ok(())
 }
 
+/// [`insert_rows`], then the history of the rows for an audited entity
+/// (one statement per chunk of keys): what an immediate insert runs, in
+/// one step.
+pub(crate) async fn insert_rows_audited<E: Entity>(
+    s: &Session,
+    conn: &mut AnyConn,
+    values: &mut [E],
+) -> Result<()> {
+    use crate::session::audit;
+    audit::needs_transaction(s, E::META)?;
+    insert_rows(s, conn, values).await?;
+    if E::META.audit {
+        let keys = values.iter().map(|v| audit::key_values(E::META, &v.key()));
+        let keys = keys.collect::<Result<Vec<_>>>()?;
+        let kind = crate::model::entity::ChangeKind::Insert;
+        audit::record(s, conn, E::META, kind, audit::Rows::Keys(keys)).await?;
+    }
+    Ok(())
+}
+
 /// An `INSERT` of `sent` rows answered `written` (rows or returned keys).
 fn check_written(meta: &crate::model::entity::EntityMeta, sent: usize, written: u64) -> Result<()> {
     if written == sent as u64 {

@@ -13,11 +13,12 @@ use futures_core::future::BoxFuture;
 use crate::backend::{AnyConn, Driver, dispatch};
 use crate::error::{Error, Result};
 use crate::model::entity::{ChangeKind, Entity, EntityMeta, Key, OnDelete};
+use crate::session::audit::Rows;
 use crate::session::changes::{Change, Origin, vetoed};
 use crate::session::uow::{
     AnyTable, Captured, EntryState, Table, Uow, capture_column, changed_columns,
 };
-use crate::session::{Session, bind_key, insert_rows};
+use crate::session::{Session, audit, bind_key, insert_rows};
 use crate::sql::statements::{self as sql, Shape};
 
 /// The pending work of one table, taken out of the unit of work.
@@ -39,6 +40,14 @@ pub(crate) trait PlanOps: Send {
         &'a mut self,
         s: &'a Session,
         conn: &'a mut AnyConn,
+    ) -> BoxFuture<'a, Result<()>>;
+    /// Records the history of what the plan wrote or deletes, at `stage`
+    /// (see [`audit::Stage`]).
+    fn record_history<'a>(
+        &'a self,
+        s: &'a Session,
+        conn: &'a mut AnyConn,
+        stage: audit::Stage,
     ) -> BoxFuture<'a, Result<()>>;
     /// Marks what was written as clean in the unit of work.
     fn apply(self: Box<Self>, uow: &mut Uow);
@@ -414,6 +423,53 @@ impl<E: Entity> PlanOps for TablePlan<E> {
                 }
             }
             Ok(())
+        })
+    }
+
+    fn record_history<'a>(
+        &'a self,
+        s: &'a Session,
+        conn: &'a mut AnyConn,
+        stage: audit::Stage,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let meta = E::META;
+            if !audit::touches_history(meta) {
+                return Ok(());
+            }
+            let keys = |k: &E::Key| audit::key_values(meta, k);
+            match stage {
+                audit::Stage::Written if meta.audit => {
+                    let inserted = self.values.iter().map(|v| keys(&v.key()));
+                    let inserted = inserted.collect::<Result<Vec<_>>>()?;
+                    audit::record(s, conn, meta, ChangeKind::Insert, Rows::Keys(inserted)).await?;
+                    let mut updated = Vec::new();
+                    for u in &self.updates {
+                        // Updates with nothing to send were skipped.
+                        let sent = match &u.snapshot {
+                            Some(snap) => !changed_columns(snap, &u.value, false)?.is_empty(),
+                            None => true,
+                        };
+                        if sent {
+                            updated.push(keys(&u.key)?);
+                        }
+                    }
+                    audit::record(s, conn, meta, ChangeKind::Update, Rows::Keys(updated)).await
+                }
+                audit::Stage::Written => Ok(()),
+                // A soft delete is an UPDATE: the values to keep are the
+                // ones it sets.
+                _ if (stage == audit::Stage::AfterDeletes) != meta.soft_delete.is_some() => Ok(()),
+                _ => {
+                    let deleted = self.deletes.iter().map(|d| keys(&d.key));
+                    let deleted = deleted.collect::<Result<Vec<_>>>()?;
+                    if meta.soft_delete.is_some() {
+                        audit::record(s, conn, meta, ChangeKind::Delete, Rows::Keys(deleted)).await
+                    } else {
+                        audit::record_deletes(s, conn, meta, deleted).await
+                    }
+                }
+            }
         })
     }
 

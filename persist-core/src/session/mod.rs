@@ -1,6 +1,7 @@
 //! [`Session`]: the unit of work. One connection, its transactions, the
 //! identity map and the registered changes.
 
+pub(crate) mod audit;
 mod changes;
 mod commit_fence;
 pub(crate) mod exec;
@@ -119,6 +120,8 @@ pub(crate) struct Inner {
     met_retryable: AtomicBool,
     /// Tells this session from others (SQLite's write-lock claims).
     id: u64,
+    /// The history revision of the open transaction, its actor and info.
+    audit: SyncMutex<audit::AuditState>,
 }
 
 impl Drop for Inner {
@@ -188,6 +191,7 @@ impl Session {
                 wrote: AtomicBool::new(false),
                 met_retryable: AtomicBool::new(false),
                 id: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
+                audit: SyncMutex::default(),
             }),
         };
         // The connection is taken and the transaction begun with the first
@@ -453,9 +457,14 @@ impl Session {
                 for p in plans.iter_mut() {
                     p.run_inserts(self, conn).await?;
                     p.run_updates(self, conn).await?;
+                    p.record_history(self, conn, audit::Stage::Written).await?;
                 }
                 for p in plans.iter_mut().rev() {
+                    p.record_history(self, conn, audit::Stage::BeforeDeletes)
+                        .await?;
                     p.run_deletes(self, conn).await?;
+                    p.record_history(self, conn, audit::Stage::AfterDeletes)
+                        .await?;
                 }
                 Ok(())
             })
@@ -541,6 +550,7 @@ impl Session {
         self.inner.wrote.store(false, Ordering::Release);
         self.unchecked().clear();
         self.release_sqlite_write();
+        *self.audit_state() = audit::AuditState::default();
     }
 
     /// Writes registered changes and commits. The identity map is cleared;
@@ -577,6 +587,7 @@ impl Session {
         self.ensure_transaction(&mut guard).await?;
         // The unit of work is cleared below, whatever the outcome.
         self.flush_then(&mut guard, false).await?;
+        self.complete_revision(&mut guard).await?;
         let backend = self.backend();
         // From here until the cache has heard of the commit, a cut must not
         // leave the cache serving what the transaction replaced.

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
 use super::exec::prepare_insert;
-use super::{Session, bind_key, count_of, fetch_entities, insert_rows};
+use super::{Session, bind_key, count_of, fetch_entities};
 use crate::backend::{AnyConn, AnyRow, Decoded, Driver, FirstInt, dispatch};
 use crate::error::{Error, Result};
 use crate::model::entity::{Entity, Key};
@@ -355,7 +355,9 @@ impl Session {
         self.will_write()?;
         // One step for all chunks: a cut between two leaves rows the
         // session does not know of.
-        let out = self.step(insert_rows(self, tx, &mut values)).await;
+        let out = self
+            .step(super::exec::insert_rows_audited(self, tx, &mut values))
+            .await;
         self.fail_on_error(&mut guard, out).await?;
         self.after_immediate(&values);
         self.cache_wrote(E::META, Vec::new(), false);

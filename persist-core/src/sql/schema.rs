@@ -231,10 +231,16 @@ fn name_sqlite_foreign_keys(meta: &EntityMeta, mut sql: String) -> String {
     sql
 }
 
-/// `CREATE TABLE IF NOT EXISTS` and index statements, parents first.
+/// `CREATE TABLE IF NOT EXISTS` and index statements, parents first; then,
+/// when an entity is audited, the revision table and each audited entity's
+/// history table.
 pub(crate) fn create_statements(b: Backend, metas: &[&'static EntityMeta]) -> Result<Vec<String>> {
     let mut out = Vec::new();
-    for meta in fk_order(metas)? {
+    let mut ordered = fk_order(metas)?;
+    if ordered.iter().any(|m| m.audit) {
+        ordered.push(&crate::session::audit::REVISION);
+    }
+    for meta in ordered {
         let t = table_statement(b, meta)?;
         out.push(match b {
             Backend::Sqlite => name_sqlite_foreign_keys(meta, t.to_string(SqliteQueryBuilder)),
@@ -249,19 +255,57 @@ pub(crate) fn create_statements(b: Backend, metas: &[&'static EntityMeta]) -> Re
                 });
             }
         }
+        if meta.audit {
+            out.push(history_statement(b, meta));
+        }
     }
     Ok(out)
+}
+
+/// `CREATE TABLE IF NOT EXISTS <table>_history`: the revision, the change's
+/// kind code, then every column of the entity with its type, nullable and
+/// without constraints or defaults. The key is the revision and the
+/// entity's key: one version per row and revision, the last write of the
+/// transaction winning (see `session::audit`).
+fn history_statement(b: Backend, meta: &EntityMeta) -> String {
+    let mut t = Table::create();
+    t.table(Alias::new(crate::session::audit::history_table(meta)))
+        .if_not_exists();
+    t.col(ColumnDef::new_with_type(Alias::new("revision"), ColumnType::BigInteger).not_null());
+    t.col(ColumnDef::new_with_type(Alias::new("change"), ColumnType::custom("char(1)")).not_null());
+    for c in meta.columns {
+        t.col(ColumnDef::new_with_type(Alias::new(c.name), column_type(b, c)).null());
+    }
+    let mut pk = Index::create();
+    pk.name(format!("pk_{}_history", meta.table))
+        .primary()
+        .col(Alias::new("revision"));
+    for i in meta.primary_key {
+        pk.col(Alias::new(meta.columns[*i].name));
+    }
+    t.primary_key(&mut pk);
+    match b {
+        Backend::Sqlite => t.to_string(SqliteQueryBuilder),
+        Backend::Postgres => t.to_string(PostgresQueryBuilder),
+        Backend::MySql => t.to_string(MysqlQueryBuilder),
+    }
 }
 
 /// `DROP TABLE IF EXISTS`, children first.
 pub(crate) fn drop_statements(b: Backend, metas: &[&'static EntityMeta]) -> Result<Vec<String>> {
     let mut ordered = fk_order(metas)?;
     ordered.reverse();
-    Ok(ordered
-        .into_iter()
-        .map(|m| {
+    // History tables first (no key points at them); the revision table is
+    // shared by every audited entity and stays.
+    let tables = ordered
+        .iter()
+        .filter(|m| m.audit)
+        .map(|m| crate::session::audit::history_table(m))
+        .chain(ordered.iter().map(|m| m.table.to_owned()));
+    Ok(tables
+        .map(|name| {
             let mut t = Table::drop();
-            t.table(Alias::new(m.table)).if_exists();
+            t.table(Alias::new(name)).if_exists();
             match b {
                 Backend::Sqlite => t.to_string(SqliteQueryBuilder),
                 Backend::Postgres => t.to_string(PostgresQueryBuilder),

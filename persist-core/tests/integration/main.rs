@@ -12,6 +12,7 @@ mod errors;
 mod faults;
 mod guarantees;
 mod hooks;
+mod history;
 mod identity;
 mod joins;
 mod loaders;
@@ -41,6 +42,21 @@ suite! {
         interceptor_adds_rows_to_the_same_flush,
         interceptor_veto_writes_nothing,
         cut_commit_with_hooks_and_interceptor_at_every_poll,
+    ],
+    history: [
+        insert_update_delete_are_versions,
+        bulk_update_records_the_values_the_database_computed,
+        delete_by_key_and_delete_all_keep_the_last_values,
+        cascaded_children_are_recorded,
+        rollback_leaves_no_revision,
+        insert_many_and_upsert_are_recorded,
+        one_revision_per_transaction_with_actor_and_info,
+        as_of_every_revision_and_between,
+        revision_changes_span_three_entities,
+        restore_updated_and_deleted_rows,
+        audited_flush_sends_one_history_statement,
+        cut_audited_commit_at_every_poll,
+        cut_history_reads_and_restore_at_every_poll,
     ],
     shop: [
         app_error_rolls_back_and_comes_out,
