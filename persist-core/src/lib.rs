@@ -72,6 +72,10 @@ pub struct ErrorsDoctests;
 #[doc = include_str!("../../docs/reference/raw.md")]
 pub struct RawDoctests;
 
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/reference/soft_delete.md")]
+pub struct SoftDeleteDoctests;
+
 /// Re-export of sqlx, for migrations (`persist_core::sqlx::migrate!`) and
 /// raw SQL.
 pub use sqlx;
