@@ -408,6 +408,11 @@ pub async fn soft_delete_cascades_two_levels_in_one_flush(db: Db) -> TestResult 
         Some(seeded.note.clone())
     );
     assert_eq!(s.statement_count(), before);
+    // Its parent is soft-deleted: a loader finds none.
+    let parents = s
+        .load_parents::<SdAuthor, SdNote>(std::slice::from_ref(&seeded.note))
+        .await?;
+    assert_eq!(parents, vec![None]);
     // The other author's rows are untouched.
     assert_eq!(
         s.find::<SdBook>(&kept.books[0].id).await?,
