@@ -76,6 +76,10 @@ pub struct RawDoctests;
 #[doc = include_str!("../../docs/reference/hooks.md")]
 pub struct HooksDoctests;
 
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/reference/soft_delete.md")]
+pub struct SoftDeleteDoctests;
+
 /// Re-export of sqlx, for migrations (`persist_core::sqlx::migrate!`) and
 /// raw SQL.
 pub use sqlx;

@@ -507,6 +507,7 @@ mod tests {
             primary_key: false,
             unique: false,
             index: false,
+            unique_live: false,
             default: None,
             references: None,
         }

@@ -222,6 +222,10 @@ pub struct ColumnMeta {
     pub unique: bool,
     /// Has an index (`ix_<table>_<column>`).
     pub index: bool,
+    /// `#[persist(unique_live)]`: unique among the rows not soft-deleted, by
+    /// a partial unique index `uq_<table>_<column>` (`… WHERE <soft_delete
+    /// column> IS NULL`; PostgreSQL and SQLite).
+    pub unique_live: bool,
     /// SQL default expression, if any.
     pub default: Option<&'static str>,
     /// The referenced entity, for a foreign key (`fk_<table>_<column>`).

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// Statement shapes kept per entity and backend (the SQL layer's `Shape`).
-pub(crate) const SHAPES: usize = 8;
+pub(crate) const SHAPES: usize = 11;
 
 /// Cached multi-row `INSERT` statements, by row count.
 pub(crate) type InsertSlots = Mutex<Vec<(usize, Arc<str>)>>;

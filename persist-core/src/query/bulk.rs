@@ -30,8 +30,7 @@ use crate::model::entity::{ChangeKind, Entity};
 use crate::model::value::{Field, SqlType};
 use crate::query::column::{Column, Filter};
 use crate::query::expr::ColumnExpr;
-use crate::session::Session;
-use crate::session::audit;
+use crate::session::{Session, audit, soft_delete};
 use crate::sql::Backend;
 
 /// `UPDATE` of every row of `E` matching the filters; made by
@@ -41,12 +40,17 @@ use crate::sql::Backend;
 /// The version column, if `E` has one, is bumped (`version = version + 1`)
 /// and `updated_at` set to now, unless `set` names them. Rows loaded before
 /// keep their old version: updating them later is [`Error::Stale`].
+///
+/// For a `#[persist(soft_delete)]` entity the soft-deleted rows are left
+/// alone, as every read leaves them out; [`with_deleted`](UpdateAll::with_deleted)
+/// updates them too.
 #[must_use = "a bulk update does nothing until it is awaited"]
 pub struct UpdateAll<'s, E> {
     session: &'s Session,
     sets: Vec<(usize, sea_query::SimpleExpr)>,
     cond: Cond,
     error: Option<Error>,
+    with_deleted: bool,
     _marker: std::marker::PhantomData<fn() -> E>,
 }
 
@@ -54,11 +58,19 @@ pub struct UpdateAll<'s, E> {
 /// [`Session::delete_all`]. Run it with `.await` (or
 /// [`execute`](DeleteAll::execute)): the number of rows deleted. Children
 /// declared `on_delete = "cascade"` are deleted by the database.
+///
+/// For a `#[persist(soft_delete)]` entity the matching live rows are marked
+/// instead (`UPDATE … SET deleted_at = now WHERE … AND deleted_at IS NULL`),
+/// and so are, first, their live children declared `on_delete = "cascade"`
+/// that have a `soft_delete` column (and theirs), all in one transaction's
+/// statements; the count is of the entity's own rows marked.
+/// [`permanently`](DeleteAll::permanently) deletes instead.
 #[must_use = "a bulk delete does nothing until it is awaited"]
 pub struct DeleteAll<'s, E> {
     session: &'s Session,
     cond: Cond,
     error: Option<Error>,
+    permanently: bool,
     _marker: std::marker::PhantomData<fn() -> E>,
 }
 
@@ -90,6 +102,7 @@ impl Session {
             sets: Vec::new(),
             cond: Cond::all(),
             error: None,
+            with_deleted: false,
             _marker: std::marker::PhantomData,
         }
     }
@@ -103,6 +116,7 @@ impl Session {
             session: self,
             cond: Cond::all(),
             error: None,
+            permanently: false,
             _marker: std::marker::PhantomData,
         }
     }
@@ -235,6 +249,13 @@ impl<'s, E: Entity> UpdateAll<'s, E> {
         self
     }
 
+    /// Updates the soft-deleted rows of a `#[persist(soft_delete)]` entity
+    /// too (by default they are left alone).
+    pub fn with_deleted(mut self) -> Self {
+        self.with_deleted = true;
+        self
+    }
+
     /// Runs the update; the number of rows it matched, on every backend: a
     /// row set to the value it had is counted (MySQL/MariaDB included).
     pub async fn execute(self) -> Result<u64> {
@@ -267,28 +288,52 @@ impl<'s, E: Entity> UpdateAll<'s, E> {
             .map_err(|e| Error::encode(meta.columns[u].name, e))?;
             q.value(Alias::new(meta.columns[u].name), v);
         }
-        q.cond_where(self.cond.clone());
+        // Soft-deleted rows are left alone unless asked for; the history
+        // records the rows the statement changes, under the same condition.
+        let live = soft_delete::live(meta).filter(|_| !self.with_deleted);
+        let cond = self.cond.add_option(live);
+        q.cond_where(cond.clone());
         let (sql, values) = build(self.session.backend(), &q);
         let cols = self
             .sets
             .iter()
             .map(|(i, _)| meta.columns[*i].name)
             .collect();
-        execute::<E>(self.session, sql, values, (ChangeKind::Update, cols), self.cond).await
+        execute::<E>(self.session, sql, values, (ChangeKind::Update, cols), cond).await
     }
 }
 
 impl<'s, E: Entity> DeleteAll<'s, E> {
+    /// Deletes the rows (`DELETE`) even for a `#[persist(soft_delete)]`
+    /// entity, soft-deleted or not; the database's `ON DELETE CASCADE`
+    /// removes their children.
+    pub fn permanently(mut self) -> Self {
+        self.permanently = true;
+        self
+    }
+
     /// Restricts the delete (several filters are combined with `AND`).
     pub fn filter(mut self, f: Filter<E>) -> Self {
         add_cond(&mut self.cond, &mut self.error, f.cond);
         self
     }
 
-    /// Runs the delete; the number of rows deleted.
+    /// Runs the delete; the number of rows deleted (for a
+    /// `#[persist(soft_delete)]` entity, marked).
+    ///
+    /// # Cancel safety
+    ///
+    /// Its statements (a soft delete's cascade sends several) are one
+    /// operation of the session: dropped before they all ran, the session's
+    /// transaction is rolled back and the session answers
+    /// [`Error::SessionFailed`] until [`rollback`](Session::rollback), so
+    /// none of them stays written.
     pub async fn execute(self) -> Result<u64> {
         if let Some(e) = self.error {
             return Err(e);
+        }
+        if E::META.soft_delete.is_some() && !self.permanently {
+            return soft_delete_all::<E>(self.session, self.cond).await;
         }
         let mut q = sea_query::Query::delete();
         q.from_table(Alias::new(E::META.table));
@@ -303,6 +348,47 @@ impl<'s, E: Entity> DeleteAll<'s, E> {
         )
         .await
     }
+}
+
+/// The soft `delete_all`: the cascade's `UPDATE`s (the deepest children
+/// first, each following the live rows above it by a subquery), then the
+/// entity's own, after the autoflush, as one operation: a cut between two
+/// statements fails the session (its transaction rolls back) rather than
+/// leave some marked.
+async fn soft_delete_all<E: Entity>(s: &Session, cond: Cond) -> Result<u64> {
+    let meta = E::META;
+    let now = soft_delete::now();
+    let mut statements = Vec::new();
+    if let [pk] = meta.primary_key {
+        let mut keys = sea_query::Query::select();
+        keys.column((Alias::new(meta.table), Alias::new(meta.columns[*pk].name)));
+        keys.from(Alias::new(meta.table));
+        keys.cond_where(cond.clone().add_option(soft_delete::live(meta)));
+        statements = soft_delete::cascade_statements(
+            meta,
+            &soft_delete::Parents::Select(Box::new(keys)),
+            now,
+        )?;
+    }
+    let own = soft_delete::mark_statement(meta, cond, now)?;
+    if !statements.is_empty() {
+        s.one_statement_only("a soft delete_all that cascades")?;
+    }
+    let mut guard = s.lock().await?;
+    let tx = guard.conn.as_mut().ok_or(Error::SessionClosed)?;
+    s.will_write()?;
+    let out = s
+        .step(async {
+            for (child, q) in &statements {
+                soft_delete::run_update(s, tx, child, q).await?;
+            }
+            soft_delete::run_update(s, tx, meta, &own).await
+        })
+        .await;
+    let marked = s.fail_on_error(&mut guard, out).await?;
+    drop(guard);
+    s.after_bulk_write::<E>();
+    Ok(marked)
 }
 
 impl<'s, E: Entity> IntoFuture for UpdateAll<'s, E> {

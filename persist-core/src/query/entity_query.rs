@@ -10,7 +10,7 @@ use sea_query::{Alias, Cond, Expr, ExprTrait, SelectStatement};
 
 use crate::backend::{Driver, dispatch};
 use crate::error::{Error, Result};
-use crate::model::entity::{Entity, Key};
+use crate::model::entity::{Entity, EntityMeta, Key};
 use crate::query::column::{Column, Filter, Order};
 use crate::session::{Session, count_of};
 
@@ -45,7 +45,35 @@ pub struct Query<'s, E> {
     pub(crate) overwrite: bool,
     /// Answered from the shared query cache when possible (`cached`).
     pub(crate) cached: bool,
+    /// Which rows of a `#[persist(soft_delete)]` entity the query sees.
+    pub(crate) visibility: Visibility,
     _marker: PhantomData<fn() -> E>,
+}
+
+/// Which rows of a `#[persist(soft_delete)]` entity a query sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Visibility {
+    /// The rows not soft-deleted (the default).
+    #[default]
+    Live,
+    /// Every row ([`Query::with_deleted`]).
+    All,
+    /// The soft-deleted rows only ([`Query::only_deleted`]).
+    Deleted,
+}
+
+impl Visibility {
+    /// The condition on `meta`'s soft-delete column, if it has one and the
+    /// query does not see every row.
+    pub(crate) fn cond(self, meta: &EntityMeta) -> Option<sea_query::SimpleExpr> {
+        let d = meta.soft_delete?;
+        let col = Expr::col((Alias::new(meta.table), Alias::new(meta.columns[d].name)));
+        match self {
+            Visibility::Live => Some(col.is_null()),
+            Visibility::Deleted => Some(col.is_not_null()),
+            Visibility::All => None,
+        }
+    }
 }
 
 impl<E> std::fmt::Debug for Query<'_, E> {
@@ -56,6 +84,7 @@ impl<E> std::fmt::Debug for Query<'_, E> {
             .field("limit", &self.limit)
             .field("offset", &self.offset)
             .field("lock", &self.lock)
+            .field("visibility", &self.visibility)
             .finish()
     }
 }
@@ -98,6 +127,7 @@ impl<'s, E: Entity> Query<'s, E> {
             lock: None,
             overwrite: false,
             cached: false,
+            visibility: Visibility::Live,
             _marker: PhantomData,
         }
     }
@@ -126,6 +156,31 @@ impl<'s, E: Entity> Query<'s, E> {
     pub fn skip_locked(mut self) -> Self {
         self.lock = Some(crate::query::select::RowLock::SkipLocked);
         self
+    }
+
+    /// Sees every row of a `#[persist(soft_delete)]` entity, the
+    /// soft-deleted ones too (by default a query sees only the rows not
+    /// soft-deleted). No effect on an entity without a `soft_delete`
+    /// column. On a join, both sides see every row.
+    pub fn with_deleted(mut self) -> Self {
+        self.visibility = Visibility::All;
+        self
+    }
+
+    /// Sees only the soft-deleted rows of a `#[persist(soft_delete)]`
+    /// entity (for a join: of the left side; the right side sees its live
+    /// rows). On an entity without a `soft_delete` column, every row.
+    pub fn only_deleted(mut self) -> Self {
+        self.visibility = Visibility::Deleted;
+        self
+    }
+
+    /// The query's conditions with its soft-delete visibility.
+    pub(crate) fn where_cond(&self) -> Cond {
+        match self.visibility.cond(E::META) {
+            Some(c) => self.cond.clone().add(c),
+            None => self.cond.clone(),
+        }
     }
 
     /// Adds a condition (several filters are combined with `AND`).
@@ -213,7 +268,7 @@ impl<'s, E: Entity> Query<'s, E> {
             q.column((table.clone(), Alias::new(c.name)));
         }
         q.from(table.clone());
-        q.cond_where(self.cond.clone());
+        q.cond_where(self.where_cond());
         for (i, o) in &self.order {
             let dir = match o {
                 Order::Asc => sea_query::Order::Asc,
@@ -294,6 +349,7 @@ impl<'s, E: Entity> Query<'s, E> {
     /// limit, offset or lock).
     fn is_plain(&self) -> bool {
         self.cond.is_empty()
+            && self.visibility == Visibility::Live
             && self.order.is_empty()
             && self.limit.is_none()
             && self.offset.is_none()
@@ -341,7 +397,7 @@ impl<'s, E: Entity> Query<'s, E> {
             q.from_subquery(inner, Alias::new("persist_sub"));
         } else {
             q.from(Alias::new(E::META.table));
-            q.cond_where(self.cond.clone());
+            q.cond_where(self.where_cond());
         }
         self.scalar(q).await
     }

@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::model::entity::{Entity, EntityMeta, RelationKind};
 use crate::model::value::RowReader;
 use crate::query::column::{Column, Filter, Order};
-use crate::query::entity_query::{IntoOrder, Query};
+use crate::query::entity_query::{IntoOrder, Query, Visibility};
 use crate::query::relation::{self, KeyValue, RowMap};
 use crate::sql::Backend;
 
@@ -318,13 +318,23 @@ impl<'s, L: Entity, R: Entity, K: JoinKind> JoinQuery<'s, L, R, K> {
             q.expr(col(&rt, rm, i));
         }
         q.from(lt.clone());
-        let on = col(&lt, lm, lc).equals((rt.clone(), Alias::new(rm.columns[rc].name)));
+        let mut on =
+            Cond::all().add(col(&lt, lm, lc).equals((rt.clone(), Alias::new(rm.columns[rc].name))));
+        // The right side's soft-deleted rows are left out by the join itself,
+        // so a left join gives `None` for them.
+        let right = match self.query.visibility {
+            Visibility::All => Visibility::All,
+            _ => Visibility::Live,
+        };
+        if let Some(live) = right.cond(rm) {
+            on = on.add(live);
+        }
         if K::LEFT {
             q.left_join(rt.clone(), on);
         } else {
             q.inner_join(rt.clone(), on);
         }
-        q.cond_where(self.query.cond.clone());
+        q.cond_where(self.query.where_cond());
         let mut order: Vec<(bool, usize, Order)> = self
             .query
             .order

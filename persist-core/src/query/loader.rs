@@ -30,7 +30,7 @@ use crate::error::{Error, Result};
 use crate::model::entity::{BelongsTo, Entity, EntityMeta, Related, RelationKind, RelationMeta};
 use crate::model::value::RowReader;
 use crate::query::column::Column;
-use crate::query::entity_query::Query;
+use crate::query::entity_query::{Query, Visibility};
 use crate::query::relation::{self, KeyValue, RowMap};
 use crate::session::Session;
 use crate::session::uow::Merge;
@@ -351,7 +351,12 @@ impl Session {
                     Alias::new(C::META.columns[pk].name),
                 )),
             );
-            q.cond_where(Cond::all().add(col_expr(link, rel.by).is_in(part.iter().cloned())));
+            let mut cond = Cond::all().add(col_expr(link, rel.by).is_in(part.iter().cloned()));
+            // Soft-deleted targets, and soft-deleted links, are not related.
+            for live in [Visibility::Live.cond(C::META), Visibility::Live.cond(link)] {
+                cond = cond.add_option(live);
+            }
+            q.cond_where(cond);
             q.order_by(
                 (
                     Alias::new(C::META.table),

@@ -500,7 +500,7 @@ impl<'s, E: Entity, S: Selectable<E>> Select<'s, E, S> {
         let mut q = sea_query::Query::select();
         self.sel.push(b, &mut q);
         q.from(table.clone());
-        q.cond_where(self.query.cond.clone());
+        q.cond_where(self.query.where_cond());
         for i in &self.group_by {
             q.group_by_col((table.clone(), Alias::new(meta.columns[*i].name)));
         }

@@ -242,7 +242,7 @@ impl<'s, E: Entity> Upsert<'s, E> {
             None if stored => {
                 // The generated key or the given one names the row.
                 let tx = guard.conn.as_mut().ok_or(Error::SessionClosed)?;
-                let read = s.read_by_key::<E>(tx, &value.key()).await;
+                let read = s.read_by_key_with_deleted::<E>(tx, &value.key()).await;
                 s.fail_on_error(&mut guard, read)
                     .await?
                     .ok_or(Error::NotFound)?

@@ -65,6 +65,7 @@ const fn column(name: &'static str, sql_type: SqlType, nullable: bool, pk: bool)
         nullable,
         primary_key: pk,
         unique: false,
+        unique_live: false,
         index: false,
         default: None,
         references: None,

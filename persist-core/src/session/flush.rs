@@ -18,7 +18,7 @@ use crate::session::changes::{Change, Origin, vetoed};
 use crate::session::uow::{
     AnyTable, Captured, EntryState, Table, Uow, capture_column, changed_columns,
 };
-use crate::session::{Session, audit, bind_key, insert_rows};
+use crate::session::{Session, audit, bind_key, insert_rows, soft_delete};
 use crate::sql::statements::{self as sql, Shape};
 
 /// The pending work of one table, taken out of the unit of work.
@@ -96,6 +96,9 @@ struct Delete<E: Entity> {
     /// The row as the session holds it (`None` for a delete by key of a
     /// row it never held): what `before_delete` and interceptors see.
     value: Option<E>,
+    /// A `DELETE` even for a `#[persist(soft_delete)]` entity
+    /// (`delete_permanently`).
+    permanent: bool,
 }
 
 /// A row to insert, once the plan is ordered: its value lives in
@@ -160,6 +163,7 @@ pub(crate) fn plan_table<E: Entity>(t: &Table<E>) -> Result<Option<Box<dyn PlanO
                 expected: if e.check_version { e.expected } else { None },
                 parent: None,
                 value: Some(e.snapshot().unwrap_or(&e.current).clone()),
+                permanent: t.permanent.contains(key),
             }),
         }
     }
@@ -179,6 +183,7 @@ pub(crate) fn plan_table<E: Entity>(t: &Table<E>) -> Result<Option<Box<dyn PlanO
             expected: None,
             parent: None,
             value: None,
+            permanent: t.permanent.contains(key),
         });
     }
     if inserts.is_empty() && updates.is_empty() && deletes.is_empty() {
@@ -214,6 +219,26 @@ pub(crate) fn plan_table<E: Entity>(t: &Table<E>) -> Result<Option<Box<dyn PlanO
         updates,
         deletes,
     })))
+}
+
+impl<E: Entity> TablePlan<E> {
+    /// The keys soft-deleted (as captured text; single-column keys only),
+    /// for following the soft cascade in the identity map.
+    fn soft_deleted_keys(&self) -> Vec<String> {
+        if E::META.soft_delete.is_none() || E::META.primary_key.len() != 1 {
+            return Vec::new();
+        }
+        self.deletes
+            .iter()
+            .filter(|d| !d.permanent)
+            .filter_map(|d| {
+                d.key
+                    .to_values()
+                    .ok()
+                    .and_then(|v| v.first().map(value_text))
+            })
+            .collect()
+    }
 }
 
 fn key_text<E: Entity>(row: &E) -> Result<Option<String>> {
@@ -407,8 +432,24 @@ impl<E: Entity> PlanOps for TablePlan<E> {
         Box::pin(async move {
             let meta = E::META;
             let b = s.backend();
+            // A `#[persist(soft_delete)]` row is marked, not deleted; the
+            // live children it cascades to are marked after it.
+            let now = soft_delete::now();
+            let mut marked = Vec::new();
             for d in &self.deletes {
                 let versioned = meta.version.is_some() && d.expected.is_some();
+                if meta.soft_delete.is_some() && !d.permanent {
+                    let expected = d.expected.filter(|_| versioned);
+                    let n = soft_delete::soft_delete_by_key::<E>(s, conn, &d.key, expected, now)
+                        .await?;
+                    if versioned && n == 0 {
+                        return Err(stale::<E>(&d.key));
+                    }
+                    if n > 0 && E::Key::ARITY == 1 {
+                        marked.extend(d.key.to_values().map_err(|e| Error::encode("key", e))?);
+                    }
+                    continue;
+                }
                 let shape = if versioned {
                     Shape::DeleteByKeyVersioned
                 } else {
@@ -422,7 +463,7 @@ impl<E: Entity> PlanOps for TablePlan<E> {
                     return Err(stale::<E>(&d.key));
                 }
             }
-            Ok(())
+            soft_delete::cascade_by_keys(s, conn, meta, marked, now).await
         })
     }
 
@@ -570,8 +611,11 @@ impl<E: Entity> PlanOps for TablePlan<E> {
         if E::META.primary_key.len() != 1 {
             return Vec::new();
         }
+        // Soft deletes leave the row: the database cascades nothing.
+        let soft = E::META.soft_delete.is_some();
         self.deletes
             .iter()
+            .filter(|d| !soft || d.permanent)
             .filter_map(|d| {
                 d.key
                     .to_values()
@@ -582,6 +626,7 @@ impl<E: Entity> PlanOps for TablePlan<E> {
     }
 
     fn apply(self: Box<Self>, uow: &mut Uow) {
+        let soft_deleted = self.soft_deleted_keys();
         let t = uow.table::<E>();
         // The rows with generated keys leave `new_rows` (rows added while the
         // flush ran stay): one pass, not one per row.
@@ -649,6 +694,9 @@ impl<E: Entity> PlanOps for TablePlan<E> {
             .values()
             .filter(|e| e.state != EntryState::Clean)
             .count();
+        t.permanent
+            .retain(|k| t.entries.contains_key(k) || t.key_deletes.contains_key(k));
+        uow.cascade_soft_deleted(E::META, soft_deleted);
     }
 }
 

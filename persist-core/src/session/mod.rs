@@ -11,6 +11,7 @@ mod options;
 mod savepoint;
 pub(crate) mod scope;
 pub(crate) mod shared;
+pub(crate) mod soft_delete;
 mod sqlite_writers;
 pub(crate) mod tx_cache;
 pub(crate) mod uow;

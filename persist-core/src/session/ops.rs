@@ -166,6 +166,29 @@ impl Session {
         }))
     }
 
+    /// [`read_by_key`](Session::read_by_key), finding a soft-deleted row
+    /// too (an upsert reads back the row it wrote, marked or not).
+    pub(crate) async fn read_by_key_with_deleted<E: Entity>(
+        &self,
+        conn: &mut AnyConn,
+        key: &E::Key,
+    ) -> Result<Option<E>> {
+        let b = self.backend();
+        let sql = E::sql_cache().get(b, Shape::FindByKeyWithDeleted, || {
+            sql::find_by_key_with_deleted(b, E::META)
+        });
+        Ok(dispatch!(conn, |c, DB| {
+            let mut args = <DB as crate::backend::Driver>::Args::default();
+            bind_key::<E, _>(key, &mut args)?;
+            self.run(
+                Some(E::META),
+                &sql,
+                DB::fetch_optional(c, sql.clone(), args, &Decoded::<E>::NEW),
+            )
+            .await?
+        }))
+    }
+
     /// Reads `value`'s row again from the database and replaces what the
     /// session holds (pending edits of it included: they are dropped, not
     /// written). [`Error::NotFound`] if the row is gone.
@@ -422,16 +445,63 @@ impl Session {
     }
 
     /// Registers a delete of `value`'s row (checking its version, if any).
+    ///
+    /// For a `#[persist(soft_delete)]` entity the flush marks the row
+    /// instead of removing it (`UPDATE … SET deleted_at = now`), soft-deletes
+    /// its live children declared `on_delete = "cascade"` that have a
+    /// `soft_delete` column too, and every read stops seeing them. See
+    /// [`delete_permanently`](Session::delete_permanently) and
+    /// [`restore`](Session::restore), and the reference's "Soft delete".
     pub fn delete<E: Entity>(&self, value: &E) -> Result<()> {
         self.check_open()?;
-        self.uow().delete::<E>(value.key(), Some(value));
+        self.uow().delete::<E>(value.key(), Some(value), false);
         Ok(())
     }
 
-    /// Registers a delete of the row with `key`, without a version check.
+    /// Registers a delete of the row with `key`, without a version check
+    /// (for a `#[persist(soft_delete)]` entity: a soft delete, as
+    /// [`delete`](Session::delete)).
     pub fn delete_by_key<E: Entity>(&self, key: &E::Key) -> Result<()> {
         self.check_open()?;
-        self.uow().delete::<E>(key.clone(), None);
+        self.uow().delete::<E>(key.clone(), None, false);
         Ok(())
+    }
+
+    /// Registers a real `DELETE` of `value`'s row (checking its version, if
+    /// any), soft-deleted or not, for a `#[persist(soft_delete)]` entity; the
+    /// database's own `ON DELETE CASCADE` then removes the children. For an
+    /// entity without a `soft_delete` column it is [`delete`](Session::delete).
+    pub fn delete_permanently<E: Entity>(&self, value: &E) -> Result<()> {
+        self.check_open()?;
+        self.uow().delete::<E>(value.key(), Some(value), true);
+        Ok(())
+    }
+
+    /// Registers a real `DELETE` of the row with `key`, without a version
+    /// check: [`delete_permanently`](Session::delete_permanently) by key.
+    pub fn delete_permanently_by_key<E: Entity>(&self, key: &E::Key) -> Result<()> {
+        self.check_open()?;
+        self.uow().delete::<E>(key.clone(), None, true);
+        Ok(())
+    }
+
+    /// Registers an update that clears `value`'s `#[persist(soft_delete)]`
+    /// column (checking and bumping its version, as
+    /// [`update`](Session::update) does): after the flush the row is seen by
+    /// every read again. Read the row with
+    /// [`with_deleted`](crate::query::Query::with_deleted) first. Children a
+    /// cascade soft-deleted with it stay soft-deleted: restore them too if
+    /// they should come back. [`Error::Invalid`] for an entity without a
+    /// `soft_delete` column.
+    pub fn restore<E: Entity>(&self, value: &mut E) -> Result<()> {
+        self.check_open()?;
+        if E::META.soft_delete.is_none() {
+            return Err(Error::Invalid(format!(
+                "{} has no #[persist(soft_delete)] column: there is nothing to restore",
+                E::META.name
+            )));
+        }
+        value.set_soft_deleted(None);
+        self.update(value)
     }
 }

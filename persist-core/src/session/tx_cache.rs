@@ -568,7 +568,7 @@ impl Session {
         let Some((layer, ttl, epoch)) = self.put_target::<E>() else {
             return;
         };
-        for r in rows {
+        for r in rows.iter().filter(|r| !r.is_soft_deleted()) {
             let bytes = match encode_row(r) {
                 Ok(b) => b,
                 Err(e) => {
@@ -796,9 +796,11 @@ impl Session {
 }
 
 /// Decodes a cached row of `E` stored under `ck`: `None` (logged) for a
-/// malformed value or a row whose own key is not `ck`'s.
+/// malformed value or a row whose own key is not `ck`'s, and `None` for a
+/// soft-deleted row (reads by key do not find those).
 fn decode_cached<E: Entity>(ck: &CacheKey, bytes: &[u8]) -> Option<E> {
     match decode_row::<E>(bytes) {
+        Ok(row) if row.is_soft_deleted() => None,
         Ok(row) if format!("{:?}", row.key()) == ck.key => Some(row),
         Ok(_) => {
             tracing::warn!(region = %ck.region, key = %ck.key, "cached row has another key; ignored");

@@ -152,6 +152,7 @@ fn table_statement(b: Backend, meta: &EntityMeta) -> Result<TableCreateStatement
         }
     }
     if b == Backend::MySql {
+        live_unique_indexes(b, meta)?;
         // MySQL has no `CREATE INDEX IF NOT EXISTS`: keep indexes in the table.
         for mut ix in indexes(meta) {
             t.index(&mut ix);
@@ -188,6 +189,39 @@ fn indexes(meta: &EntityMeta) -> Vec<IndexCreateStatement> {
         out.push(ix);
     }
     out
+}
+
+/// The partial unique indexes of the `unique_live` columns: `CREATE UNIQUE
+/// INDEX IF NOT EXISTS uq_<table>_<column> ON <table> (<column>) WHERE
+/// <soft_delete column> IS NULL`, so a soft-deleted row frees its value.
+/// MySQL and MariaDB have no partial indexes: an error saying what to do.
+fn live_unique_indexes(b: Backend, meta: &EntityMeta) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for c in meta.columns.iter().filter(|c| c.unique_live) {
+        let Some(d) = meta.soft_delete else {
+            return Err(Error::Invalid(format!(
+                "{}.{} is unique_live, but {} has no soft_delete column",
+                meta.table, c.name, meta.name
+            )));
+        };
+        if b == Backend::MySql {
+            return Err(Error::Invalid(format!(
+                "{}.{} is unique_live, which needs a partial unique index (`WHERE {} IS NULL`): \
+                 MySQL and MariaDB have none. Use `unique` (soft-deleted rows keep their values) \
+                 or enforce it in a migration of your own, e.g. a unique index over a generated \
+                 column that is NULL for soft-deleted rows",
+                meta.table, c.name, meta.columns[d].name
+            )));
+        }
+        out.push(format!(
+            "CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} ({}) WHERE {} IS NULL",
+            b.quote(&format!("uq_{}_{}", meta.table, c.name)),
+            b.quote(meta.table),
+            b.quote(c.name),
+            b.quote(meta.columns[d].name)
+        ));
+    }
+    Ok(out)
 }
 
 /// Orders `metas` so that every table comes after the tables it references
@@ -254,6 +288,7 @@ pub(crate) fn create_statements(b: Backend, metas: &[&'static EntityMeta]) -> Re
                     _ => ix.to_string(PostgresQueryBuilder),
                 });
             }
+            out.extend(live_unique_indexes(b, meta)?);
         }
         if meta.audit {
             out.push(history_statement(b, meta));

@@ -20,9 +20,15 @@ pub(crate) enum Shape {
     DeleteByKeyVersioned,
     Count,
     ExistsByKey,
+    /// `delete` of a `#[persist(soft_delete)]` entity: an `UPDATE` setting
+    /// the column.
+    SoftDeleteByKey,
+    SoftDeleteByKeyVersioned,
+    /// [`Shape::FindByKey`] that finds a soft-deleted row too.
+    FindByKeyWithDeleted,
 }
 
-const _: () = assert!(Shape::ExistsByKey as usize + 1 == SHAPES);
+const _: () = assert!(Shape::FindByKeyWithDeleted as usize + 1 == SHAPES);
 const _: () = assert!(Backend::MySql as usize + 1 == crate::model::sql_cache::BACKENDS);
 
 /// Most rows one multi-row `INSERT` carries (fewer when the bind limit says
@@ -180,7 +186,19 @@ fn where_key(b: Backend, meta: &EntityMeta, mut n: usize, out: &mut String) -> u
     n
 }
 
-pub(crate) fn select_all(b: Backend, meta: &EntityMeta) -> String {
+/// ` <joiner> "deleted_at" IS NULL` for an entity with a
+/// `#[persist(soft_delete)]` column (reads see live rows only); nothing
+/// without one.
+fn live_only(b: Backend, meta: &EntityMeta, joiner: &str, out: &mut String) {
+    if let Some(d) = meta.soft_delete {
+        out.push_str(joiner);
+        out.push_str(&b.quote(meta.columns[d].name));
+        out.push_str(" IS NULL");
+    }
+}
+
+/// Every column of the live rows (no order).
+fn select_columns(b: Backend, meta: &EntityMeta) -> String {
     let mut s = String::from("SELECT ");
     column_list(b, meta, 0..meta.columns.len(), &mut s);
     s.push_str(" FROM ");
@@ -188,8 +206,22 @@ pub(crate) fn select_all(b: Backend, meta: &EntityMeta) -> String {
     s
 }
 
+pub(crate) fn select_all(b: Backend, meta: &EntityMeta) -> String {
+    let mut s = select_columns(b, meta);
+    live_only(b, meta, " WHERE ", &mut s);
+    s
+}
+
 pub(crate) fn find_by_key(b: Backend, meta: &EntityMeta) -> String {
-    let mut s = select_all(b, meta);
+    let mut s = select_columns(b, meta);
+    where_key(b, meta, 1, &mut s);
+    live_only(b, meta, " AND ", &mut s);
+    s
+}
+
+/// [`find_by_key`] without the soft-delete condition.
+pub(crate) fn find_by_key_with_deleted(b: Backend, meta: &EntityMeta) -> String {
+    let mut s = select_columns(b, meta);
     where_key(b, meta, 1, &mut s);
     s
 }
@@ -198,11 +230,14 @@ pub(crate) fn exists_by_key(b: Backend, meta: &EntityMeta) -> String {
     let mut s = String::from("SELECT 1 FROM ");
     s.push_str(&b.quote(meta.table));
     where_key(b, meta, 1, &mut s);
+    live_only(b, meta, " AND ", &mut s);
     s
 }
 
 pub(crate) fn count(b: Backend, meta: &EntityMeta) -> String {
-    format!("SELECT COUNT(*) FROM {}", b.quote(meta.table))
+    let mut s = format!("SELECT COUNT(*) FROM {}", b.quote(meta.table));
+    live_only(b, meta, " WHERE ", &mut s);
+    s
 }
 
 /// `INSERT INTO t (cols) VALUES (…), (…)` for `rows` rows, with `RETURNING`
@@ -296,6 +331,40 @@ fn version_check(b: Backend, meta: &EntityMeta, n: usize, s: &mut String) {
         s.push_str(" = ");
         b.placeholder(n, s);
     }
+}
+
+/// `UPDATE t SET deleted_at = ? [, version = version + 1] [, updated_at = ?]
+/// WHERE key [AND version = ?] AND deleted_at IS NULL`: the `delete` of a
+/// `#[persist(soft_delete)]` entity. Binds: the time (once, or twice with
+/// `updated_at`), the key, the version.
+pub(crate) fn soft_delete_by_key(b: Backend, meta: &EntityMeta, versioned: bool) -> String {
+    let Some(d) = meta.soft_delete else {
+        return delete_by_key(b, meta, versioned);
+    };
+    let mut s = String::from("UPDATE ");
+    s.push_str(&b.quote(meta.table));
+    s.push_str(" SET ");
+    s.push_str(&b.quote(meta.columns[d].name));
+    s.push_str(" = ");
+    b.placeholder(1, &mut s);
+    let mut n = 2;
+    if let Some(v) = meta.version {
+        let c = b.quote(meta.columns[v].name);
+        s.push_str(&format!(", {c} = {c} + 1"));
+    }
+    if let Some(u) = meta.updated_at {
+        s.push_str(", ");
+        s.push_str(&b.quote(meta.columns[u].name));
+        s.push_str(" = ");
+        b.placeholder(n, &mut s);
+        n += 1;
+    }
+    let n = where_key(b, meta, n, &mut s);
+    if versioned {
+        version_check(b, meta, n, &mut s);
+    }
+    live_only(b, meta, " AND ", &mut s);
+    s
 }
 
 pub(crate) fn delete_by_key(b: Backend, meta: &EntityMeta, versioned: bool) -> String {

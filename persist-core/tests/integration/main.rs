@@ -27,6 +27,7 @@ mod schema;
 mod sessions;
 mod shop;
 mod smoke;
+mod soft_delete;
 mod sqlite_begin;
 mod sqlite_direct;
 mod types;
@@ -72,6 +73,20 @@ suite! {
         upsert_refuses_to_set_its_target,
     ],
     smoke: [roundtrip],
+    soft_delete: [
+        delete_marks_the_row_and_every_read_hides_it,
+        with_deleted_and_only_deleted,
+        restore_makes_the_row_visible,
+        delete_permanently_removes_the_row,
+        soft_delete_cascades_two_levels_in_one_flush,
+        delete_all_soft_deletes_cascades_and_counts,
+        update_all_skips_soft_deleted_rows,
+        stale_soft_delete_is_stale_with_its_key,
+        shared_cache_does_not_serve_soft_deleted_rows,
+        cut_soft_delete_flush_at_every_poll,
+        cut_soft_delete_all_at_every_poll,
+        unique_live_frees_the_value_of_soft_deleted_rows,
+    ],
     cache_reads: [
         warm_cache_reads_send_no_statement,
         committed_and_rolled_back_writes_then_cached_reads,

@@ -148,6 +148,7 @@ fn column_meta(p: &TokenStream, f: &Field<'_>) -> TokenStream {
         )
     };
     let (primary_key, unique, index) = (f.is_primary_key(), f.is_unique(), f.is_indexed());
+    let unique_live = f.is_unique_live();
     let default = match f.default() {
         Some(sql) => quote!(::core::option::Option::Some(#sql)),
         None => quote!(::core::option::Option::None),
@@ -168,6 +169,7 @@ fn column_meta(p: &TokenStream, f: &Field<'_>) -> TokenStream {
             primary_key: #primary_key,
             unique: #unique,
             index: #index,
+            unique_live: #unique_live,
             default: #default,
             references: #references,
         }

@@ -83,7 +83,8 @@ fn finders(entity: &Entity<'_>, f: &Field<'_>, mode: Mode) -> TokenStream {
         },
     };
     let mut out = TokenStream::new();
-    if f.is_unique() && !f.is_primary_key() {
+    // A `unique_live` value names at most one of the rows reads see.
+    if (f.is_unique() || f.is_unique_live()) && !f.is_primary_key() {
         let (find, exists) = (
             format_ident!("find_by_{}", name),
             format_ident!("exists_by_{}", name),

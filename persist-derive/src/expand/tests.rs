@@ -309,7 +309,7 @@ fn every_entity_error_at_once() {
             "unknown persist attribute `nme`; expected one of: table, rename_all, has_many, has_one, many_to_many, cache, hooks, audit, crate",
             "unknown rename_all value `Title Case`; expected one of: snake_case, camelCase, PascalCase, SCREAMING_SNAKE_CASE, kebab-case, SCREAMING-KEBAB-CASE, lowercase, UPPERCASE",
             "duplicate persist attribute `column`",
-            "unknown persist attribute `colum`; expected one of: primary_key, auto_increment, column, unique, index, references, version, json, skip, default, created_at, updated_at, soft_delete",
+            "unknown persist attribute `colum`; expected one of: primary_key, auto_increment, column, unique, unique_live, index, references, version, json, skip, default, created_at, updated_at, soft_delete",
             "#[derive(Entity)] needs a primary key: mark a field #[persist(primary_key)]",
             "`version` needs an integer field (one of: i16, i32, i64, u8, u16, u32)",
             "`json` cannot be combined with `version`",

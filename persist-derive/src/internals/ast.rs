@@ -272,6 +272,11 @@ impl Field<'_> {
         self.attrs.unique.is_some()
     }
 
+    /// Unique among the rows not soft-deleted (`unique_live`).
+    pub fn is_unique_live(&self) -> bool {
+        self.attrs.unique_live.is_some()
+    }
+
     /// Has an index: `index`, or implied by `references`.
     pub fn is_indexed(&self) -> bool {
         self.attrs.index.is_some() || self.attrs.references.is_some()

@@ -99,6 +99,8 @@ pub struct Field {
     pub column: Option<LitStr>,
     /// `unique`.
     pub unique: Flag,
+    /// `unique_live`: unique among the rows not soft-deleted.
+    pub unique_live: Flag,
     /// `index`.
     pub index: Flag,
     /// `references = "Type"`: the literal and the type parsed from it (with
@@ -232,6 +234,7 @@ impl Field {
         let mut primary_key = flag(symbol::PRIMARY_KEY);
         let mut auto_increment = flag(symbol::AUTO_INCREMENT);
         let mut unique = flag(symbol::UNIQUE);
+        let mut unique_live = flag(symbol::UNIQUE_LIVE);
         let mut index = flag(symbol::INDEX);
         let mut version = flag(symbol::VERSION);
         let mut json = flag(symbol::JSON);
@@ -248,6 +251,7 @@ impl Field {
                 &mut primary_key,
                 &mut auto_increment,
                 &mut unique,
+                &mut unique_live,
                 &mut index,
                 &mut version,
                 &mut json,
@@ -291,6 +295,7 @@ impl Field {
             auto_increment: auto_increment.get(),
             column: column.get(),
             unique: unique.get(),
+            unique_live: unique_live.get(),
             index: index.get(),
             references: references.get(),
             version: version.get(),
@@ -311,6 +316,7 @@ impl Field {
             (symbol::AUTO_INCREMENT, self.auto_increment),
             (symbol::COLUMN, lit(&self.column)),
             (symbol::UNIQUE, self.unique),
+            (symbol::UNIQUE_LIVE, self.unique_live),
             (symbol::INDEX, self.index),
             (
                 symbol::REFERENCES,

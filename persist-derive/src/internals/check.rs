@@ -17,6 +17,7 @@ const NOT_WITH_JSON: &[Symbol] = &[
     symbol::PRIMARY_KEY,
     symbol::VERSION,
     symbol::UNIQUE,
+    symbol::UNIQUE_LIVE,
     symbol::INDEX,
     symbol::REFERENCES,
     symbol::AUTO_INCREMENT,
@@ -44,6 +45,10 @@ pub fn check_entity(cx: &Ctxt, entity: &Entity<'_>) {
     let mut created_seen = false;
     let mut updated_seen = false;
     let mut soft_delete_seen = false;
+    let has_soft_delete = entity
+        .fields
+        .iter()
+        .any(|f| f.attrs.soft_delete.is_some() && f.attrs.skip.is_none());
     let mut keys_seen = 0;
     let mut columns: HashMap<&str, &ast::Field<'_>> = HashMap::new();
 
@@ -128,6 +133,19 @@ pub fn check_entity(cx: &Ctxt, entity: &Entity<'_>) {
                 cx.error_at(updated, "only one field can be `updated_at`");
             }
             updated_seen = true;
+        }
+        if let Some(live) = attrs.unique_live {
+            if !has_soft_delete {
+                cx.error_at(
+                    live,
+                    "`unique_live` needs a `soft_delete` field in the entity: it makes the value unique among the rows not soft-deleted",
+                );
+            } else if attrs.unique.is_some() || attrs.primary_key.is_some() {
+                cx.error_at(
+                    live,
+                    "`unique_live` cannot be combined with `unique` or `primary_key`, which hold the value for soft-deleted rows too",
+                );
+            }
         }
         if let Some(soft) = attrs.soft_delete {
             if soft_delete_seen {

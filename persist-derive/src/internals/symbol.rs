@@ -35,6 +35,7 @@ pub const PRIMARY_KEY: Symbol = Symbol("primary_key");
 pub const AUTO_INCREMENT: Symbol = Symbol("auto_increment");
 pub const COLUMN: Symbol = Symbol("column");
 pub const UNIQUE: Symbol = Symbol("unique");
+pub const UNIQUE_LIVE: Symbol = Symbol("unique_live");
 pub const INDEX: Symbol = Symbol("index");
 pub const REFERENCES: Symbol = Symbol("references");
 pub const VERSION: Symbol = Symbol("version");
@@ -78,6 +79,7 @@ pub const FIELD_KEYS: &[Symbol] = &[
     AUTO_INCREMENT,
     COLUMN,
     UNIQUE,
+    UNIQUE_LIVE,
     INDEX,
     REFERENCES,
     VERSION,

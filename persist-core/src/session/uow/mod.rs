@@ -93,6 +93,7 @@ impl Uow {
                     entries: KeyMap::default(),
                     new_rows: Vec::new(),
                     key_deletes: KeyMap::default(),
+                    permanent: HashSet::new(),
                     marks: 0,
                 }));
                 self.index.insert(TypeId::of::<E>(), self.tables.len() - 1);
@@ -177,6 +178,29 @@ impl Uow {
         }
     }
 
+    /// Follows a soft delete of rows of `meta`'s table with `keys`
+    /// (captured text) down its `on_delete = "cascade"` relations to
+    /// children that have a `soft_delete` column, as the flush did in the
+    /// database: the session forgets them, and theirs in turn. Children
+    /// without one stay (the soft delete did nothing to them).
+    pub fn cascade_soft_deleted(&mut self, meta: &'static EntityMeta, keys: Vec<String>) {
+        let mut work = vec![(meta, keys)];
+        while let Some((parent, keys)) = work.pop() {
+            if keys.is_empty() {
+                continue;
+            }
+            let keys: HashSet<String> = keys.into_iter().collect();
+            for (child, col) in soft_cascades(parent) {
+                for t in &mut self.tables {
+                    if t.meta().table == child.table {
+                        let gone = t.forget_referencing(col, &keys);
+                        work.push((child, gone));
+                    }
+                }
+            }
+        }
+    }
+
     /// Keeps the map under its limit by evicting clean entries.
     pub fn enforce_limit(&mut self) {
         let Some(limit) = self.limit else { return };
@@ -199,6 +223,8 @@ impl Uow {
         }
         match t.entries.get(key) {
             Some(e) if e.state == EntryState::Deleted => Lookup::Deleted,
+            // A soft-deleted row (read with `with_deleted`) is not found by key.
+            Some(e) if e.current.is_soft_deleted() => Lookup::Deleted,
             Some(e) => Lookup::Found(e.current.clone()),
             None => Lookup::Missing,
         }
@@ -413,11 +439,17 @@ impl Uow {
     }
 
     /// Registers a delete of the row with `key`; `value` (when given) tells
-    /// the version to check.
-    pub fn delete<E: Entity>(&mut self, key: E::Key, value: Option<&E>) {
+    /// the version to check. With `permanent`, a `#[persist(soft_delete)]`
+    /// entity's row is removed (`DELETE`) instead of marked.
+    pub fn delete<E: Entity>(&mut self, key: E::Key, value: Option<&E>, permanent: bool) {
         let seq = self.next_seq();
         let t = self.table::<E>();
         t.marks += 1;
+        if permanent && E::META.soft_delete.is_some() {
+            t.permanent.insert(key.clone());
+        } else if !t.permanent.is_empty() {
+            t.permanent.remove(&key);
+        }
         match t.entries.get_mut(&key) {
             Some(e) if e.state == EntryState::New => {
                 // Never written: forgetting it is the whole delete.
@@ -471,9 +503,21 @@ impl Uow {
     /// Removes `key` from the session: its entry and any pending change.
     pub fn detach<E: Entity>(&mut self, key: &E::Key) -> bool {
         let t = self.table::<E>();
+        t.permanent.remove(key);
         let deleted = t.key_deletes.shift_remove(key).is_some();
         t.entries.shift_remove(key).is_some() || deleted
     }
+}
+
+/// The relations a soft delete of `meta`'s rows follows: its
+/// `on_delete = "cascade"` ones to another table that has a `soft_delete`
+/// column (a self-referencing cascade is not followed), with the child and
+/// its foreign-key column.
+pub(crate) fn soft_cascades(
+    meta: &'static EntityMeta,
+) -> impl Iterator<Item = (&'static EntityMeta, usize)> {
+    meta.cascades()
+        .filter(move |(child, _)| child.soft_delete.is_some() && child.table != meta.table)
 }
 
 /// Indexes of the non-key columns whose values differ between `old` and

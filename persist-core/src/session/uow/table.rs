@@ -82,6 +82,9 @@ pub(crate) struct Table<E: Entity> {
     pub new_rows: Vec<NewRow<E>>,
     /// Deletes by key of rows the session holds no value of (with their seq).
     pub key_deletes: KeyMap<E::Key, u64>,
+    /// Keys registered for delete with `delete_permanently` (a
+    /// `#[persist(soft_delete)]` entity's other deletes only mark the row).
+    pub permanent: HashSet<E::Key>,
     /// Registrations since the entries were last counted: zero means no
     /// entry is pending, so a read's autoflush check need not scan a large
     /// identity map. Registering bumps it; a flush recounts it.
@@ -94,6 +97,7 @@ impl<E: Entity> Clone for Table<E> {
             entries: self.entries.clone(),
             new_rows: self.new_rows.clone(),
             key_deletes: self.key_deletes.clone(),
+            permanent: self.permanent.clone(),
             marks: self.marks,
         }
     }
