@@ -44,8 +44,9 @@ use crate::error::{ErrorMapper, ResponseError};
 ///
 /// Options: [`read_only_safe_methods`](PersistLayer::read_only_safe_methods),
 /// [`isolation`](PersistLayer::isolation),
-/// [`retry_idempotent`](PersistLayer::retry_idempotent) and
-/// [`error_mapper`](PersistLayer::error_mapper). Each request runs in a
+/// [`retry_idempotent`](PersistLayer::retry_idempotent),
+/// [`error_mapper`](PersistLayer::error_mapper) and
+/// [`on_session`](PersistLayer::on_session). Each request runs in a
 /// `persist.request` span recording its method, path, session id, the
 /// statements it sent and how it ended.
 #[derive(Clone, Debug)]
@@ -61,6 +62,17 @@ struct Config {
     retries: u32,
     retry_body_limit: usize,
     mapper: ErrorMapper,
+    on_session: Option<OnSession>,
+}
+
+/// What [`PersistLayer::on_session`] runs as each request's session opens.
+#[derive(Clone)]
+struct OnSession(Arc<dyn Fn(&http::request::Parts, &Session) + Send + Sync>);
+
+impl std::fmt::Debug for OnSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnSession")
+    }
 }
 
 impl PersistLayer {
@@ -76,6 +88,7 @@ impl PersistLayer {
                 retries: 0,
                 retry_body_limit: 1 << 20,
                 mapper: ErrorMapper::default(),
+                on_session: None,
             }),
         }
     }
@@ -125,6 +138,34 @@ impl PersistLayer {
     /// answering [`DbError`](crate::DbError).
     pub fn error_mapper(mut self, mapper: ErrorMapper) -> Self {
         self.config().mapper = mapper;
+        self
+    }
+
+    /// Runs `f` with the request (its method, URI, headers and
+    /// extensions) and its session, as the session opens, before the
+    /// handler; again for each attempt of a retried request. The place to
+    /// tell the session who acts and why, for the history of audited
+    /// entities: `s.set_actor(…)` from an authenticated user the
+    /// middleware before put in the extensions, `s.set_revision_info(…)`
+    /// from the route. It runs no SQL (the session takes its connection
+    /// with its first statement).
+    ///
+    /// ```
+    /// # use persist_axum::PersistLayer;
+    /// # fn layer(db: persist_core::db::Db) -> PersistLayer {
+    /// PersistLayer::new(db).on_session(|req, s| {
+    ///     if let Some(user) = req.headers.get("x-user").and_then(|v| v.to_str().ok()) {
+    ///         s.set_actor(user);
+    ///     }
+    ///     s.set_revision_info(format!("{} {}", req.method, req.uri.path()));
+    /// })
+    /// # }
+    /// ```
+    pub fn on_session(
+        mut self,
+        f: impl Fn(&http::request::Parts, &Session) + Send + Sync + 'static,
+    ) -> Self {
+        self.config().on_session = Some(OnSession(Arc::new(f)));
         self
     }
 }
@@ -276,6 +317,11 @@ impl Run {
         };
         span.record("session", session.id());
         req.extensions_mut().insert(session.clone());
+        if let Some(f) = &self.config.on_session {
+            let (parts, body) = req.into_parts();
+            (f.0)(&parts, &session);
+            req = Request::from_parts(parts, body);
+        }
         let run = AssertUnwindSafe(session.scope(inner.call(req))).catch_unwind();
         let response = match run.await {
             Ok(Ok(r)) => r,

@@ -25,6 +25,7 @@ suite! {
         isolation_is_the_layers,
         route_without_layer_is_a_500,
         span_records_statements_and_outcome,
+        on_session_names_the_revision,
     ],
     faults: [
         panic_rolls_back,

@@ -320,3 +320,61 @@ pub async fn span_records_statements_and_outcome(db: Db) -> TestResult {
     assert_eq!(get("statements").as_deref(), Some("3"), "{fields:?}");
     Ok(())
 }
+
+/// A note whose changes are kept with the revision of their request.
+#[derive(Entity, Clone, Debug, PartialEq)]
+#[persist(table = "audited_notes", audit)]
+pub struct AuditedNote {
+    #[persist(primary_key, auto_increment)]
+    pub id: i64,
+    pub title: String,
+}
+
+async fn create_audited(
+    Tx(s): Tx,
+    axum::extract::Path(title): axum::extract::Path<String>,
+) -> Result<axum::Json<i64>, persist_axum::DbError> {
+    let n = s.insert(AuditedNote { id: 0, title }).await?;
+    Ok(axum::Json(n.id))
+}
+
+pub async fn on_session_names_the_revision(db: Db) -> TestResult {
+    db.create_tables::<AuditedNote>().await?;
+    let layer = PersistLayer::new(db.clone()).on_session(|req, s| {
+        if let Some(user) = req.headers.get("x-user").and_then(|v| v.to_str().ok()) {
+            s.set_actor(user);
+        }
+        s.set_revision_info(format!("{} {}", req.method, req.uri.path()));
+    });
+    let app = axum::Router::new()
+        .route("/audited/{title}", axum::routing::post(create_audited))
+        .layer(layer);
+    let mut req = app::request(Method::POST, "/audited/first", None);
+    req.headers_mut()
+        .insert("x-user", http::HeaderValue::from_static("alice"));
+    let resp = tower::ServiceExt::oneshot(app.clone(), req)
+        .await
+        .unwrap_or_else(|never| match never {});
+    let (status, id) = app::read(resp).await;
+    assert_eq!(status, StatusCode::OK, "{id}");
+    let id = id.as_i64().expect("id");
+    // Without the header: no actor, the route still named.
+    let (status, _) = call(&app, Method::POST, "/audited/second", None).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let s = db.session().await?;
+    let versions = s.history::<AuditedNote>(&id).await?;
+    assert_eq!(versions.len(), 1);
+    let rev = &versions[0].revision;
+    assert_eq!(rev.actor.as_deref(), Some("alice"));
+    assert_eq!(rev.info.as_deref(), Some("POST /audited/first"));
+    let second = s.history::<AuditedNote>(&(id + 1)).await?;
+    assert_eq!(second[0].revision.actor, None);
+    assert_eq!(
+        second[0].revision.info.as_deref(),
+        Some("POST /audited/second")
+    );
+    assert_ne!(second[0].revision.id, rev.id, "a revision per request");
+    s.rollback().await?;
+    Ok(())
+}
