@@ -86,6 +86,8 @@ suite! {
         cut_soft_delete_flush_at_every_poll,
         cut_soft_delete_all_at_every_poll,
         unique_live_frees_the_value_of_soft_deleted_rows,
+        many_to_many_leaves_out_soft_deleted_targets_and_links,
+        upsert_answers_the_row_it_wrote_marked_or_not,
     ],
     cache_reads: [
         warm_cache_reads_send_no_statement,

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use persist_cache::InProcessCache;
 use persist_core::prelude::*;
 use persist_core::query::count_all;
@@ -79,6 +79,38 @@ pub struct SdMember {
     pub email: String,
     #[persist(soft_delete)]
     pub deleted_at: Option<chrono::NaiveDateTime>,
+}
+
+#[derive(Entity, Clone, Debug, PartialEq)]
+#[persist(table = "sd_shelves")]
+#[persist(many_to_many(SdBook, through = "SdShelving", by = "shelf_id", to = "book_id"))]
+pub struct SdShelf {
+    #[persist(primary_key, auto_increment)]
+    pub id: i64,
+    pub name: String,
+}
+
+/// The join entity of shelves and books, itself soft-deleted.
+#[derive(Entity, Clone, Debug, PartialEq)]
+#[persist(table = "sd_shelvings")]
+pub struct SdShelving {
+    #[persist(primary_key, references = "SdShelf")]
+    pub shelf_id: i64,
+    #[persist(primary_key, references = "SdBook")]
+    pub book_id: i64,
+    #[persist(soft_delete)]
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+/// A natural key, for upserts.
+#[derive(Entity, Clone, Debug, PartialEq)]
+#[persist(table = "sd_tags")]
+pub struct SdTag {
+    #[persist(primary_key)]
+    pub code: String,
+    pub uses: i64,
+    #[persist(soft_delete)]
+    pub deleted_at: Option<DateTime<Utc>>,
 }
 
 type Library = (SdAuthor, SdBook, SdChapter, SdNote);
@@ -706,6 +738,69 @@ pub async fn unique_live_frees_the_value_of_soft_deleted_rows(db: Db) -> TestRes
     let s = db.session().await?;
     assert_eq!(SdMember::repo(&s).find_by_email("a@x").await?, Some(second));
     assert_eq!(s.query::<SdMember>().with_deleted().count().await?, 2);
+    s.commit().await?;
+    Ok(())
+}
+
+pub async fn many_to_many_leaves_out_soft_deleted_targets_and_links(db: Db) -> TestResult {
+    db.create_tables::<Library>().await?;
+    db.create_tables::<(SdShelf, SdShelving)>().await?;
+    let seeded = seed(&db, "a").await?;
+    let more = seed(&db, "b").await?;
+    let s = db.session().await?;
+    let shelf = s
+        .insert(SdShelf {
+            id: 0,
+            name: "top".into(),
+        })
+        .await?;
+    let books = [&seeded.books[0], &seeded.books[1], &more.books[0]];
+    let links: Vec<SdShelving> = books
+        .iter()
+        .map(|b| SdShelving {
+            shelf_id: shelf.id,
+            book_id: b.id,
+            deleted_at: None,
+        })
+        .collect();
+    s.insert_many(links.clone()).await?;
+    // One book soft-deleted, one link soft-deleted.
+    s.delete(books[0])?;
+    s.delete(&links[1])?;
+    s.commit().await?;
+
+    let s = db.session().await?;
+    let related = s
+        .load_related::<SdBook, _>(std::slice::from_ref(&shelf))
+        .await?;
+    assert_eq!(related, vec![vec![more.books[0].clone()]]);
+    s.commit().await?;
+    Ok(())
+}
+
+pub async fn upsert_answers_the_row_it_wrote_marked_or_not(db: Db) -> TestResult {
+    db.create_tables::<SdTag>().await?;
+    let s = db.session().await?;
+    let at = Utc::now().trunc_subsecs(3);
+    let tag = SdTag {
+        code: "t".into(),
+        uses: 1,
+        deleted_at: Some(at),
+    };
+    let stored = s
+        .upsert_with(tag.clone())
+        .on_conflict_set(SdTag::USES, SdTag::USES.add(1))
+        .await?;
+    assert_eq!(stored, tag, "a marked row is read back");
+    let again = s
+        .upsert_with(tag.clone())
+        .on_conflict_set(SdTag::USES, SdTag::USES.add(1))
+        .await?;
+    assert_eq!(again.uses, 2);
+    s.commit().await?;
+    let s = db.session().await?;
+    assert_eq!(s.find::<SdTag>(&"t".to_string()).await?, None);
+    assert_eq!(s.query::<SdTag>().only_deleted().count().await?, 1);
     s.commit().await?;
     Ok(())
 }
