@@ -158,7 +158,7 @@ async fn execute<E: Entity>(
     (kind, columns): (ChangeKind, Vec<&'static str>),
     cond: Cond,
 ) -> Result<u64> {
-    let recorded = s.before_bulk::<E>(kind, columns, &sql)?;
+    let recorded = s.before_bulk::<E>(kind, columns, &sql, false)?;
     let sql: Arc<str> = Arc::from(sql);
     let meta = E::META;
     let audited = meta.audit || (kind == ChangeKind::Delete && audit::touches_history(meta));
@@ -370,23 +370,36 @@ async fn soft_delete_all<E: Entity>(s: &Session, cond: Cond) -> Result<u64> {
             now,
         )?;
     }
-    let own = soft_delete::mark_statement(meta, cond, now)?;
+    let own = soft_delete::mark_statement(meta, cond.clone(), now)?;
     if !statements.is_empty() {
         s.one_statement_only("a soft delete_all that cascades")?;
     }
+    if meta.audit || statements.iter().any(|c| c.child.audit) {
+        audit::needs_transaction(s, meta)?;
+    }
+    let (own_sql, _) = build(s.backend(), &own);
+    let recorded = s.before_bulk::<E>(ChangeKind::Delete, Vec::new(), &own_sql, true)?;
     let mut guard = s.lock().await?;
     let tx = guard.conn.as_mut().ok_or(Error::SessionClosed)?;
     s.will_write()?;
     let out = s
         .step(async {
-            for (child, q) in &statements {
-                soft_delete::run_update(s, tx, child, q).await?;
+            for c in &statements {
+                c.run(s, tx, now).await?;
             }
-            soft_delete::run_update(s, tx, meta, &own).await
+            let n = soft_delete::run_update(s, tx, meta, &own).await?;
+            if n > 0 && meta.audit {
+                let marked = soft_delete::marked_at(meta, cond, now)?;
+                audit::record(s, tx, meta, ChangeKind::Delete, audit::Rows::Cond(marked)).await?;
+            }
+            Ok(n)
         })
         .await;
     let marked = s.fail_on_error(&mut guard, out).await?;
     drop(guard);
+    if let Some(set) = recorded {
+        s.record_changes(set);
+    }
     s.after_bulk_write::<E>();
     Ok(marked)
 }

@@ -457,13 +457,15 @@ impl Session {
 
     /// Before a bulk write of `E` runs (its statement `sql`, whose `WHERE`
     /// clause is the filter): the interceptors see it, with the cascades a
-    /// delete sets off. Changes they register are written by the autoflush
-    /// before the statement. Answers the changes to record once it ran.
+    /// delete (`soft`: a soft delete) sets off. Changes they register are
+    /// written by the autoflush before the statement. Answers the changes
+    /// to record once it ran.
     pub(crate) fn before_bulk<E: Entity>(
         &self,
         kind: ChangeKind,
         columns: Vec<&'static str>,
         sql: &str,
+        soft: bool,
     ) -> Result<Option<ChangeSet>> {
         if !self.intercepts() {
             return Ok(None);
@@ -482,7 +484,7 @@ impl Session {
             columns,
         )];
         if kind == ChangeKind::Delete {
-            flush::describe_cascades(E::META, &mut out);
+            flush::describe_cascades(E::META, soft, &mut out);
         }
         let set = ChangeSet::new(out);
         self.intercept(&set)?;

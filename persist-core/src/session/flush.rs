@@ -574,8 +574,12 @@ impl<E: Entity> PlanOps for TablePlan<E> {
                     d.value.clone(),
                 ));
             }
-            if !self.deletes.is_empty() {
-                describe_cascades(meta, out);
+            let soft = meta.soft_delete.is_some();
+            if self.deletes.iter().any(|d| !soft || d.permanent) {
+                describe_cascades(meta, false, out);
+            }
+            if soft && self.deletes.iter().any(|d| !d.permanent) {
+                describe_cascades(meta, true, out);
             }
             return Ok(());
         }
@@ -748,8 +752,14 @@ fn mark_written<E: Entity>(e: &mut crate::session::uow::Entry<E>, rev: u64, writ
 
 /// Appends what deleting rows of `meta` does to the rows referencing them:
 /// the database deletes them (`on_delete = "cascade"`) or nulls their
-/// foreign key (`"set_null"`).
-pub(crate) fn describe_cascades(meta: &'static EntityMeta, out: &mut Vec<Change>) {
+/// foreign key (`"set_null"`). A soft delete (`soft`) marks the live
+/// children that have a `soft_delete` column, and their children in turn
+/// (deleted, as the change set says), and touches no other.
+pub(crate) fn describe_cascades(meta: &'static EntityMeta, soft: bool, out: &mut Vec<Change>) {
+    if soft {
+        describe_soft_cascades(meta, &mut vec![meta.table], out);
+        return;
+    }
     for r in meta.relations {
         let child = r.fk_owner();
         let column = child.columns[r.by].name;
@@ -768,6 +778,32 @@ pub(crate) fn describe_cascades(meta: &'static EntityMeta, out: &mut Vec<Change>
                 vec![column],
             )),
             _ => {}
+        }
+    }
+}
+
+fn describe_soft_cascades(
+    meta: &'static EntityMeta,
+    path: &mut Vec<&'static str>,
+    out: &mut Vec<Change>,
+) {
+    for (child, col) in crate::session::uow::soft_cascades(meta) {
+        if path.contains(&child.table) {
+            continue;
+        }
+        out.push(Change::rows(
+            child,
+            ChangeKind::Delete,
+            Origin::Cascade {
+                parent: meta.table,
+                column: child.columns[col].name,
+            },
+            Vec::new(),
+        ));
+        if child.primary_key.len() == 1 {
+            path.push(child.table);
+            describe_soft_cascades(child, path, out);
+            path.pop();
         }
     }
 }

@@ -13,8 +13,9 @@ use sea_query::{
 
 use crate::backend::{AnyConn, Driver, dispatch};
 use crate::error::{Error, Result};
-use crate::model::entity::{Entity, EntityMeta};
+use crate::model::entity::{ChangeKind, Entity, EntityMeta};
 use crate::model::value::{Binder, Field, SqlType};
+use crate::session::audit::{self, Rows};
 use crate::session::uow::soft_cascades;
 use crate::session::{Session, bind_key};
 use crate::sql::Backend;
@@ -147,11 +148,19 @@ pub(crate) fn cascade_statements(
     meta: &'static EntityMeta,
     parents: &Parents,
     now: DateTime<Utc>,
-) -> Result<Vec<(&'static EntityMeta, UpdateStatement)>> {
+) -> Result<Vec<Cascade>> {
     let mut out = Vec::new();
     let mut path = vec![meta.table];
     cascade_into(meta, parents, now, &mut path, &mut out)?;
     Ok(out)
+}
+
+/// One level of a soft-delete cascade: the child table, the `UPDATE` that
+/// marks its live rows, and the condition naming them (before the mark).
+pub(crate) struct Cascade {
+    pub(crate) child: &'static EntityMeta,
+    pub(crate) statement: UpdateStatement,
+    pub(crate) cond: Cond,
 }
 
 fn cascade_into(
@@ -159,7 +168,7 @@ fn cascade_into(
     parents: &Parents,
     now: DateTime<Utc>,
     path: &mut Vec<&'static str>,
-    out: &mut Vec<(&'static EntityMeta, UpdateStatement)>,
+    out: &mut Vec<Cascade>,
 ) -> Result<()> {
     for (child, col) in soft_cascades(meta) {
         if path.contains(&child.table) {
@@ -177,7 +186,11 @@ fn cascade_into(
             cascade_into(child, &Parents::Select(Box::new(keys)), now, path, out)?;
             path.pop();
         }
-        out.push((child, mark_statement(child, cond, now)?));
+        out.push(Cascade {
+            child,
+            statement: mark_statement(child, cond.clone(), now)?,
+            cond,
+        });
     }
     Ok(())
 }
@@ -226,9 +239,37 @@ pub(crate) async fn cascade_by_keys(
     }
     for part in keys.chunks(KEYS_PER_CASCADE) {
         let parents = Parents::Keys(part.to_vec());
-        for (child, q) in cascade_statements(meta, &parents, now)? {
-            run_update(s, conn, child, &q).await?;
+        for c in cascade_statements(meta, &parents, now)? {
+            c.run(s, conn, now).await?;
         }
     }
     Ok(())
+}
+
+impl Cascade {
+    /// Marks the level's rows, and records them in the child's history when
+    /// it is audited (by the time written: the rows this statement marked).
+    pub(crate) async fn run(
+        &self,
+        s: &Session,
+        conn: &mut AnyConn,
+        now: DateTime<Utc>,
+    ) -> Result<u64> {
+        let n = run_update(s, conn, self.child, &self.statement).await?;
+        if n > 0 && self.child.audit {
+            let marked = marked_at(self.child, self.cond.clone(), now)?;
+            audit::record(s, conn, self.child, ChangeKind::Delete, Rows::Cond(marked)).await?;
+        }
+        Ok(n)
+    }
+}
+
+/// `cond` restricted to the rows marked at `now` (the rows a soft delete
+/// at `now` under `cond` just marked).
+pub(crate) fn marked_at(meta: &EntityMeta, cond: Cond, now: DateTime<Utc>) -> Result<Cond> {
+    let Some(d) = meta.soft_delete else {
+        return Ok(cond);
+    };
+    let col = Expr::col((Alias::new(meta.table), Alias::new(meta.columns[d].name)));
+    Ok(cond.add(col.eq(time_value(meta, d, now)?)))
 }

@@ -2,6 +2,7 @@
 //! MariaDB/MySQL (`<backend>::<module>::<test>`).
 
 mod aggregates;
+mod auditable;
 mod bulk;
 mod cache;
 mod cache_reads;
@@ -35,6 +36,10 @@ mod uow;
 mod versioning;
 
 suite! {
+    auditable: [
+        soft_delete_cascade_is_in_the_history,
+        interceptors_see_soft_delete_cascades,
+    ],
     hooks: [
         hooks_run_once_per_change_in_flush_order,
         hook_veto_writes_nothing,
