@@ -65,9 +65,12 @@ struct Config {
     on_session: Option<OnSession>,
 }
 
+/// The function [`PersistLayer::on_session`] takes.
+type SessionFn = dyn Fn(&http::request::Parts, &Session) + Send + Sync;
+
 /// What [`PersistLayer::on_session`] runs as each request's session opens.
 #[derive(Clone)]
-struct OnSession(Arc<dyn Fn(&http::request::Parts, &Session) + Send + Sync>);
+struct OnSession(Arc<SessionFn>);
 
 impl std::fmt::Debug for OnSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
