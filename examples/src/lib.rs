@@ -2,4 +2,5 @@
 //! so the test suite runs exactly what `cargo run --example …` runs.
 
 pub mod axum_app;
+pub mod ledger;
 pub mod quickstart;

@@ -522,16 +522,9 @@ impl Session {
         key: &T::Key,
     ) -> Result<Option<T>> {
         let b = self.backend();
-        let mut s = sql::select_all(b, T::META);
-        s.push_str(" WHERE ");
-        for (n, i) in T::META.primary_key.iter().enumerate() {
-            if n > 0 {
-                s.push_str(" AND ");
-            }
-            s.push_str(&b.quote(T::META.columns[*i].name));
-            s.push_str(" = ");
-            b.placeholder(n + 1, &mut s);
-        }
+        // A soft-deleted row is read too: restoring a version before its
+        // delete brings it back.
+        let mut s = sql::find_by_key_with_deleted(b, T::META);
         if b != Backend::Sqlite {
             s.push_str(" FOR UPDATE");
         }

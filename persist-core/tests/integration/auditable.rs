@@ -203,6 +203,23 @@ pub async fn soft_delete_cascade_is_in_the_history(db: Db) -> TestResult {
     assert!(qv[3].value.deleted_at.is_none());
     assert_eq!(s.count::<AuTask>().await?, 0);
     s.commit().await?;
+
+    // Restoring the version before a soft delete brings the row back.
+    let pv = s.history::<AuProject>(&p.id).await?;
+    let before_delete = pv[pv.len() - 2].revision.id;
+    assert!(s.find::<AuProject>(&p.id).await?.is_none());
+    let back = s.restore_version::<AuProject>(&p.id, before_delete).await?;
+    assert!(back.deleted_at.is_none());
+    s.commit().await?;
+    assert_eq!(
+        s.find::<AuProject>(&p.id).await?.map(|p| p.name).as_deref(),
+        Some("flushed")
+    );
+    assert_eq!(
+        kinds(&s.history::<AuProject>(&p.id).await?).last(),
+        Some(&ChangeKind::Update)
+    );
+    s.commit().await?;
     Ok(())
 }
 
