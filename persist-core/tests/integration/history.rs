@@ -38,6 +38,7 @@ pub struct HPlain {
 #[derive(Entity, Clone, Debug, PartialEq)]
 #[persist(table = "hx_parents", audit)]
 #[persist(has_many(HChild, by = "parent_id", on_delete = "cascade"))]
+#[persist(has_many(HLabel, by = "owner_id", on_delete = "set_null"))]
 pub struct HParent {
     #[persist(primary_key, auto_increment)]
     pub id: i64,
@@ -55,6 +56,16 @@ pub struct HChild {
 }
 
 #[derive(Entity, Clone, Debug, PartialEq)]
+#[persist(table = "hx_labels", audit)]
+pub struct HLabel {
+    #[persist(primary_key, auto_increment)]
+    pub id: i64,
+    #[persist(references = "HParent")]
+    pub owner_id: Option<i64>,
+    pub text: String,
+}
+
+#[derive(Entity, Clone, Debug, PartialEq)]
 #[persist(table = "hx_kv", audit)]
 pub struct HKv {
     #[persist(primary_key)]
@@ -62,7 +73,7 @@ pub struct HKv {
     pub v: i64,
 }
 
-type Tables = (HAccount, HPlain, HParent, HChild, HKv);
+type Tables = (HAccount, HPlain, HParent, HChild, HLabel, HKv);
 
 fn account(name: &str, balance: i64) -> HAccount {
     HAccount {
@@ -218,6 +229,13 @@ pub async fn cascaded_children_are_recorded(db: Db) -> TestResult {
                 .collect(),
         )
         .await?;
+    let label = s
+        .insert(HLabel {
+            id: 0,
+            owner_id: Some(p.id),
+            text: "l".into(),
+        })
+        .await?;
     s.commit().await?;
     // By the flush, then by a bulk delete.
     s.delete_by_key::<HParent>(&p.id)?;
@@ -235,6 +253,12 @@ pub async fn cascaded_children_are_recorded(db: Db) -> TestResult {
         x[1].revision.id, pv[1].revision.id,
         "in the parent's revision"
     );
+    // Nulled by SET NULL: an update, with the foreign key NULL.
+    let l = s.history::<HLabel>(&label.id).await?;
+    assert_eq!(kinds(&l), [ChangeKind::Insert, ChangeKind::Update]);
+    assert_eq!(l[1].value.owner_id, None);
+    assert_eq!(l[1].changed, ["owner_id"]);
+    assert_eq!(l[1].revision.id, pv[1].revision.id);
     s.rollback().await?;
     assert_eq!(count(&db, "SELECT COUNT(*) FROM hx_children").await?, 0);
     Ok(())
@@ -516,6 +540,42 @@ pub async fn audited_flush_sends_one_history_statement(db: Db) -> TestResult {
     assert_eq!(
         count(&db, "SELECT COUNT(*) FROM persist_revision").await?,
         1
+    );
+    Ok(())
+}
+
+pub async fn autocommit_session_refuses_audited_writes(db: Db) -> TestResult {
+    db.create_tables::<Tables>().await?;
+    let w = db.session_with(SessionOptions::new().autocommit()).await?;
+    let refused = |r: Result<(), Error>| assert!(matches!(r, Err(Error::Invalid(_))), "{r:?}");
+    refused(w.insert(account("a", 1)).await.map(drop));
+    refused(
+        w.upsert(HKv {
+            k: "k".into(),
+            v: 1,
+        })
+        .await
+        .map(drop),
+    );
+    refused(
+        w.update_all::<HAccount>()
+            .set(HAccount::BALANCE, 2)
+            .await
+            .map(drop),
+    );
+    refused(w.delete_all::<HParent>().await.map(drop));
+    // Not audited: one statement, as ever.
+    w.insert(HPlain {
+        id: 0,
+        name: "p".into(),
+        balance: 1,
+        version: 0,
+    })
+    .await?;
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM hx_accounts").await?, 0);
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM persist_revision").await?,
+        0
     );
     Ok(())
 }
