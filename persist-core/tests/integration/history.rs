@@ -73,7 +73,18 @@ pub struct HKv {
     pub v: i64,
 }
 
-type Tables = (HAccount, HPlain, HParent, HChild, HLabel, HKv);
+/// A composite key.
+#[derive(Entity, Clone, Debug, PartialEq)]
+#[persist(table = "hx_lines", audit)]
+pub struct HLine {
+    #[persist(primary_key)]
+    pub order_id: i64,
+    #[persist(primary_key)]
+    pub line: i32,
+    pub qty: i32,
+}
+
+type Tables = (HAccount, HPlain, HParent, HChild, HLabel, HKv, HLine);
 
 fn account(name: &str, balance: i64) -> HAccount {
     HAccount {
@@ -540,6 +551,51 @@ pub async fn audited_flush_sends_one_history_statement(db: Db) -> TestResult {
     assert_eq!(
         count(&db, "SELECT COUNT(*) FROM persist_revision").await?,
         1
+    );
+    Ok(())
+}
+
+pub async fn composite_keys_and_savepoints(db: Db) -> TestResult {
+    db.create_tables::<Tables>().await?;
+    let s = db.session().await?;
+    let line = |order_id, line, qty| HLine {
+        order_id,
+        line,
+        qty,
+    };
+    s.add_many(vec![line(1, 1, 5), line(1, 2, 6), line(2, 1, 7)])?;
+    s.commit().await?;
+    // The transaction's first audited write, in a savepoint rolled back:
+    // the revision row goes with it, and commit writes it again.
+    let sp = s.savepoint().await?;
+    s.delete_by_key::<HLine>(&(1, 2))?;
+    s.flush().await?;
+    sp.rollback().await?;
+    let n = s
+        .update_all::<HLine>()
+        .set_expr(HLine::QTY, HLine::QTY.add(1))
+        .filter(HLine::ORDER_ID.eq(1))
+        .await?;
+    assert_eq!(n, 2);
+    s.commit().await?;
+    let v = s.history::<HLine>(&(1, 2)).await?;
+    assert_eq!(kinds(&v), [ChangeKind::Insert, ChangeKind::Update]);
+    assert_eq!(v[1].value.qty, 7);
+    let changes = s.revision_changes(v[1].revision.id).await?;
+    let got: Vec<(&str, ChangeKind)> = changes.iter().map(|c| (c.key.as_str(), c.kind)).collect();
+    assert_eq!(
+        got,
+        [
+            ("(1, 1)", ChangeKind::Update),
+            ("(1, 2)", ChangeKind::Update)
+        ]
+    );
+    assert!(s.revision(v[1].revision.id).await?.is_some());
+    assert_eq!(s.history::<HLine>(&(2, 1)).await?.len(), 1);
+    s.rollback().await?;
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM persist_revision").await?,
+        2
     );
     Ok(())
 }
