@@ -38,6 +38,7 @@ pub struct HPlain {
 #[derive(Entity, Clone, Debug, PartialEq)]
 #[persist(table = "hx_parents", audit)]
 #[persist(has_many(HChild, by = "parent_id", on_delete = "cascade"))]
+#[persist(has_many(HLabel, by = "owner_id", on_delete = "set_null"))]
 pub struct HParent {
     #[persist(primary_key, auto_increment)]
     pub id: i64,
@@ -55,6 +56,16 @@ pub struct HChild {
 }
 
 #[derive(Entity, Clone, Debug, PartialEq)]
+#[persist(table = "hx_labels", audit)]
+pub struct HLabel {
+    #[persist(primary_key, auto_increment)]
+    pub id: i64,
+    #[persist(references = "HParent")]
+    pub owner_id: Option<i64>,
+    pub text: String,
+}
+
+#[derive(Entity, Clone, Debug, PartialEq)]
 #[persist(table = "hx_kv", audit)]
 pub struct HKv {
     #[persist(primary_key)]
@@ -62,7 +73,18 @@ pub struct HKv {
     pub v: i64,
 }
 
-type Tables = (HAccount, HPlain, HParent, HChild, HKv);
+/// A composite key.
+#[derive(Entity, Clone, Debug, PartialEq)]
+#[persist(table = "hx_lines", audit)]
+pub struct HLine {
+    #[persist(primary_key)]
+    pub order_id: i64,
+    #[persist(primary_key)]
+    pub line: i32,
+    pub qty: i32,
+}
+
+type Tables = (HAccount, HPlain, HParent, HChild, HLabel, HKv, HLine);
 
 fn account(name: &str, balance: i64) -> HAccount {
     HAccount {
@@ -218,6 +240,13 @@ pub async fn cascaded_children_are_recorded(db: Db) -> TestResult {
                 .collect(),
         )
         .await?;
+    let label = s
+        .insert(HLabel {
+            id: 0,
+            owner_id: Some(p.id),
+            text: "l".into(),
+        })
+        .await?;
     s.commit().await?;
     // By the flush, then by a bulk delete.
     s.delete_by_key::<HParent>(&p.id)?;
@@ -235,6 +264,12 @@ pub async fn cascaded_children_are_recorded(db: Db) -> TestResult {
         x[1].revision.id, pv[1].revision.id,
         "in the parent's revision"
     );
+    // Nulled by SET NULL: an update, with the foreign key NULL.
+    let l = s.history::<HLabel>(&label.id).await?;
+    assert_eq!(kinds(&l), [ChangeKind::Insert, ChangeKind::Update]);
+    assert_eq!(l[1].value.owner_id, None);
+    assert_eq!(l[1].changed, ["owner_id"]);
+    assert_eq!(l[1].revision.id, pv[1].revision.id);
     s.rollback().await?;
     assert_eq!(count(&db, "SELECT COUNT(*) FROM hx_children").await?, 0);
     Ok(())
@@ -516,6 +551,87 @@ pub async fn audited_flush_sends_one_history_statement(db: Db) -> TestResult {
     assert_eq!(
         count(&db, "SELECT COUNT(*) FROM persist_revision").await?,
         1
+    );
+    Ok(())
+}
+
+pub async fn composite_keys_and_savepoints(db: Db) -> TestResult {
+    db.create_tables::<Tables>().await?;
+    let s = db.session().await?;
+    let line = |order_id, line, qty| HLine {
+        order_id,
+        line,
+        qty,
+    };
+    s.add_many(vec![line(1, 1, 5), line(1, 2, 6), line(2, 1, 7)])?;
+    s.commit().await?;
+    // The transaction's first audited write, in a savepoint rolled back:
+    // the revision row goes with it, and commit writes it again.
+    let sp = s.savepoint().await?;
+    s.delete_by_key::<HLine>(&(1, 2))?;
+    s.flush().await?;
+    sp.rollback().await?;
+    let n = s
+        .update_all::<HLine>()
+        .set_expr(HLine::QTY, HLine::QTY.add(1))
+        .filter(HLine::ORDER_ID.eq(1))
+        .await?;
+    assert_eq!(n, 2);
+    s.commit().await?;
+    let v = s.history::<HLine>(&(1, 2)).await?;
+    assert_eq!(kinds(&v), [ChangeKind::Insert, ChangeKind::Update]);
+    assert_eq!(v[1].value.qty, 7);
+    let changes = s.revision_changes(v[1].revision.id).await?;
+    let got: Vec<(&str, ChangeKind)> = changes.iter().map(|c| (c.key.as_str(), c.kind)).collect();
+    assert_eq!(
+        got,
+        [
+            ("(1, 1)", ChangeKind::Update),
+            ("(1, 2)", ChangeKind::Update)
+        ]
+    );
+    assert!(s.revision(v[1].revision.id).await?.is_some());
+    assert_eq!(s.history::<HLine>(&(2, 1)).await?.len(), 1);
+    s.rollback().await?;
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM persist_revision").await?,
+        2
+    );
+    Ok(())
+}
+
+pub async fn autocommit_session_refuses_audited_writes(db: Db) -> TestResult {
+    db.create_tables::<Tables>().await?;
+    let w = db.session_with(SessionOptions::new().autocommit()).await?;
+    let refused = |r: Result<(), Error>| assert!(matches!(r, Err(Error::Invalid(_))), "{r:?}");
+    refused(w.insert(account("a", 1)).await.map(drop));
+    refused(
+        w.upsert(HKv {
+            k: "k".into(),
+            v: 1,
+        })
+        .await
+        .map(drop),
+    );
+    refused(
+        w.update_all::<HAccount>()
+            .set(HAccount::BALANCE, 2)
+            .await
+            .map(drop),
+    );
+    refused(w.delete_all::<HParent>().await.map(drop));
+    // Not audited: one statement, as ever.
+    w.insert(HPlain {
+        id: 0,
+        name: "p".into(),
+        balance: 1,
+        version: 0,
+    })
+    .await?;
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM hx_accounts").await?, 0);
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM persist_revision").await?,
+        0
     );
     Ok(())
 }

@@ -63,6 +63,8 @@ suite! {
         audited_flush_sends_one_history_statement,
         cut_audited_commit_at_every_poll,
         cut_history_reads_and_restore_at_every_poll,
+        autocommit_session_refuses_audited_writes,
+        composite_keys_and_savepoints,
     ],
     shop: [
         app_error_rolls_back_and_comes_out,
