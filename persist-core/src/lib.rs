@@ -80,6 +80,10 @@ pub struct HooksDoctests;
 #[doc = include_str!("../../docs/reference/soft_delete.md")]
 pub struct SoftDeleteDoctests;
 
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/reference/history.md")]
+pub struct HistoryDoctests;
+
 /// Re-export of sqlx, for migrations (`persist_core::sqlx::migrate!`) and
 /// raw SQL.
 pub use sqlx;
