@@ -37,6 +37,10 @@ pub struct ReadmeDoctests;
 pub struct ShopGuideDoctests;
 
 #[cfg(doctest)]
+#[doc = include_str!("../../docs/guide/audit.md")]
+pub struct AuditGuideDoctests;
+
+#[cfg(doctest)]
 #[doc = include_str!("../../docs/reference/attributes.md")]
 pub struct AttributesDoctests;
 
