@@ -47,7 +47,7 @@ if [[ -n "${WEB_BENCHES:-}" && -z "${BENCHES+set}" ]]; then
 else
     benches=${BENCHES:-cache anchors}
 fi
-crit_roots="target/criterion"
+crit_roots="${CARGO_TARGET_DIR:-target}/criterion"
 for bench in $benches; do
     "${pin[@]}" cargo bench "${feature_args[@]}" --bench "$bench" -- \
         --warm-up-time "${WARM_UP:-0.5}" --measurement-time "${MEASURE:-2}" --nresamples 10000 "$@"

@@ -367,14 +367,14 @@ fn immediate<E: Entity>(values: &[E]) -> ChangeSet {
 /// The changes of `plans` in write order: inserts and updates parents
 /// first, then deletes children first. With `hooked_only`, only those of
 /// entities with hooks (what their after-commit hooks need).
-fn describe(plans: &[Box<dyn PlanOps>], hooked_only: bool) -> Result<ChangeSet> {
+fn describe(plans: &mut [Box<dyn PlanOps>], hooked_only: bool, take: bool) -> Result<ChangeSet> {
     let mut out = Vec::new();
     let wanted = |p: &dyn PlanOps| !hooked_only || p.meta().hooks;
-    for p in plans.iter().filter(|p| wanted(p.as_ref())) {
-        p.describe(false, &mut out)?;
+    for p in plans.iter_mut().filter(|p| wanted(p.as_ref())) {
+        p.describe(false, take, &mut out)?;
     }
-    for p in plans.iter().rev().filter(|p| wanted(p.as_ref())) {
-        p.describe(true, &mut out)?;
+    for p in plans.iter_mut().rev().filter(|p| wanted(p.as_ref())) {
+        p.describe(true, take, &mut out)?;
     }
     Ok(ChangeSet::new(out))
 }
@@ -392,7 +392,7 @@ impl Session {
     pub(crate) fn before_writing(&self, plans: &mut Vec<Box<dyn PlanOps>>) -> Result<bool> {
         let intercepts = self.intercepts();
         if intercepts {
-            let set = describe(plans, false)?;
+            let set = describe(plans, false, false)?;
             if self.intercept(&set)? {
                 *plans = flush::plans(&self.uow())?;
             }
@@ -410,9 +410,10 @@ impl Session {
     }
 
     /// After a flush wrote `plans`: their changes (with the keys the
-    /// database generated) are kept for the end of the transaction.
-    pub(crate) fn written(&self, plans: &[Box<dyn PlanOps>]) -> Result<()> {
-        let set = describe(plans, !self.intercepts())?;
+    /// database generated) are kept for the end of the transaction. With
+    /// `take`, the plans' rows move into them (the plans are spent).
+    pub(crate) fn written(&self, plans: &mut [Box<dyn PlanOps>], take: bool) -> Result<()> {
+        let set = describe(plans, !self.intercepts(), take)?;
         self.record_changes(set);
         Ok(())
     }

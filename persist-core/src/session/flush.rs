@@ -65,8 +65,10 @@ pub(crate) trait PlanOps: Send {
     /// delete), in write order. A hook's error is the flush's veto.
     fn run_hooks(&mut self, deletes: bool) -> Result<()>;
     /// Appends the plan's changes (inserts and updates, or with `deletes`
-    /// the deletes and the cascades they set off), in write order.
-    fn describe(&self, deletes: bool, out: &mut Vec<Change>) -> Result<()>;
+    /// the deletes and the cascades they set off), in write order. With
+    /// `take`, the rows are moved into the changes instead of cloned: the
+    /// plan is spent (a commit's flush, after its bookkeeping).
+    fn describe(&mut self, deletes: bool, take: bool, out: &mut Vec<Change>) -> Result<()>;
 }
 
 struct Insert<E: Entity> {
@@ -559,42 +561,72 @@ impl<E: Entity> PlanOps for TablePlan<E> {
         Ok(())
     }
 
-    fn describe(&self, deletes: bool, out: &mut Vec<Change>) -> Result<()> {
+    fn describe(&mut self, deletes: bool, take: bool, out: &mut Vec<Change>) -> Result<()> {
         let meta = E::META;
-        let names = |cols: Vec<usize>| -> Vec<&'static str> {
-            cols.into_iter().map(|i| meta.columns[i].name).collect()
-        };
         if deletes {
-            for d in &self.deletes {
+            let soft = meta.soft_delete.is_some();
+            let hard_too = self.deletes.iter().any(|d| !soft || d.permanent);
+            let soft_too = soft && self.deletes.iter().any(|d| !d.permanent);
+            let rows: Vec<(E::Key, Option<E>)> = if take {
+                std::mem::take(&mut self.deletes)
+                    .into_iter()
+                    .map(|d| (d.key, d.value))
+                    .collect()
+            } else {
+                self.deletes
+                    .iter()
+                    .map(|d| (d.key.clone(), d.value.clone()))
+                    .collect()
+            };
+            for (key, value) in rows {
                 out.push(Change::row::<E>(
                     ChangeKind::Delete,
                     Origin::Registered,
-                    &d.key,
+                    &key,
                     Vec::new(),
-                    d.value.clone(),
+                    value,
                 ));
             }
-            let soft = meta.soft_delete.is_some();
-            if self.deletes.iter().any(|d| !soft || d.permanent) {
+            if hard_too {
                 describe_cascades(meta, false, out);
             }
-            if soft && self.deletes.iter().any(|d| !d.permanent) {
+            if soft_too {
                 describe_cascades(meta, true, out);
             }
             return Ok(());
         }
-        for v in &self.values {
+        let values = if take {
+            std::mem::take(&mut self.values)
+        } else {
+            self.values.clone()
+        };
+        for v in values {
+            let key = v.key();
             out.push(Change::row::<E>(
                 ChangeKind::Insert,
                 Origin::Registered,
-                &v.key(),
+                &key,
                 Vec::new(),
-                Some(v.clone()),
+                Some(v),
             ));
         }
-        for u in &self.updates {
-            let cols = match &u.snapshot {
-                Some(snap) => changed_columns(snap, &u.value, false)?,
+        let names = |cols: Vec<usize>| -> Vec<&'static str> {
+            cols.into_iter().map(|i| meta.columns[i].name).collect()
+        };
+        let updates: Vec<(E::Key, Option<E>, E)> = if take {
+            std::mem::take(&mut self.updates)
+                .into_iter()
+                .map(|u| (u.key, u.snapshot, u.value))
+                .collect()
+        } else {
+            self.updates
+                .iter()
+                .map(|u| (u.key.clone(), u.snapshot.clone(), u.value.clone()))
+                .collect()
+        };
+        for (key, snapshot, value) in updates {
+            let cols = match &snapshot {
+                Some(snap) => changed_columns(snap, &value, false)?,
                 None => meta.update_columns().collect(),
             };
             if cols.is_empty() {
@@ -603,9 +635,9 @@ impl<E: Entity> PlanOps for TablePlan<E> {
             out.push(Change::row::<E>(
                 ChangeKind::Update,
                 Origin::Registered,
-                &u.key,
+                &key,
                 names(cols),
-                Some(u.value.clone()),
+                Some(value),
             ));
         }
         Ok(())

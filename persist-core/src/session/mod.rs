@@ -475,10 +475,6 @@ impl Session {
             self.fail(guard).await;
             return Err(e);
         }
-        if listened {
-            // (Describing rows cannot fail once they were bound.)
-            let _ = self.written(&plans);
-        }
         let mut uow = self.uow();
         for p in &plans {
             let (keys, deleted) = p.written_keys();
@@ -486,6 +482,11 @@ impl Session {
             if self.caches(p.meta()) {
                 self.cache_inserted(p.meta(), p.inserted_rows());
             }
+        }
+        if listened {
+            // (Describing rows cannot fail once they were bound.) A commit
+            // does not remember the rows: they move into the changes.
+            let _ = self.written(&mut plans, !remember);
         }
         if !remember {
             return Ok(());
