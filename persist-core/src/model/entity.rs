@@ -374,6 +374,8 @@ pub trait Key: Clone + Send + Sync + Debug + Eq + Hash + Ord + 'static {
     fn bind_key<B: Binder>(&self, b: &mut B) -> Result<(), BoxDynError>;
     /// The key columns as dynamic values, in order.
     fn to_values(&self) -> Result<Vec<sea_query::Value>, BoxDynError>;
+    /// Reads the key from columns `offset..offset + ARITY` of a row.
+    fn decode_key<R: RowReader>(r: &R, offset: usize) -> Result<Self, BoxDynError>;
 }
 
 impl<T: Field + Clone + Debug + Eq + Hash + Ord> Key for T {
@@ -383,6 +385,9 @@ impl<T: Field + Clone + Debug + Eq + Hash + Ord> Key for T {
     }
     fn to_values(&self) -> Result<Vec<sea_query::Value>, BoxDynError> {
         Ok(vec![self.to_value()?])
+    }
+    fn decode_key<R: RowReader>(r: &R, offset: usize) -> Result<Self, BoxDynError> {
+        T::decode(r, offset)
     }
 }
 
@@ -396,6 +401,9 @@ macro_rules! tuple_key {
             }
             fn to_values(&self) -> Result<Vec<sea_query::Value>, BoxDynError> {
                 Ok(vec![$(self.$i.to_value()?),+])
+            }
+            fn decode_key<R: RowReader>(r: &R, offset: usize) -> Result<Self, BoxDynError> {
+                Ok(($($t::decode(r, offset + $i)?,)+))
             }
         }
     };

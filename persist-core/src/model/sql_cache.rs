@@ -12,6 +12,9 @@ pub(crate) type InsertSlots = Mutex<Vec<(usize, Arc<str>)>>;
 
 /// Cached `UPDATE` statements, by the set of columns they set.
 pub(crate) type UpdateSlots = Mutex<Vec<(u128, bool, Arc<str>)>>;
+/// Cached batched `UPDATE` statements, by the columns they set, whether
+/// they check versions, and their row count.
+pub(crate) type BatchUpdateSlots = Mutex<Vec<(u128, bool, usize, Arc<str>)>>;
 pub(crate) const BACKENDS: usize = 3;
 
 /// Per-entity cache of SQL text, one slot per backend and statement shape.
@@ -23,6 +26,7 @@ pub struct SqlCache {
     pub(crate) slots: [[OnceLock<Arc<str>>; SHAPES]; BACKENDS],
     pub(crate) updates: [UpdateSlots; BACKENDS],
     pub(crate) inserts: [InsertSlots; BACKENDS],
+    pub(crate) batch_updates: [BatchUpdateSlots; BACKENDS],
     /// MariaDB's multi-row `INSERT … RETURNING` (MySQL's slot above has no
     /// `RETURNING`).
     pub(crate) mariadb_inserts: InsertSlots,
@@ -36,6 +40,7 @@ impl SqlCache {
             slots: [const { [const { OnceLock::new() }; SHAPES] }; BACKENDS],
             updates: [const { Mutex::new(Vec::new()) }; BACKENDS],
             inserts: [const { Mutex::new(Vec::new()) }; BACKENDS],
+            batch_updates: [const { Mutex::new(Vec::new()) }; BACKENDS],
             mariadb_inserts: Mutex::new(Vec::new()),
         }
     }

@@ -6,6 +6,7 @@
 //! (rows referenced by other deleted rows last).
 
 use std::collections::HashMap;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use futures_core::future::BoxFuture;
@@ -19,6 +20,7 @@ use crate::session::uow::{
     AnyTable, Captured, EntryState, Table, Uow, capture_column, changed_columns,
 };
 use crate::session::{Session, audit, bind_key, insert_rows, soft_delete};
+use crate::sql::Backend;
 use crate::sql::statements::{self as sql, Shape};
 
 /// The pending work of one table, taken out of the unit of work.
@@ -403,6 +405,9 @@ impl<E: Entity> PlanOps for TablePlan<E> {
         Box::pin(async move {
             let meta = E::META;
             let b = s.backend();
+            // Updates setting the same columns (and checking versions alike)
+            // go out together, in key order within each group.
+            let mut groups: Vec<(Vec<usize>, bool, Vec<&Update<E>>)> = Vec::new();
             for u in &self.updates {
                 let cols = match &u.snapshot {
                     Some(snap) => changed_columns(snap, &u.value, false)?,
@@ -412,14 +417,33 @@ impl<E: Entity> PlanOps for TablePlan<E> {
                     continue;
                 }
                 let versioned = meta.version.is_some() && u.expected.is_some();
-                let sql = E::sql_cache().update(b, &cols, versioned, || {
-                    sql::update_columns(b, meta, &cols, versioned)
-                });
-                let expected = u.expected.filter(|_| versioned);
-                let done =
-                    execute_keyed(s, conn, &sql, &cols, Some(&u.value), &u.key, expected).await?;
-                if done.rows_affected == 0 {
-                    return Err(stale::<E>(&u.key));
+                match groups
+                    .iter_mut()
+                    .find(|(c, v, _)| *v == versioned && *c == cols)
+                {
+                    Some((.., rows)) => rows.push(u),
+                    None => groups.push((cols, versioned, vec![u])),
+                }
+            }
+            // MySQL's batched form joins on a single key column.
+            let batchable = b != Backend::MySql || E::Key::ARITY == 1;
+            for (cols, versioned, rows) in &groups {
+                if rows.len() == 1 || !batchable {
+                    for u in rows {
+                        update_one(s, conn, cols, *versioned, u).await?;
+                    }
+                    continue;
+                }
+                let max = sql::max_update_rows(b, meta, cols.len(), *versioned);
+                let mut rest = &rows[..];
+                for n in sql::update_batches(rest.len(), max) {
+                    let (part, tail) = rest.split_at(n);
+                    if n == 1 {
+                        update_one(s, conn, cols, *versioned, part[0]).await?;
+                    } else {
+                        update_batch(s, conn, cols, *versioned, part).await?;
+                    }
+                    rest = tail;
                 }
             }
             Ok(())
@@ -762,6 +786,139 @@ async fn execute_keyed<E: Entity>(
         s.run(Some(E::META), sql, DB::execute(c, sql.clone(), args))
             .await
     })
+}
+
+/// One keyed `UPDATE` of `u`'s changed columns `cols`.
+async fn update_one<E: Entity>(
+    s: &Session,
+    conn: &mut AnyConn,
+    cols: &[usize],
+    versioned: bool,
+    u: &Update<E>,
+) -> Result<()> {
+    let b = s.backend();
+    let sql = E::sql_cache().update(b, cols, versioned, || {
+        sql::update_columns(b, E::META, cols, versioned)
+    });
+    let expected = u.expected.filter(|_| versioned);
+    let done = execute_keyed(s, conn, &sql, cols, Some(&u.value), &u.key, expected).await?;
+    if done.rows_affected == 0 {
+        return Err(stale::<E>(&u.key));
+    }
+    Ok(())
+}
+
+/// One `UPDATE` of several rows setting the same columns `cols`, each to
+/// its own values ([`sql::update_batch`]). A row whose version no longer
+/// matches (or that is gone) is [`Error::Stale`] with its own key, the
+/// first such in key order: the keys of the rows written come back
+/// (`RETURNING`) and the missing ones are stale. On MySQL, which has no
+/// `UPDATE … RETURNING`, the rows are locked and their versions read first.
+async fn update_batch<E: Entity>(
+    s: &Session,
+    conn: &mut AnyConn,
+    cols: &[usize],
+    versioned: bool,
+    rows: &[&Update<E>],
+) -> Result<()> {
+    let meta = E::META;
+    let b = s.backend();
+    let n = rows.len();
+    let sql = E::sql_cache().update_batch(b, cols, versioned, n, || {
+        sql::update_batch(b, meta, cols, versioned, n)
+    });
+    let key_error = |e| Error::encode("key", e);
+    if b == Backend::MySql {
+        let lock = sql::lock_versions(b, meta, versioned, n);
+        let lock: Arc<str> = Arc::from(lock);
+        let found = dispatch!(&mut *conn, |c, DB| {
+            let mut args = <DB as crate::backend::Driver>::Args::default();
+            for u in rows {
+                u.key.bind_key(&mut args).map_err(key_error)?;
+            }
+            s.run(
+                Some(meta),
+                &lock,
+                DB::fetch_all(
+                    c,
+                    lock.clone(),
+                    args,
+                    &KeyVersion::<E>(versioned, PhantomData),
+                ),
+            )
+            .await?
+        });
+        let found: HashMap<E::Key, Option<i64>> = found.into_iter().collect();
+        for u in rows {
+            match found.get(&u.key) {
+                Some(v) if !versioned || *v == u.expected => {}
+                _ => return Err(stale::<E>(&u.key)),
+            }
+        }
+        dispatch!(&mut *conn, |c, DB| {
+            let mut args = <DB as crate::backend::Driver>::Args::default();
+            for &col in cols {
+                for u in rows {
+                    u.key.bind_key(&mut args).map_err(key_error)?;
+                    u.value.bind_column(col, &mut args)?;
+                }
+            }
+            for u in rows {
+                u.key.bind_key(&mut args).map_err(key_error)?;
+            }
+            s.run(Some(meta), &sql, DB::execute(c, sql.clone(), args))
+                .await?;
+        });
+        return Ok(());
+    }
+    let written = dispatch!(&mut *conn, |c, DB| {
+        let mut args = <DB as crate::backend::Driver>::Args::default();
+        for u in rows {
+            u.key.bind_key(&mut args).map_err(key_error)?;
+            for &col in cols {
+                u.value.bind_column(col, &mut args)?;
+            }
+            if versioned {
+                let version = u.expected.unwrap_or_default();
+                crate::model::value::Binder::i64(&mut args, version)
+                    .map_err(|e| Error::encode("version", e))?;
+            }
+        }
+        s.run(
+            Some(meta),
+            &sql,
+            DB::fetch_all(c, sql.clone(), args, &KeyVersion::<E>(false, PhantomData)),
+        )
+        .await?
+    });
+    if written.len() < n {
+        let written: std::collections::HashSet<E::Key> =
+            written.into_iter().map(|(k, _)| k).collect();
+        if let Some(u) = rows.iter().find(|u| !written.contains(&u.key)) {
+            return Err(stale::<E>(&u.key));
+        }
+    }
+    Ok(())
+}
+
+/// Reads a row's key and, when the flag says so, the version after it.
+struct KeyVersion<E>(bool, PhantomData<fn() -> E>);
+
+impl<E: Entity> crate::backend::RowMap for KeyVersion<E> {
+    type Out = (E::Key, Option<i64>);
+    fn map<R: crate::model::value::RowReader + crate::backend::RowColumns>(
+        &self,
+        row: &R,
+    ) -> Result<Self::Out> {
+        let key = E::Key::decode_key(row, 0).map_err(|e| Error::decode("key", e))?;
+        let version = if self.0 {
+            row.i64(E::Key::ARITY)
+                .map_err(|e| Error::decode("version", e))?
+        } else {
+            None
+        };
+        Ok((key, version))
+    }
 }
 
 /// Records that `written` is now in the database; an entry registered

@@ -129,6 +129,38 @@ impl SqlCache {
         sql
     }
 
+    /// The batched `UPDATE` of `rows` rows setting exactly `cols`
+    /// ([`update_batch`]); the last few shapes are kept (entities of up to
+    /// 128 columns).
+    pub(crate) fn update_batch(
+        &self,
+        backend: Backend,
+        cols: &[usize],
+        versioned: bool,
+        rows: usize,
+        build: impl FnOnce() -> String,
+    ) -> Arc<str> {
+        if cols.iter().any(|c| *c >= 128) {
+            return Arc::from(build());
+        }
+        let mask = cols.iter().fold(0u128, |m, c| m | (1 << c));
+        let mut slots = self.batch_updates[backend as usize]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some((.., sql)) = slots
+            .iter()
+            .find(|(m, v, n, _)| *m == mask && *v == versioned && *n == rows)
+        {
+            return sql.clone();
+        }
+        let sql: Arc<str> = Arc::from(build());
+        if slots.len() >= INSERT_SIZES_KEPT {
+            slots.remove(0);
+        }
+        slots.push((mask, versioned, rows, sql.clone()));
+        sql
+    }
+
     pub(crate) fn get(
         &self,
         backend: Backend,
@@ -322,6 +354,218 @@ pub(crate) fn update_columns(
         version_check(b, meta, n, &mut s);
     }
     s
+}
+
+/// Most rows one batched `UPDATE` carries (fewer when the bind limit says
+/// so). On MySQL the statement is a `CASE` per column, which the server
+/// evaluates row by row, so its batches are smaller.
+const MAX_UPDATE_ROWS: usize = 5_000;
+const MAX_UPDATE_ROWS_MYSQL: usize = 200;
+
+/// Most rows one batched `UPDATE` of `meta` setting `cols` columns carries
+/// on `backend` ([`update_batch`]): the bind limit over the binds a row takes.
+pub(crate) fn max_update_rows(
+    backend: Backend,
+    meta: &EntityMeta,
+    cols: usize,
+    versioned: bool,
+) -> usize {
+    let keys = meta.primary_key.len();
+    let (per_row, cap) = match backend {
+        // Each column's `CASE` names the key again; the `IN` list once more.
+        Backend::MySql => (cols * (keys + 1) + keys, MAX_UPDATE_ROWS_MYSQL),
+        _ => (keys + cols + usize::from(versioned), MAX_UPDATE_ROWS),
+    };
+    (backend.max_binds() / per_row.max(1)).clamp(1, cap)
+}
+
+/// The sizes of the batched `UPDATE`s of `rows` rows, at most `max` a
+/// statement (as [`insert_batches`] cuts inserts, so the texts recur).
+pub(crate) fn update_batches(rows: usize, max: usize) -> impl Iterator<Item = usize> {
+    insert_batches(rows, max)
+}
+
+/// Names of the columns of the row list a batched `UPDATE` joins: the key
+/// columns, the columns set, the version expected. Prefixed, so that they
+/// cannot collide with the table's own.
+fn batch_column(kind: &str, j: usize) -> String {
+    format!("persist_{kind}{j}")
+}
+
+/// One `UPDATE` of `rows` rows of `meta`, each setting `cols` to its own
+/// values (and, when `versioned`, only where its version is still the one
+/// read), answering the keys of the rows it changed.
+///
+/// - PostgreSQL: `UPDATE t SET c = v.c … FROM (VALUES (…), …) AS v(…)
+///   WHERE t.k = v.k [AND t.version = v.version] RETURNING t.k`. Binds per
+///   row: the key, the columns, the version.
+/// - SQLite: the same join with the rows in a `WITH v(…) AS (VALUES …)`
+///   (SQLite names no columns of a `VALUES` in `FROM`).
+/// - MySQL/MariaDB (single-column keys; neither has `UPDATE … RETURNING`):
+///   `UPDATE t SET c = CASE k WHEN ? THEN ? … END, … WHERE k IN (…)`. Binds:
+///   per column, each row's key and value; then each row's key. The rows
+///   are locked and their versions checked first ([`lock_versions`]).
+pub(crate) fn update_batch(
+    b: Backend,
+    meta: &EntityMeta,
+    cols: &[usize],
+    versioned: bool,
+    rows: usize,
+) -> String {
+    let t = b.quote(meta.table);
+    let v = b.quote("persist_v");
+    let keys = &meta.primary_key;
+    let mut s = String::new();
+    if b == Backend::MySql {
+        let k = b.quote(meta.columns[keys[0]].name);
+        s.push_str("UPDATE ");
+        s.push_str(&t);
+        s.push_str(" SET ");
+        for (j, &c) in cols.iter().enumerate() {
+            if j > 0 {
+                s.push_str(", ");
+            }
+            s.push_str(&b.quote(meta.columns[c].name));
+            s.push_str(" = CASE ");
+            s.push_str(&k);
+            for _ in 0..rows {
+                s.push_str(" WHEN ? THEN ?");
+            }
+            s.push_str(" END");
+        }
+        s.push_str(" WHERE ");
+        s.push_str(&k);
+        s.push_str(" IN (");
+        push_marks(rows, &mut s);
+        s.push(')');
+        return s;
+    }
+    let per_row = keys.len() + cols.len() + usize::from(versioned);
+    let mut values = String::from("VALUES ");
+    let mut n = 1;
+    for r in 0..rows {
+        if r > 0 {
+            values.push_str(", ");
+        }
+        values.push('(');
+        for j in 0..per_row {
+            if j > 0 {
+                values.push_str(", ");
+            }
+            b.placeholder(n, &mut values);
+            n += 1;
+        }
+        values.push(')');
+    }
+    let mut names: Vec<String> = (0..keys.len()).map(|j| batch_column("k", j)).collect();
+    names.extend((0..cols.len()).map(|j| batch_column("c", j)));
+    if versioned {
+        names.push(batch_column("version", 0));
+    }
+    let names = names
+        .iter()
+        .map(|c| b.quote(c))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if b == Backend::Sqlite {
+        s.push_str("WITH ");
+        s.push_str(&v);
+        s.push('(');
+        s.push_str(&names);
+        s.push_str(") AS (");
+        s.push_str(&values);
+        s.push_str(") ");
+    }
+    s.push_str("UPDATE ");
+    s.push_str(&t);
+    s.push_str(" SET ");
+    for (j, &c) in cols.iter().enumerate() {
+        if j > 0 {
+            s.push_str(", ");
+        }
+        s.push_str(&b.quote(meta.columns[c].name));
+        s.push_str(" = ");
+        s.push_str(&v);
+        s.push('.');
+        s.push_str(&b.quote(&batch_column("c", j)));
+    }
+    s.push_str(" FROM ");
+    if b == Backend::Sqlite {
+        s.push_str(&v);
+    } else {
+        s.push('(');
+        s.push_str(&values);
+        s.push_str(") AS ");
+        s.push_str(&v);
+        s.push('(');
+        s.push_str(&names);
+        s.push(')');
+    }
+    s.push_str(" WHERE ");
+    let on = |s: &mut String, col: usize, name: String| {
+        s.push_str(&t);
+        s.push('.');
+        s.push_str(&b.quote(meta.columns[col].name));
+        s.push_str(" = ");
+        s.push_str(&v);
+        s.push('.');
+        s.push_str(&b.quote(&name));
+    };
+    for (j, &k) in keys.iter().enumerate() {
+        if j > 0 {
+            s.push_str(" AND ");
+        }
+        on(&mut s, k, batch_column("k", j));
+    }
+    if let (true, Some(ver)) = (versioned, meta.version) {
+        s.push_str(" AND ");
+        on(&mut s, ver, batch_column("version", 0));
+    }
+    // SQLite's `RETURNING` sees only the table updated, unqualified.
+    s.push_str(" RETURNING ");
+    for (j, &k) in keys.iter().enumerate() {
+        if j > 0 {
+            s.push_str(", ");
+        }
+        if b != Backend::Sqlite {
+            s.push_str(&t);
+            s.push('.');
+        }
+        s.push_str(&b.quote(meta.columns[k].name));
+    }
+    s
+}
+
+/// `SELECT k[, CAST(version AS SIGNED)] FROM t WHERE k IN (?, …) FOR UPDATE`
+/// (MySQL/MariaDB, single-column keys): locks the rows a batched `UPDATE`
+/// is about to write and reads their versions, so that the stale ones are
+/// known by key before anything is written.
+pub(crate) fn lock_versions(b: Backend, meta: &EntityMeta, versioned: bool, rows: usize) -> String {
+    let mut s = String::from("SELECT ");
+    s.push_str(&b.quote(meta.columns[meta.primary_key[0]].name));
+    if let (true, Some(v)) = (versioned, meta.version) {
+        s.push_str(", CAST(");
+        s.push_str(&b.quote(meta.columns[v].name));
+        s.push_str(" AS SIGNED)");
+    }
+    s.push_str(" FROM ");
+    s.push_str(&b.quote(meta.table));
+    s.push_str(" WHERE ");
+    s.push_str(&b.quote(meta.columns[meta.primary_key[0]].name));
+    s.push_str(" IN (");
+    push_marks(rows, &mut s);
+    s.push_str(") FOR UPDATE");
+    s
+}
+
+/// `?, ?, …`: `n` MySQL/SQLite placeholders.
+fn push_marks(n: usize, s: &mut String) {
+    for r in 0..n {
+        if r > 0 {
+            s.push_str(", ");
+        }
+        s.push('?');
+    }
 }
 
 fn version_check(b: Backend, meta: &EntityMeta, n: usize, s: &mut String) {

@@ -3,6 +3,7 @@
 
 mod aggregates;
 mod auditable;
+mod batched_updates;
 mod bulk;
 mod cache;
 mod cache_reads;
@@ -36,6 +37,13 @@ mod uow;
 mod versioning;
 
 suite! {
+    batched_updates: [
+        many_updates_are_one_statement,
+        stale_rows_are_found_by_key,
+        every_type_in_a_batch,
+        composite_keys_in_a_batch,
+        cut_batched_commit_at_every_poll,
+    ],
     auditable: [
         soft_delete_cascade_is_in_the_history,
         interceptors_see_soft_delete_cascades,

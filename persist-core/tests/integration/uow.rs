@@ -362,7 +362,12 @@ pub fn shape(sql: &str) -> (String, String) {
 /// The columns an `UPDATE` sets, in order.
 pub fn set_columns(sql: &str) -> Vec<String> {
     let start = sql.find(" SET ").expect("an UPDATE") + 5;
-    let end = sql.find(" WHERE ").expect("an UPDATE with a WHERE");
+    // A batched UPDATE joins its rows (`FROM (VALUES …)`) before `WHERE`.
+    let end = sql[start..]
+        .find(" FROM ")
+        .or_else(|| sql[start..].find(" WHERE "))
+        .map(|i| start + i)
+        .expect("an UPDATE with a WHERE");
     sql[start..end]
         .split(", ")
         .map(|a| unquote(a.split(" = ").next().unwrap_or(a)))
