@@ -185,13 +185,16 @@ pub async fn identity_map_limit_evicts_only_clean(db: Db) -> TestResult {
     }
     let (r, n) = statements_of(&s, s.commit()).await;
     r?;
-    // One batched UPDATE (MySQL: a locking read, then the UPDATE).
+    // The three edits of rows the session still held go out as one batched
+    // UPDATE of the changed columns (MySQL: a locking read, then the
+    // UPDATE); the row found again after its eviction has no snapshot and
+    // is written whole, on its own.
     let want = if db.backend() == persist_core::sql::Backend::MySql {
-        2
+        3
     } else {
-        1
+        2
     };
-    assert_eq!(n, want, "every pending edit is written, in one batch");
+    assert_eq!(n, want, "every pending edit is written");
     let qty: Vec<i64> = stored::<Item>(&db).await?.iter().map(|i| i.qty).collect();
     assert_eq!(qty, [101, 102, 103, 104, 5, 6]);
     Ok(())
