@@ -14,10 +14,12 @@
 //!   session held for the whole benchmark (its intended use); writes in a
 //!   session per iteration (BEGIN … COMMIT included, a session is one
 //!   transaction);
-//! - `persist-autocommit` (`insert_1`): the same `insert_many` in a session
-//!   opened with `SessionOptions::default().autocommit()`, one statement
-//!   committed by itself (no BEGIN / COMMIT); such a session refuses
-//!   several rows, which `insert_100` / `insert_1000` assert;
+//! - `persist-autocommit` (`insert_1`, PostgreSQL only for now: on SQLite
+//!   repeated autocommit writes hang on persist's direct path): the same
+//!   `insert_many` in a session opened with
+//!   `SessionOptions::default().autocommit()`, one statement committed by
+//!   itself (no BEGIN / COMMIT); such a session refuses several rows, which
+//!   `insert_100` / `insert_1000` assert;
 //! - `persist-uow`: the unit of work (`add_many` + `commit`; `update` +
 //!   `commit`);
 //! - `persist-sqlx` (cargo feature `sqlite-direct-toggle`, SQLite only):
@@ -1701,7 +1703,8 @@ fn bench_backend(c: &mut Criterion, rt: &Runtime, bed: &mut Bed) {
             );
         }
         assert_eq!(rt.block_on(sqlx_trivial(bed.raw.conn())).len(), size);
-        bench_raw!(g, rt, "sqlx", &mut bed.raw, |raw| sqlx_trivial(raw.conn()).await);
+        bench_raw!(g, rt, "sqlx", &mut bed.raw, |raw| sqlx_trivial(raw.conn())
+            .await);
         {
             let p = &bed.pool1;
             assert_eq!(rt.block_on(pool1_trivial(p)).len(), size);
@@ -1739,7 +1742,8 @@ fn bench_backend(c: &mut Criterion, rt: &Runtime, bed: &mut Bed) {
         {
             let mut tx = rt.block_on(bed.raw.begin());
             assert_eq!(rt.block_on(sqlx_trivial(tx.conn())).len(), size);
-            bench_raw!(g, rt, "sqlx-tx", &mut tx, |raw| sqlx_trivial(raw.conn()).await);
+            bench_raw!(g, rt, "sqlx-tx", &mut tx, |raw| sqlx_trivial(raw.conn())
+                .await);
             rt.block_on(tx.commit());
         }
         dsl_begin(&mut bed.diesel);
@@ -1769,7 +1773,9 @@ fn bench_backend(c: &mut Criterion, rt: &Runtime, bed: &mut Bed) {
         if let Some(lite) = &bed.lite {
             lite_tx(lite, "BEGIN");
             assert_eq!(lite_trivial(lite).len(), size);
-            g.bench_function("rusqlite-tx", |bn| bn.iter(|| black_box(lite_trivial(lite))));
+            g.bench_function("rusqlite-tx", |bn| {
+                bn.iter(|| black_box(lite_trivial(lite)))
+            });
             lite_tx(lite, "COMMIT");
         }
         g.finish();
@@ -1803,7 +1809,8 @@ fn bench_backend(c: &mut Criterion, rt: &Runtime, bed: &mut Bed) {
             rows.iter()
                 .all(|Joined(u, p)| u.hair_color.as_deref() == Some("black") && p.is_none())
         );
-        bench_raw!(g, rt, "sqlx", &mut bed.raw, |raw| sqlx_medium(raw.conn()).await);
+        bench_raw!(g, rt, "sqlx", &mut bed.raw, |raw| sqlx_medium(raw.conn())
+            .await);
         {
             let p = &bed.pool1;
             assert_eq!(rt.block_on(pool1_medium(p)).len(), expect);
@@ -1839,7 +1846,8 @@ fn bench_backend(c: &mut Criterion, rt: &Runtime, bed: &mut Bed) {
         {
             let mut tx = rt.block_on(bed.raw.begin());
             assert_eq!(rt.block_on(sqlx_medium(tx.conn())).len(), expect);
-            bench_raw!(g, rt, "sqlx-tx", &mut tx, |raw| sqlx_medium(raw.conn()).await);
+            bench_raw!(g, rt, "sqlx-tx", &mut tx, |raw| sqlx_medium(raw.conn())
+                .await);
             rt.block_on(tx.commit());
         }
         dsl_begin(&mut bed.diesel);
@@ -1916,8 +1924,17 @@ fn bench_backend(c: &mut Criterion, rt: &Runtime, bed: &mut Bed) {
                 s.commit().await.expect("commit");
                 out
             };
-            let out = rt.block_on(autocommit(users.clone()));
-            if size == 1 {
+            // On SQLite, autocommit sessions writing one after another
+            // through persist's direct path hang (a sqlx worker waits for
+            // its connection, whose raw handle is still locked), so the
+            // contender runs on PostgreSQL only until that is fixed.
+            if size == 1 && b.is_sqlite() {
+                eprintln!(
+                    "{}/insert_1/persist-autocommit skipped: autocommit writes hang on SQLite's direct path",
+                    b.name()
+                );
+            } else if size == 1 {
+                let out = rt.block_on(autocommit(users.clone()));
                 let out = out.expect("insert_many (autocommit)");
                 assert_eq!(out.len(), size);
                 assert!(out.iter().all(|u| u.id > 0));
@@ -1929,6 +1946,7 @@ fn bench_backend(c: &mut Criterion, rt: &Runtime, bed: &mut Bed) {
                     )
                 });
             } else {
+                let out = rt.block_on(autocommit(users.clone()));
                 assert!(
                     matches!(out, Err(Error::Invalid(_))),
                     "an autocommit session refuses a write of several rows: {out:?}"
@@ -2004,7 +2022,8 @@ fn bench_backend(c: &mut Criterion, rt: &Runtime, bed: &mut Bed) {
         );
         let tree = rt.block_on(sqlx_assoc(bed.raw.conn()));
         assert_eq!(tree_counts(&tree, ids, pids, cpid), ASSOC_COUNTS);
-        bench_raw!(g, rt, "sqlx", &mut bed.raw, |raw| sqlx_assoc(raw.conn()).await);
+        bench_raw!(g, rt, "sqlx", &mut bed.raw, |raw| sqlx_assoc(raw.conn())
+            .await);
         {
             let tree = dsl_assoc(&mut bed.diesel);
             assert_eq!(
@@ -2055,7 +2074,8 @@ fn bench_backend(c: &mut Criterion, rt: &Runtime, bed: &mut Bed) {
             let mut tx = rt.block_on(bed.raw.begin());
             let tree = rt.block_on(sqlx_assoc(tx.conn()));
             assert_eq!(tree_counts(&tree, ids, pids, cpid), ASSOC_COUNTS);
-            bench_raw!(g, rt, "sqlx-tx", &mut tx, |raw| sqlx_assoc(raw.conn()).await);
+            bench_raw!(g, rt, "sqlx-tx", &mut tx, |raw| sqlx_assoc(raw.conn())
+                .await);
             rt.block_on(tx.commit());
         }
         {
@@ -2159,7 +2179,8 @@ fn bench_backend(c: &mut Criterion, rt: &Runtime, bed: &mut Bed) {
         }
         {
             assert_eq!(
-                rt.block_on(sqlx_find(bed.raw.conn(), keys[0])).map(|u| u.id),
+                rt.block_on(sqlx_find(bed.raw.conn(), keys[0]))
+                    .map(|u| u.id),
                 Some(keys[0])
             );
             let next = Cell::new(0usize);
