@@ -348,8 +348,8 @@ impl RawTx<'_> {
     /// The transaction as an executor (`&mut *tx`).
     fn conn(&mut self) -> RawMut<'_> {
         match self {
-            RawTx::Sqlite(tx) => RawMut::Sqlite(&mut **tx),
-            RawTx::Pg(tx) => RawMut::Pg(&mut **tx),
+            RawTx::Sqlite(tx) => RawMut::Sqlite(tx),
+            RawTx::Pg(tx) => RawMut::Pg(tx),
         }
     }
 
