@@ -4,8 +4,12 @@
 # against raw sqlx, Diesel, SeaORM, rusqlite and tokio-postgres on a SQLite
 # WAL file, SQLite in memory and PostgreSQL), then writes BENCHMARKS.md,
 # BENCHMARKS.csv and BENCHMARKS-<backend>.svg from the anchors figures
-# (bench/report.py). The whole run takes about 14 minutes on the 2-core
-# machine. Needs the machine's PostgreSQL (127.0.0.1:5432, database `test`)
+# (bench/report.py; its read tables and targets judge persist against the
+# other libraries' in-transaction reads, `sqlx-tx` and the like, and it lists
+# persist's reads that are more than 5% slower than the committed
+# BENCHMARKS.csv). The whole run takes about 19 minutes on the 2-core
+# machine (estimated: the in-transaction reads add some 100 benchmarks of
+# about 3 s each). Needs the machine's PostgreSQL (127.0.0.1:5432, database `test`)
 # and Redis (127.0.0.1:6379).
 #
 # Environment:
@@ -14,7 +18,7 @@
 #   BENCH_OUT=DIR               where the report goes (default: the repository root)
 #   WARM_UP=0.5 MEASURE=2       criterion's warm-up and measurement time per
 #                               benchmark, in seconds (with WARM_UP=1 the suite
-#                               takes about 2 minutes longer, over 15)
+#                               takes about 2 minutes longer, over 20)
 #   PERSIST_BENCH_FEATURES=...  cargo features of persist-bench (default:
 #                               sqlite-direct-toggle, the `persist-sqlx` contender,
 #                               which needs persist-core's DbBuilder::sqlite_direct;

@@ -14,6 +14,12 @@
 //!   session held for the whole benchmark (its intended use); writes in a
 //!   session per iteration (BEGIN … COMMIT included, a session is one
 //!   transaction);
+//! - `persist-autocommit` (`insert_1`, PostgreSQL only for now: on SQLite
+//!   repeated autocommit writes hang on persist's direct path): the same
+//!   `insert_many` in a session opened with
+//!   `SessionOptions::default().autocommit()`, one statement committed by
+//!   itself (no BEGIN / COMMIT); such a session refuses several rows, which
+//!   `insert_100` / `insert_1000` assert;
 //! - `persist-uow`: the unit of work (`add_many` + `commit`; `update` +
 //!   `commit`);
 //! - `persist-sqlx` (cargo feature `sqlite-direct-toggle`, SQLite only):
@@ -26,7 +32,20 @@
 //! - `diesel` (sync, its own connection, statement cache on);
 //! - `sea-orm` (2.0, on the same sqlx 0.9, a pool of one);
 //! - `rusqlite` (SQLite only): `prepare_cached` statements on one connection;
-//! - `tokio-postgres` (PostgreSQL only): statements prepared once.
+//! - `tokio-postgres` (PostgreSQL only): statements prepared once;
+//! - `sqlx-tx`, `diesel-tx`, `sea-orm-tx`, `rusqlite-tx`,
+//!   `tokio-postgres-tx`: the same reads (`trivial_N`, `medium_N`,
+//!   `associations`, `find_by_key`) inside ONE transaction begun before the
+//!   contender's measurement and committed after it, as persist's session
+//!   is (sqlx: `Connection::begin` and `&mut *tx` as the executor; Diesel:
+//!   its transaction manager's `BEGIN` / `COMMIT` on its connection; SeaORM:
+//!   `db.begin()`, the `DatabaseTransaction` as the connection; rusqlite and
+//!   tokio-postgres: `BEGIN` / `COMMIT` on their connection). The plain
+//!   names read in autocommit: on a SQLite WAL file each such read takes
+//!   and drops a snapshot, which a held transaction does not. A held read
+//!   transaction ends before the next contender starts, so it never blocks
+//!   the seeding writes of later groups (on `sqlite_memory`'s shared cache
+//!   its table locks would).
 //!
 //! Fairness: one current-thread tokio runtime for every async contender; the
 //! tables are truncated and re-seeded before each workload and size (and
@@ -54,6 +73,7 @@ use criterion::{BatchSize, BenchmarkGroup, Criterion, measurement::WallTime};
 use persist_bench::{Rng, pg_url, unique_name};
 use persist_cache::InProcessCache;
 use persist_core::prelude::*;
+use sea_orm::TransactionTrait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool, Row, SqliteConnection, SqlitePool};
 use tokio::runtime::Runtime;
@@ -290,6 +310,56 @@ impl Backend {
 enum Raw {
     Sqlite(SqliteConnection),
     Pg(PgConnection),
+}
+
+/// Raw sqlx's connection as the read contenders take it: the bench's own
+/// connection ([`Raw::conn`], autocommit) or a transaction held open on it
+/// ([`RawTx::conn`], `&mut *tx`).
+enum RawMut<'a> {
+    Sqlite(&'a mut SqliteConnection),
+    Pg(&'a mut PgConnection),
+}
+
+/// A transaction open on raw sqlx's connection (`Connection::begin`).
+enum RawTx<'a> {
+    Sqlite(sqlx::Transaction<'a, sqlx::Sqlite>),
+    Pg(sqlx::Transaction<'a, sqlx::Postgres>),
+}
+
+impl Raw {
+    /// The connection itself: every statement autocommits.
+    fn conn(&mut self) -> RawMut<'_> {
+        match self {
+            Raw::Sqlite(c) => RawMut::Sqlite(c),
+            Raw::Pg(c) => RawMut::Pg(c),
+        }
+    }
+
+    /// `BEGIN` on the connection; [`RawTx::commit`] ends it.
+    async fn begin(&mut self) -> RawTx<'_> {
+        match self {
+            Raw::Sqlite(c) => RawTx::Sqlite(c.begin().await.expect("begin")),
+            Raw::Pg(c) => RawTx::Pg(c.begin().await.expect("begin")),
+        }
+    }
+}
+
+impl RawTx<'_> {
+    /// The transaction as an executor (`&mut *tx`).
+    fn conn(&mut self) -> RawMut<'_> {
+        match self {
+            RawTx::Sqlite(tx) => RawMut::Sqlite(tx),
+            RawTx::Pg(tx) => RawMut::Pg(tx),
+        }
+    }
+
+    async fn commit(self) {
+        match self {
+            RawTx::Sqlite(tx) => tx.commit().await,
+            RawTx::Pg(tx) => tx.commit().await,
+        }
+        .expect("commit");
+    }
 }
 
 /// A raw sqlx pool of one connection, per backend.
@@ -629,23 +699,23 @@ impl Bed {
 
 // ----- contenders ---------------------------------------------------------------
 
-async fn sqlx_trivial(raw: &mut Raw) -> Vec<User> {
+async fn sqlx_trivial(raw: RawMut<'_>) -> Vec<User> {
     match raw {
-        Raw::Sqlite(c) => sqlx::query_as::<_, User>(TRIVIAL_SQL).fetch_all(c).await,
-        Raw::Pg(c) => sqlx::query_as::<_, User>(TRIVIAL_SQL).fetch_all(c).await,
+        RawMut::Sqlite(c) => sqlx::query_as::<_, User>(TRIVIAL_SQL).fetch_all(c).await,
+        RawMut::Pg(c) => sqlx::query_as::<_, User>(TRIVIAL_SQL).fetch_all(c).await,
     }
     .expect("trivial")
 }
 
-async fn sqlx_medium(raw: &mut Raw) -> Vec<Joined> {
+async fn sqlx_medium(raw: RawMut<'_>) -> Vec<Joined> {
     match raw {
-        Raw::Sqlite(c) => {
+        RawMut::Sqlite(c) => {
             sqlx::query_as::<_, Joined>(MEDIUM_SQL_SQLITE)
                 .bind("black")
                 .fetch_all(c)
                 .await
         }
-        Raw::Pg(c) => {
+        RawMut::Pg(c) => {
             sqlx::query_as::<_, Joined>(MEDIUM_SQL_PG)
                 .bind("black")
                 .fetch_all(c)
@@ -655,15 +725,15 @@ async fn sqlx_medium(raw: &mut Raw) -> Vec<Joined> {
     .expect("medium")
 }
 
-async fn sqlx_find(raw: &mut Raw, id: i64) -> Option<User> {
+async fn sqlx_find(raw: RawMut<'_>, id: i64) -> Option<User> {
     match raw {
-        Raw::Sqlite(c) => {
+        RawMut::Sqlite(c) => {
             sqlx::query_as::<_, User>(FIND_SQL_SQLITE)
                 .bind(id)
                 .fetch_optional(c)
                 .await
         }
-        Raw::Pg(c) => {
+        RawMut::Pg(c) => {
             sqlx::query_as::<_, User>(FIND_SQL_PG)
                 .bind(id)
                 .fetch_optional(c)
@@ -729,9 +799,9 @@ async fn sqlx_insert_tx(raw: &mut Raw, multi: Option<&Arc<str>>, users: &[User])
 }
 
 /// Three queries (users; their posts; the posts' comments) grouped in memory.
-async fn sqlx_assoc(raw: &mut Raw) -> Tree {
+async fn sqlx_assoc(raw: RawMut<'_>) -> Tree {
     let (users, posts, comments) = match raw {
-        Raw::Sqlite(c) => {
+        RawMut::Sqlite(c) => {
             let users = sqlx::query_as::<_, User>(TRIVIAL_SQL)
                 .fetch_all(&mut *c)
                 .await
@@ -750,7 +820,7 @@ async fn sqlx_assoc(raw: &mut Raw) -> Tree {
             let comments = q.fetch_all(&mut *c).await.expect("comments");
             (users, posts, comments)
         }
-        Raw::Pg(c) => {
+        RawMut::Pg(c) => {
             let users = sqlx::query_as::<_, User>(TRIVIAL_SQL)
                 .fetch_all(&mut *c)
                 .await
@@ -1146,6 +1216,28 @@ fn dsl_new_users(users: &[User]) -> Vec<dsl::NewUser<'_>> {
         .collect()
 }
 
+/// Begins a transaction on Diesel's connection (its transaction manager's
+/// `BEGIN`), for the in-transaction reads; [`dsl_commit`] ends it.
+fn dsl_begin(conn: &mut Dsl) {
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    with_dsl!(conn, |c| AnsiTransactionManager::begin_transaction(c)).expect("diesel begin");
+}
+
+fn dsl_commit(conn: &mut Dsl) {
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    with_dsl!(conn, |c| AnsiTransactionManager::commit_transaction(c)).expect("diesel commit");
+}
+
+/// `BEGIN` or `COMMIT` on rusqlite's connection, for the in-transaction reads.
+fn lite_tx(c: &rusqlite::Connection, sql: &str) {
+    c.execute_batch(sql).expect(sql);
+}
+
+/// `BEGIN` or `COMMIT` on tokio-postgres's client, for the in-transaction reads.
+fn tp_tx(rt: &Runtime, tp: &Tp, sql: &str) {
+    rt.block_on(tp.client.batch_execute(sql)).expect(sql);
+}
+
 // ----- SeaORM 2.0 (on the same sqlx, a pool of one) --------------------------------
 
 mod sea_user {
@@ -1246,13 +1338,13 @@ mod sea_comment {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-async fn sea_trivial(db: &sea_orm::DatabaseConnection) -> Vec<sea_user::Model> {
+async fn sea_trivial(db: &impl sea_orm::ConnectionTrait) -> Vec<sea_user::Model> {
     use sea_orm::EntityTrait;
     sea_user::Entity::find().all(db).await.expect("sea trivial")
 }
 
 async fn sea_medium(
-    db: &sea_orm::DatabaseConnection,
+    db: &impl sea_orm::ConnectionTrait,
 ) -> Vec<(sea_user::Model, Option<sea_post::Model>)> {
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
     sea_user::Entity::find()
@@ -1263,7 +1355,7 @@ async fn sea_medium(
         .expect("sea medium")
 }
 
-async fn sea_find(db: &sea_orm::DatabaseConnection, id: i64) -> Option<sea_user::Model> {
+async fn sea_find(db: &impl sea_orm::ConnectionTrait, id: i64) -> Option<sea_user::Model> {
     use sea_orm::EntityTrait;
     sea_user::Entity::find_by_id(id)
         .one(db)
@@ -1293,7 +1385,7 @@ async fn sea_insert(db: &sea_orm::DatabaseConnection, models: Vec<sea_user::Acti
 
 /// `load_many` twice (one query per level), nested by hand.
 async fn sea_assoc(
-    db: &sea_orm::DatabaseConnection,
+    db: &impl sea_orm::ConnectionTrait,
 ) -> Vec<Family<sea_user::Model, sea_post::Model, sea_comment::Model>> {
     use sea_orm::{EntityTrait, LoaderTrait};
     let users = sea_user::Entity::find().all(db).await.expect("sea users");
@@ -1318,7 +1410,7 @@ async fn sea_assoc(
 /// In one transaction: load every user, then `ActiveModel::update` per user.
 async fn sea_update_all(db: &sea_orm::DatabaseConnection, color: &str) -> usize {
     use sea_orm::ActiveValue::Set;
-    use sea_orm::{ActiveModelTrait, EntityTrait, TransactionTrait};
+    use sea_orm::{ActiveModelTrait, EntityTrait};
     let txn = db.begin().await.expect("sea begin");
     let users = sea_user::Entity::find().all(&txn).await.expect("sea load");
     let n = users.len();
@@ -1336,7 +1428,7 @@ async fn sea_single_inserts(
     db: &sea_orm::DatabaseConnection,
     models: Vec<sea_user::ActiveModel>,
 ) -> u64 {
-    use sea_orm::{EntityTrait, TransactionTrait};
+    use sea_orm::EntityTrait;
     let txn = db.begin().await.expect("sea begin");
     let mut n = 0;
     for m in models {
@@ -1540,12 +1632,13 @@ fn group<'a>(
     g
 }
 
-/// Benchmarks `$body` on raw sqlx's one connection (`$r: &mut Raw`,
-/// borrowed for the whole measurement). Everything else `$body` names must
+/// Benchmarks `$body` on raw sqlx's one connection (`$r: &mut Raw`, or
+/// `&mut RawTx` for a transaction open on it), borrowed for the whole
+/// measurement. Everything else `$body` names must
 /// be a reference or `Copy`.
 macro_rules! bench_raw {
     ($g:expr, $rt:expr, $name:expr, $raw:expr, |$r:ident| $body:expr) => {{
-        let cell: Cell<Option<&mut Raw>> = Cell::new(Some($raw));
+        let cell: Cell<Option<&mut _>> = Cell::new(Some($raw));
         $g.bench_function($name, |bn| {
             bn.to_async($rt).iter_custom(|iters| {
                 let cell = &cell;
@@ -1553,7 +1646,7 @@ macro_rules! bench_raw {
                     let conn = cell.take().expect("the raw connection is free");
                     let t = Instant::now();
                     {
-                        let $r: &mut Raw = &mut *conn;
+                        let $r = &mut *conn;
                         for _ in 0..iters {
                             black_box($body);
                         }
@@ -1609,8 +1702,9 @@ fn bench_backend(c: &mut Criterion, rt: &Runtime, bed: &mut Bed) {
                 |out| assert_eq!(out.len(), size)
             );
         }
-        assert_eq!(rt.block_on(sqlx_trivial(&mut bed.raw)).len(), size);
-        bench_raw!(g, rt, "sqlx", &mut bed.raw, |raw| sqlx_trivial(raw).await);
+        assert_eq!(rt.block_on(sqlx_trivial(bed.raw.conn())).len(), size);
+        bench_raw!(g, rt, "sqlx", &mut bed.raw, |raw| sqlx_trivial(raw.conn())
+            .await);
         {
             let p = &bed.pool1;
             assert_eq!(rt.block_on(pool1_trivial(p)).len(), size);
@@ -1642,6 +1736,48 @@ fn bench_backend(c: &mut Criterion, rt: &Runtime, bed: &mut Bed) {
             assert_eq!(lite_trivial(lite).len(), size);
             g.bench_function("rusqlite", |bn| bn.iter(|| black_box(lite_trivial(lite))));
         }
+        // The same reads inside one transaction each, begun before the
+        // contender's measurement and committed after it, as persist's
+        // session is (`<contender>-tx`).
+        {
+            let mut tx = rt.block_on(bed.raw.begin());
+            assert_eq!(rt.block_on(sqlx_trivial(tx.conn())).len(), size);
+            bench_raw!(g, rt, "sqlx-tx", &mut tx, |raw| sqlx_trivial(raw.conn())
+                .await);
+            rt.block_on(tx.commit());
+        }
+        dsl_begin(&mut bed.diesel);
+        assert_eq!(dsl_trivial(&mut bed.diesel).len(), size);
+        g.bench_function("diesel-tx", |bn| {
+            bn.iter(|| black_box(dsl_trivial(&mut bed.diesel)))
+        });
+        dsl_commit(&mut bed.diesel);
+        {
+            let txn = rt.block_on(bed.sea.begin()).expect("sea begin");
+            assert_eq!(rt.block_on(sea_trivial(&txn)).len(), size);
+            g.bench_function("sea-orm-tx", |bn| {
+                bn.to_async(rt)
+                    .iter(|| async { black_box(sea_trivial(&txn).await) })
+            });
+            rt.block_on(txn.commit()).expect("sea commit");
+        }
+        if let Some(tp) = &bed.tp {
+            tp_tx(rt, tp, "BEGIN");
+            assert_eq!(rt.block_on(tp_trivial(tp)).len(), size);
+            g.bench_function("tokio-postgres-tx", |bn| {
+                bn.to_async(rt)
+                    .iter(|| async { black_box(tp_trivial(tp).await) })
+            });
+            tp_tx(rt, tp, "COMMIT");
+        }
+        if let Some(lite) = &bed.lite {
+            lite_tx(lite, "BEGIN");
+            assert_eq!(lite_trivial(lite).len(), size);
+            g.bench_function("rusqlite-tx", |bn| {
+                bn.iter(|| black_box(lite_trivial(lite)))
+            });
+            lite_tx(lite, "COMMIT");
+        }
         g.finish();
     }
 
@@ -1667,13 +1803,14 @@ fn bench_backend(c: &mut Criterion, rt: &Runtime, bed: &mut Bed) {
                 |out| assert_eq!(out.len(), expect)
             );
         }
-        let rows = rt.block_on(sqlx_medium(&mut bed.raw));
+        let rows = rt.block_on(sqlx_medium(bed.raw.conn()));
         assert_eq!(rows.len(), expect);
         assert!(
             rows.iter()
                 .all(|Joined(u, p)| u.hair_color.as_deref() == Some("black") && p.is_none())
         );
-        bench_raw!(g, rt, "sqlx", &mut bed.raw, |raw| sqlx_medium(raw).await);
+        bench_raw!(g, rt, "sqlx", &mut bed.raw, |raw| sqlx_medium(raw.conn())
+            .await);
         {
             let p = &bed.pool1;
             assert_eq!(rt.block_on(pool1_medium(p)).len(), expect);
@@ -1705,6 +1842,44 @@ fn bench_backend(c: &mut Criterion, rt: &Runtime, bed: &mut Bed) {
             assert_eq!(lite_medium(lite).len(), expect);
             g.bench_function("rusqlite", |bn| bn.iter(|| black_box(lite_medium(lite))));
         }
+        // In one transaction each, as persist's session is (see trivial).
+        {
+            let mut tx = rt.block_on(bed.raw.begin());
+            assert_eq!(rt.block_on(sqlx_medium(tx.conn())).len(), expect);
+            bench_raw!(g, rt, "sqlx-tx", &mut tx, |raw| sqlx_medium(raw.conn())
+                .await);
+            rt.block_on(tx.commit());
+        }
+        dsl_begin(&mut bed.diesel);
+        assert_eq!(dsl_medium(&mut bed.diesel).len(), expect);
+        g.bench_function("diesel-tx", |bn| {
+            bn.iter(|| black_box(dsl_medium(&mut bed.diesel)))
+        });
+        dsl_commit(&mut bed.diesel);
+        {
+            let txn = rt.block_on(bed.sea.begin()).expect("sea begin");
+            assert_eq!(rt.block_on(sea_medium(&txn)).len(), expect);
+            g.bench_function("sea-orm-tx", |bn| {
+                bn.to_async(rt)
+                    .iter(|| async { black_box(sea_medium(&txn).await) })
+            });
+            rt.block_on(txn.commit()).expect("sea commit");
+        }
+        if let Some(tp) = &bed.tp {
+            tp_tx(rt, tp, "BEGIN");
+            assert_eq!(rt.block_on(tp_medium(tp)).len(), expect);
+            g.bench_function("tokio-postgres-tx", |bn| {
+                bn.to_async(rt)
+                    .iter(|| async { black_box(tp_medium(tp).await) })
+            });
+            tp_tx(rt, tp, "COMMIT");
+        }
+        if let Some(lite) = &bed.lite {
+            lite_tx(lite, "BEGIN");
+            assert_eq!(lite_medium(lite).len(), expect);
+            g.bench_function("rusqlite-tx", |bn| bn.iter(|| black_box(lite_medium(lite))));
+            lite_tx(lite, "COMMIT");
+        }
         g.finish();
     }
 
@@ -1733,6 +1908,50 @@ fn bench_backend(c: &mut Criterion, rt: &Runtime, bed: &mut Bed) {
                     BatchSize::SmallInput,
                 )
             });
+        }
+        {
+            // The same `insert_many` in an autocommit session: the
+            // statement commits alone, no BEGIN / COMMIT around it. Only a
+            // one-row insert is one statement there; several rows need a
+            // transaction and are refused.
+            let db = &bed.db;
+            let autocommit = move |v: Vec<User>| async move {
+                let s = db
+                    .session_with(SessionOptions::default().autocommit())
+                    .await
+                    .expect("session");
+                let out = s.insert_many(v).await;
+                s.commit().await.expect("commit");
+                out
+            };
+            // On SQLite, autocommit sessions writing one after another
+            // through persist's direct path hang (a sqlx worker waits for
+            // its connection, whose raw handle is still locked), so the
+            // contender runs on PostgreSQL only until that is fixed.
+            if size == 1 && b.is_sqlite() {
+                eprintln!(
+                    "{}/insert_1/persist-autocommit skipped: autocommit writes hang on SQLite's direct path",
+                    b.name()
+                );
+            } else if size == 1 {
+                let out = rt.block_on(autocommit(users.clone()));
+                let out = out.expect("insert_many (autocommit)");
+                assert_eq!(out.len(), size);
+                assert!(out.iter().all(|u| u.id > 0));
+                g.bench_function("persist-autocommit", |bn| {
+                    bn.to_async(rt).iter_batched(
+                        || users.clone(),
+                        |v| async move { autocommit(v).await.expect("insert_many (autocommit)") },
+                        BatchSize::SmallInput,
+                    )
+                });
+            } else {
+                let out = rt.block_on(autocommit(users.clone()));
+                assert!(
+                    matches!(out, Err(Error::Invalid(_))),
+                    "an autocommit session refuses a write of several rows: {out:?}"
+                );
+            }
         }
         {
             let before = rt.block_on(bed.count_users());
@@ -1801,9 +2020,10 @@ fn bench_backend(c: &mut Criterion, rt: &Runtime, bed: &mut Bed) {
             |s| persist_assoc(s).await,
             |out| assert_eq!(tree_counts(&out, ids, pids, cpid), ASSOC_COUNTS)
         );
-        let tree = rt.block_on(sqlx_assoc(&mut bed.raw));
+        let tree = rt.block_on(sqlx_assoc(bed.raw.conn()));
         assert_eq!(tree_counts(&tree, ids, pids, cpid), ASSOC_COUNTS);
-        bench_raw!(g, rt, "sqlx", &mut bed.raw, |raw| sqlx_assoc(raw).await);
+        bench_raw!(g, rt, "sqlx", &mut bed.raw, |raw| sqlx_assoc(raw.conn())
+            .await);
         {
             let tree = dsl_assoc(&mut bed.diesel);
             assert_eq!(
@@ -1848,6 +2068,67 @@ fn bench_backend(c: &mut Criterion, rt: &Runtime, bed: &mut Bed) {
             let tree = lite_assoc(lite);
             assert_eq!(tree_counts(&tree, ids, pids, cpid), ASSOC_COUNTS);
             g.bench_function("rusqlite", |bn| bn.iter(|| black_box(lite_assoc(lite))));
+        }
+        // In one transaction each, as persist's session is (see trivial).
+        {
+            let mut tx = rt.block_on(bed.raw.begin());
+            let tree = rt.block_on(sqlx_assoc(tx.conn()));
+            assert_eq!(tree_counts(&tree, ids, pids, cpid), ASSOC_COUNTS);
+            bench_raw!(g, rt, "sqlx-tx", &mut tx, |raw| sqlx_assoc(raw.conn())
+                .await);
+            rt.block_on(tx.commit());
+        }
+        {
+            dsl_begin(&mut bed.diesel);
+            let tree = dsl_assoc(&mut bed.diesel);
+            assert_eq!(
+                tree_counts(
+                    &tree,
+                    |u: &dsl::DUser| u.id,
+                    |p: &dsl::DPost| (p.id, p.user_id),
+                    |c: &dsl::DComment| c.post_id
+                ),
+                ASSOC_COUNTS
+            );
+            g.bench_function("diesel-tx", |bn| {
+                bn.iter(|| black_box(dsl_assoc(&mut bed.diesel)))
+            });
+            dsl_commit(&mut bed.diesel);
+        }
+        {
+            let txn = rt.block_on(bed.sea.begin()).expect("sea begin");
+            let tree = rt.block_on(sea_assoc(&txn));
+            assert_eq!(
+                tree_counts(
+                    &tree,
+                    |u: &sea_user::Model| u.id,
+                    |p: &sea_post::Model| (p.id, p.user_id),
+                    |c: &sea_comment::Model| c.post_id
+                ),
+                ASSOC_COUNTS
+            );
+            g.bench_function("sea-orm-tx", |bn| {
+                bn.to_async(rt)
+                    .iter(|| async { black_box(sea_assoc(&txn).await) })
+            });
+            rt.block_on(txn.commit()).expect("sea commit");
+        }
+        if let Some(tp) = &bed.tp {
+            tp_tx(rt, tp, "BEGIN");
+            let tree = rt.block_on(tp_assoc(tp));
+            assert_eq!(tree_counts(&tree, ids, pids, cpid), ASSOC_COUNTS);
+            g.bench_function("tokio-postgres-tx", |bn| {
+                bn.to_async(rt)
+                    .iter(|| async { black_box(tp_assoc(tp).await) })
+            });
+            tp_tx(rt, tp, "COMMIT");
+        }
+        if let Some(lite) = &bed.lite {
+            lite_tx(lite, "BEGIN");
+            let tree = lite_assoc(lite);
+            assert_eq!(tree_counts(&tree, ids, pids, cpid), ASSOC_COUNTS);
+            g.bench_function("rusqlite-tx", |bn| bn.iter(|| black_box(lite_assoc(lite))));
+            lite_tx(lite, "COMMIT");
         }
         g.finish();
     }
@@ -1898,7 +2179,8 @@ fn bench_backend(c: &mut Criterion, rt: &Runtime, bed: &mut Bed) {
         }
         {
             assert_eq!(
-                rt.block_on(sqlx_find(&mut bed.raw, keys[0])).map(|u| u.id),
+                rt.block_on(sqlx_find(bed.raw.conn(), keys[0]))
+                    .map(|u| u.id),
                 Some(keys[0])
             );
             let next = Cell::new(0usize);
@@ -1906,7 +2188,7 @@ fn bench_backend(c: &mut Criterion, rt: &Runtime, bed: &mut Bed) {
             bench_raw!(g, rt, "sqlx", &mut bed.raw, |raw| {
                 let k = keys[next.get() % keys.len()];
                 next.set(next.get() + 1);
-                sqlx_find(raw, k).await
+                sqlx_find(raw.conn(), k).await
             });
         }
         {
@@ -1980,6 +2262,86 @@ fn bench_backend(c: &mut Criterion, rt: &Runtime, bed: &mut Bed) {
                     black_box(lite_find(lite, k))
                 })
             });
+        }
+        // In one transaction each, as persist's session is (see trivial).
+        {
+            let mut tx = rt.block_on(bed.raw.begin());
+            assert_eq!(
+                rt.block_on(sqlx_find(tx.conn(), keys[0])).map(|u| u.id),
+                Some(keys[0])
+            );
+            let next = Cell::new(0usize);
+            let (next, keys) = (&next, &keys);
+            bench_raw!(g, rt, "sqlx-tx", &mut tx, |raw| {
+                let k = keys[next.get() % keys.len()];
+                next.set(next.get() + 1);
+                sqlx_find(raw.conn(), k).await
+            });
+            rt.block_on(tx.commit());
+        }
+        {
+            dsl_begin(&mut bed.diesel);
+            assert_eq!(
+                dsl_find(&mut bed.diesel, keys[0]).map(|u| u.id),
+                Some(keys[0])
+            );
+            let mut next = 0usize;
+            let d = &mut bed.diesel;
+            g.bench_function("diesel-tx", |bn| {
+                bn.iter(|| {
+                    let k = keys[next % keys.len()];
+                    next += 1;
+                    black_box(dsl_find(d, k))
+                })
+            });
+            dsl_commit(&mut bed.diesel);
+        }
+        {
+            let txn = rt.block_on(bed.sea.begin()).expect("sea begin");
+            assert_eq!(
+                rt.block_on(sea_find(&txn, keys[0])).map(|u| u.id),
+                Some(keys[0])
+            );
+            let next = Cell::new(0usize);
+            let t = &txn;
+            g.bench_function("sea-orm-tx", |bn| {
+                bn.to_async(rt).iter(|| {
+                    let k = keys[next.get() % keys.len()];
+                    next.set(next.get() + 1);
+                    async move { black_box(sea_find(t, k).await) }
+                })
+            });
+            rt.block_on(txn.commit()).expect("sea commit");
+        }
+        if let Some(tp) = &bed.tp {
+            tp_tx(rt, tp, "BEGIN");
+            assert_eq!(
+                rt.block_on(tp_find(tp, keys[0])).map(|u| u.id),
+                Some(keys[0])
+            );
+            let next = Cell::new(0usize);
+            let keys = &keys;
+            g.bench_function("tokio-postgres-tx", |bn| {
+                bn.to_async(rt).iter(|| {
+                    let k = keys[next.get() % keys.len()];
+                    next.set(next.get() + 1);
+                    async move { black_box(tp_find(tp, k).await) }
+                })
+            });
+            tp_tx(rt, tp, "COMMIT");
+        }
+        if let Some(lite) = &bed.lite {
+            lite_tx(lite, "BEGIN");
+            assert_eq!(lite_find(lite, keys[0]).map(|u| u.id), Some(keys[0]));
+            let mut next = 0usize;
+            g.bench_function("rusqlite-tx", |bn| {
+                bn.iter(|| {
+                    let k = keys[next % keys.len()];
+                    next += 1;
+                    black_box(lite_find(lite, k))
+                })
+            });
+            lite_tx(lite, "COMMIT");
         }
         g.finish();
     }
@@ -2069,7 +2431,7 @@ fn bench_backend(c: &mut Criterion, rt: &Runtime, bed: &mut Bed) {
             let last = next_color(color);
             assert_eq!(rt.block_on(sqlx_update_all(&mut bed.raw, &last)), N);
             assert_eq!(
-                rt.block_on(sqlx_trivial(&mut bed.raw))
+                rt.block_on(sqlx_trivial(bed.raw.conn()))
                     .iter()
                     .filter(|u| u.hair_color.as_deref() == Some(last.as_str()))
                     .count(),

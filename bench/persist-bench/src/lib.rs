@@ -7,8 +7,8 @@
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use persist_core::sqlx::{self, AssertSqlSafe, Connection};
 use persist_core::prelude::*;
+use persist_core::sqlx::{self, AssertSqlSafe, Connection};
 
 /// The machine's PostgreSQL (override with `PERSIST_BENCH_POSTGRES_URL`).
 pub fn pg_url() -> String {
