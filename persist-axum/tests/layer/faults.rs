@@ -114,10 +114,11 @@ pub async fn cut_at_every_poll(db: Db) -> TestResult {
         );
     }
     let polls = completed.expect("the request completes uncut at last");
-    // SQLite answers within few polls (its direct path never waits on a
-    // socket); the network backends give many more cut points.
+    // PostgreSQL always leaves a statement pending at some poll; SQLite
+    // (direct path or sqlx's worker) and a loaded MariaDB can answer a
+    // whole request within one poll, as elsewhere in the suites.
     assert!(
-        cuts >= 1,
+        cuts >= 1 || db.backend() != persist_core::sql::Backend::Postgres,
         "the request was cut at {cuts} points before completing at {polls}"
     );
     assert!(

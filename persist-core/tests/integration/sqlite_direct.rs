@@ -255,3 +255,33 @@ fn a_db_dropped_after_its_runtime_closes_its_kept_connections() {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
 }
+
+#[test]
+fn autocommit_writes_one_after_another() {
+    run("direct_autocommit_writes", |url| async move {
+        // An autocommit session sends no BEGIN or COMMIT: the direct lock its
+        // statements take must still be handed back before the connection is.
+        for max in [1, 2] {
+            let db = Db::builder().max_connections(max).connect(&url).await?;
+            db.create_tables::<Customer>().await?;
+            for i in 0..20 {
+                let s = db
+                    .session_with(SessionOptions::default().autocommit())
+                    .await?;
+                s.insert_many(vec![Customer {
+                    id: 0,
+                    email: format!("a{max}-{i}@example.com"),
+                    name: format!("A{i}"),
+                }])
+                .await?;
+                s.commit().await?;
+                drop(s);
+                let r = db.session().await?;
+                assert_eq!(r.count::<Customer>().await?, (max as u64 - 1) * 20 + i + 1);
+                r.commit().await?;
+            }
+            db.close().await;
+        }
+        Ok(())
+    });
+}
