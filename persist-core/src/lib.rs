@@ -101,6 +101,8 @@ pub use rust_decimal;
 /// Paths used by code that `#[derive(Entity)]` generates. Not public API.
 #[doc(hidden)]
 pub mod __private {
+    #[cfg(feature = "sqlite")]
+    pub use crate::backend::sqlite_direct_prepared;
     pub use crate::error::BoxDynError;
     pub use crate::error::{Error, Result};
     pub use crate::model::entity::{

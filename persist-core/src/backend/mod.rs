@@ -30,6 +30,8 @@ mod sqlite;
 #[cfg(feature = "sqlite")]
 #[allow(unsafe_code)]
 mod sqlite_direct;
+#[cfg(feature = "sqlite")]
+pub use sqlite_direct::prepared_on_this_thread as sqlite_direct_prepared;
 
 /// Outcome of a statement that returns no rows.
 #[derive(Debug, Clone, Copy)]

@@ -13,7 +13,7 @@ use sqlx::{Arguments, Row};
 use sqlx_core::transaction::TransactionManager;
 use uuid::Uuid;
 
-use super::sqlite_direct::{Direct, Ran};
+use super::sqlite_direct::{Direct, Ran, Statements};
 use super::{Done, Driver, RowMap, StmtError, native_reads};
 use crate::error::BoxDynError;
 use crate::model::value::{Binder, RowReader, SqlType};
@@ -234,14 +234,19 @@ impl RowReader for SqliteRow {
     }
 }
 
-/// A session's SQLite connection: sqlx's pooled connection and, while a
+/// A session's SQLite connection: sqlx's pooled connection, the direct
+/// path's prepared statements on it, kept from one transaction to the next
+/// (and across sessions while the connection is parked), and, while a
 /// transaction runs statements, the direct path locked on it.
 pub(crate) struct SqliteConn {
-    // Declared first: dropped (statements finalized, lock released) before
-    // the connection goes back to the pool.
+    // Declared first: dropped (lock released) before the connection goes
+    // back to the pool.
     direct: Option<Direct>,
     /// Whether statements take the direct path (`DbBuilder::sqlite_direct`).
     use_direct: bool,
+    /// The prepared statements of the direct path, owned by the connection
+    /// once locked (sqlx finalizes them when it closes it).
+    statements: Statements,
     conn: PoolConnection<Sqlite>,
 }
 
@@ -259,6 +264,7 @@ impl SqliteConn {
         SqliteConn {
             direct: None,
             use_direct,
+            statements: Statements::default(),
             conn,
         }
     }
@@ -269,7 +275,8 @@ impl SqliteConn {
             return Ok(None);
         }
         if self.direct.is_none() {
-            self.direct = Some(Direct::lock(&mut self.conn, BUSY_TIMEOUT).await?);
+            self.direct =
+                Some(Direct::lock(&mut self.conn, &mut self.statements, BUSY_TIMEOUT).await?);
         }
         Ok(self.direct.as_mut())
     }
@@ -280,8 +287,10 @@ impl SqliteConn {
         &mut self.conn
     }
 
-    /// The pooled connection, with the direct path released (its statements
-    /// finalized), for the connection layer to release or discard.
+    /// The pooled connection, with the direct path released, for the
+    /// connection layer to release or discard. Its prepared statements go
+    /// with it: sqlx finalizes them when it closes the connection, or the
+    /// next `SqliteConn` to lock it does.
     pub(crate) fn into_pool_connection(mut self) -> PoolConnection<Sqlite> {
         self.direct = None;
         self.conn

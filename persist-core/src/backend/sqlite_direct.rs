@@ -7,11 +7,18 @@
 //! row). [`SqliteConnection::lock_handle`] stops the worker and hands out
 //! the handle; while the lock is held nothing of sqlx touches the database.
 //! The lock is taken once, by the first statement of a transaction, and
-//! released (its statements finalized) before anything of sqlx runs again:
-//! [`Direct`] is owned by [`SqliteConn`](super::SqliteConn), whose only way
-//! to the sqlx connection drops it first.
+//! released before anything of sqlx runs again: [`Direct`] is owned by
+//! [`SqliteConn`](super::SqliteConn), whose only way to the sqlx connection
+//! drops it first.
 //!
-//! At about 630 lines this file is over the crate's 600-line guide on
+//! The prepared statements outlive the lock: they belong to the
+//! connection's [`Statements`], kept across transactions and sessions (a
+//! repeated lookup or insert is prepared once per connection, not once per
+//! transaction). Between locks they sit reset, holding no lock of the
+//! database, and nothing touches them; sqlx finalizes them when it closes
+//! the connection (see [`Statements`]).
+//!
+//! At under 800 lines this file is over the crate's 600-line guide on
 //! purpose: it holds all of persist's `unsafe`, and keeping it in one file
 //! keeps every FFI call and its safety argument reviewable together.
 //!
@@ -21,9 +28,11 @@
 //! another connection's lock returns at once and runs through sqlx instead,
 //! which waits on its worker thread rather than on the caller's.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::ffi::{CStr, c_int, c_void};
 use std::ptr::{self, NonNull};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone, Utc};
 use libsqlite3_sys as ffi;
@@ -37,18 +46,80 @@ use super::{RowColumns, RowMap, StmtError};
 use crate::error::BoxDynError;
 use crate::model::value::RowReader;
 
-/// How many prepared statements one lock keeps (a transaction rarely
-/// needs more; past it, the least recently used one is finalized to make
-/// room, so dynamic queries with varying SQL cost a prepare each).
+/// How many prepared statements one connection keeps (past it, the least
+/// recently used one is finalized to make room, so dynamic queries with
+/// varying SQL cost a prepare each).
 const MAX_STATEMENTS: usize = 64;
+
+thread_local! {
+    /// Statements the direct path prepared on this thread (its statements
+    /// run on the caller's thread, so a test on a current-thread runtime
+    /// sees its own).
+    static PREPARED: Cell<u64> = const { Cell::new(0) };
+}
+
+/// How many statements the direct path has prepared on the calling thread
+/// (a cached statement reused counts nothing): for tests that check
+/// statements are prepared once per connection.
+#[doc(hidden)]
+pub fn prepared_on_this_thread() -> u64 {
+    PREPARED.with(Cell::get)
+}
+
+/// The prepared statements of one SQLite connection, kept from one lock of
+/// it to the next (so across transactions and the sessions that get the
+/// connection from the parking).
+///
+/// They must be finalized while the connection is open and nothing else
+/// uses it, and before sqlx closes it (`sqlite3_close` fails on a
+/// connection with statements left, and sqlx panics then). sqlx gives
+/// exactly one place with both: the rollback hook's closure, which it drops
+/// when the hook is replaced or removed through a [`LockedSqliteHandle`]
+/// (under the lock) and in the teardown of the connection's state, before
+/// the handle is closed, by the one thread that still holds it. So the
+/// statements live in a [`Finalizer`] owned by a rollback hook installed
+/// on the connection (a hook that does nothing when called); whoever drops
+/// the hook finalizes them. persist owns the rollback hook of its SQLite
+/// connections: nothing else of persist sets one.
+#[derive(Default)]
+pub(crate) struct Statements {
+    /// The cache shared with the hook's [`Finalizer`]; `None` until the
+    /// first lock installs the hook.
+    shared: Option<Arc<Mutex<Option<Stmts>>>>,
+}
+
+/// Prepared statements by SQL text; each finalized when dropped (evicted,
+/// or with the hook, see [`Statements`]).
+struct Stmts {
+    map: HashMap<Box<str>, Stmt, foldhash::fast::RandomState>,
+    /// A clock of statement uses, for evicting the least recently used.
+    uses: u64,
+}
+
+// SAFETY: the statements are used (stepped, reset, finalized) only by a
+// thread that holds the connection: under sqlx's lock (`Direct`), or in the
+// teardown of sqlx's connection state, which runs once nothing else refers
+// to it. SQLite connections opened by sqlx (multi-thread mode) and their
+// statements are usable from any thread, one at a time.
+unsafe impl Send for Stmts {}
+
+/// Owns the statements of a connection on behalf of its rollback hook:
+/// finalizes them when sqlx drops the hook (see [`Statements`]).
+struct Finalizer(Arc<Mutex<Option<Stmts>>>);
+
+impl Drop for Finalizer {
+    fn drop(&mut self) {
+        // Taken out, so a `Direct` that still has the `Arc` sees the cache
+        // gone rather than finalized statements.
+        let stmts = self.0.lock().unwrap_or_else(PoisonError::into_inner).take();
+        drop(stmts); // each finalized by `Stmt::drop`
+    }
+}
 
 /// The direct path of one SQLite connection, locked.
 pub(crate) struct Direct {
-    /// Prepared statements by SQL text; each finalized when dropped
-    /// (evicted, or with `Direct`, before `_lock`).
-    stmts: HashMap<Box<str>, Stmt, foldhash::fast::RandomState>,
-    /// A clock of statement uses, for evicting the least recently used.
-    uses: u64,
+    /// The connection's statements (installed by [`Direct::lock`]).
+    stmts: Arc<Mutex<Option<Stmts>>>,
     db: NonNull<ffi::sqlite3>,
     /// The busy timeout to restore (milliseconds).
     busy_ms: c_int,
@@ -65,15 +136,16 @@ unsafe impl Send for Direct {}
 /// One prepared statement, finalized exactly once: when it is dropped.
 struct Stmt {
     raw: NonNull<ffi::sqlite3_stmt>,
-    /// The [`Direct::uses`] clock at its last use.
+    /// The [`Stmts::uses`] clock at its last use.
     used: u64,
 }
 
 impl Drop for Stmt {
     fn drop(&mut self) {
-        // SAFETY: the statement belongs to the locked connection (a `Stmt`
-        // lives only in `Direct::stmts`, dropped before the lock), is reset
-        // (see `Running`) and is owned by this value alone.
+        // SAFETY: the statement belongs to the connection and is owned by
+        // this value alone; it is dropped only by a thread that holds the
+        // open connection (evicted under the lock, or by the `Finalizer`,
+        // see `Statements`) and it is reset (see `Running`).
         unsafe { ffi::sqlite3_finalize(self.raw.as_ptr()) };
     }
 }
@@ -98,12 +170,16 @@ impl<T> Ran<T> {
 
 impl Direct {
     /// Takes the lock of `conn` (the worker thread parks until it is
-    /// dropped). `busy` is the connection's busy timeout, restored on drop.
+    /// dropped), with `statements`, the connection's prepared statements
+    /// (installed on it at the first lock). `busy` is the connection's busy
+    /// timeout, restored on drop.
     pub(crate) async fn lock(
         conn: &mut SqliteConnection,
+        statements: &mut Statements,
         busy: std::time::Duration,
     ) -> Result<Direct, sqlx::Error> {
         let mut handle = conn.lock_handle().await?;
+        // Nothing below awaits: a dropped future leaves `statements` as it was.
         let db = handle.as_raw_handle();
         // SAFETY: the guard inside `LockedSqliteHandle` refers to the mutex in
         // sqlx's worker state, which sits behind an `Arc` owned by the
@@ -112,30 +188,60 @@ impl Direct {
         // connection (dropped first) and hands the connection out only after
         // dropping `direct`, so the guard never outlives its mutex and no
         // sqlx call reaches the connection while it is held.
-        let handle: LockedSqliteHandle<'static> = unsafe { std::mem::transmute(handle) };
+        let mut handle: LockedSqliteHandle<'static> = unsafe { std::mem::transmute(handle) };
+        let live = statements
+            .shared
+            .as_ref()
+            .filter(|c| c.lock().unwrap_or_else(PoisonError::into_inner).is_some())
+            .cloned();
+        let stmts = match live {
+            Some(c) => c,
+            None => {
+                // First lock of this connection by this `SqliteConn`: a hook
+                // left by an earlier one (the connection went through the
+                // pool) is replaced, which finalizes its statements now,
+                // under the lock.
+                let c = Arc::new(Mutex::new(Some(Stmts {
+                    map: HashMap::default(),
+                    uses: 0,
+                })));
+                let owner = Finalizer(Arc::clone(&c));
+                handle.set_rollback_hook(move || {
+                    let _owned = &owner;
+                });
+                statements.shared = Some(Arc::clone(&c));
+                c
+            }
+        };
         // SAFETY: `db` is the open handle, locked for this thread.
         unsafe { ffi::sqlite3_busy_timeout(db.as_ptr(), 0) };
         Ok(Direct {
-            stmts: HashMap::default(),
-            uses: 0,
+            stmts,
             db,
             busy_ms: c_int::try_from(busy.as_millis()).unwrap_or(c_int::MAX),
             _lock: handle,
         })
     }
 
-    /// The prepared statement of `sql` (prepared on first use), or `None`
-    /// when `sql` is not exactly one statement.
+    /// The prepared statement of `sql` (prepared on first use on this
+    /// connection), or `None` when `sql` is not exactly one statement.
     fn prepare(&mut self, sql: &str) -> Result<Option<NonNull<ffi::sqlite3_stmt>>, StmtError> {
-        self.uses += 1;
-        if let Some(s) = self.stmts.get_mut(sql) {
-            s.used = self.uses;
+        let mut guard = self.stmts.lock().unwrap_or_else(PoisonError::into_inner);
+        // Gone only if the hook was dropped, which takes the lock this
+        // `Direct` holds: cannot happen, but sqlx can run the statement.
+        let Some(cache) = guard.as_mut() else {
+            return Ok(None);
+        };
+        cache.uses += 1;
+        if let Some(s) = cache.map.get_mut(sql) {
+            s.used = cache.uses;
             return Ok(Some(s.raw));
         }
         let len =
             c_int::try_from(sql.len()).map_err(|_| sqlx::Error::Protocol("SQL too long".into()))?;
         let mut stmt = ptr::null_mut();
         let mut tail = ptr::null();
+        PREPARED.with(|n| n.set(n.get() + 1));
         // SAFETY: `sql` is valid for `len` bytes; out-pointers are valid.
         let rc = unsafe {
             ffi::sqlite3_prepare_v3(
@@ -162,17 +268,17 @@ impl Direct {
         }
         let stmt = Stmt {
             raw: stmt,
-            used: self.uses,
+            used: cache.uses,
         };
-        if self.stmts.len() >= MAX_STATEMENTS {
+        if cache.map.len() >= MAX_STATEMENTS {
             // Only a miss past the limit pays for the scan.
-            let oldest = self.stmts.iter().min_by_key(|(_, s)| s.used);
+            let oldest = cache.map.iter().min_by_key(|(_, s)| s.used);
             if let Some(sql) = oldest.map(|(sql, _)| sql.clone()) {
-                self.stmts.remove(&sql); // finalized by `Stmt::drop`
+                cache.map.remove(&sql); // finalized by `Stmt::drop`, locked
             }
         }
         let raw = stmt.raw;
-        self.stmts.insert(sql.into(), stmt);
+        cache.map.insert(sql.into(), stmt);
         Ok(Some(raw))
     }
 
@@ -269,8 +375,9 @@ fn last_error(db: NonNull<ffi::sqlite3>) -> StmtError {
 
 impl Drop for Direct {
     fn drop(&mut self) {
-        // Finalized while the lock is held (`_lock` drops after this body).
-        self.stmts.clear();
+        // The statements stay prepared, reset (see `Running`), for the next
+        // lock; the busy timeout is restored while the lock is held (`_lock`
+        // drops after this body).
         // SAFETY: `db` is the open, locked handle.
         unsafe { ffi::sqlite3_busy_timeout(self.db.as_ptr(), self.busy_ms) };
     }

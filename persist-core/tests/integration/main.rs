@@ -32,6 +32,7 @@ mod smoke;
 mod soft_delete;
 mod sqlite_begin;
 mod sqlite_direct;
+mod sqlite_statements;
 mod types;
 mod uow;
 mod versioning;
