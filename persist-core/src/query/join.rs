@@ -417,7 +417,12 @@ impl<'s, L: Entity, R: Entity, K: JoinKind> JoinQuery<'s, L, R, K> {
         let run = || async {
             let mut rows = relation::fetch_mapped(s, L::META, &q, &map).await?;
             if in_memory {
-                rows.sort_by_cached_key(|(l, r)| (l.key(), K::right(r).map(Entity::key)));
+                // PostgreSQL's hash and merge joins mostly answer in the left
+                // scan's order already: check before sorting.
+                let key = |(l, r): &(L, K::Out<R>)| (l.key(), K::right(r).map(Entity::key));
+                if !rows.is_sorted_by(|a, b| key(a) <= key(b)) {
+                    rows.sort_by_cached_key(key);
+                }
             }
             Ok(rows)
         };

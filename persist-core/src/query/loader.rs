@@ -64,7 +64,9 @@ fn parts(b: Backend, values: &[sea_query::Value]) -> std::slice::Chunks<'_, sea_
 /// of the foreign key's).
 fn sort_groups<C: Entity>(groups: &mut HashMap<KeyValue, Vec<C>>) {
     for g in groups.values_mut() {
-        g.sort_by_cached_key(|c| c.key());
+        if !g.is_sorted_by(|a, b| a.key() <= b.key()) {
+            g.sort_by_cached_key(|c| c.key());
+        }
     }
 }
 
