@@ -484,3 +484,54 @@ pub mod json_field {
         Ok(serde_json::from_value(value)?)
     }
 }
+
+/// The PostgreSQL array element type of a non-`NULL` scalar value, for the
+/// scalar types an array of which binds as the column's own type; `None`
+/// for `NULL` and the others.
+#[cfg(feature = "postgres")]
+fn array_element(v: &Value) -> Option<sea_query::ArrayType> {
+    use sea_query::ArrayType as A;
+    Some(match v {
+        Value::Bool(Some(_)) => A::Bool,
+        Value::SmallInt(Some(_)) => A::SmallInt,
+        Value::Int(Some(_)) => A::Int,
+        Value::BigInt(Some(_)) => A::BigInt,
+        Value::Float(Some(_)) => A::Float,
+        Value::Double(Some(_)) => A::Double,
+        Value::String(Some(_)) => A::String,
+        Value::Bytes(Some(_)) => A::Bytes,
+        Value::ChronoDate(Some(_)) => A::ChronoDate,
+        Value::ChronoTime(Some(_)) => A::ChronoTime,
+        Value::ChronoDateTime(Some(_)) => A::ChronoDateTime,
+        Value::ChronoDateTimeUtc(Some(_)) => A::ChronoDateTimeUtc,
+        Value::Uuid(Some(_)) => A::Uuid,
+        #[cfg(feature = "decimal")]
+        Value::Decimal(Some(_)) => A::Decimal,
+        _ => return None,
+    })
+}
+
+/// `values` as one PostgreSQL array value (`int8[]`, `text[]`, …), when
+/// they are all non-`NULL` values of one scalar type an array can carry;
+/// otherwise the values unchanged. (`NULL` elements are refused: the
+/// binder cannot carry them, and `NOT (c IN (…, NULL))` must keep its
+/// meaning.)
+#[cfg(feature = "postgres")]
+pub(crate) fn pg_array(values: Vec<Value>) -> Result<Value, Vec<Value>> {
+    match values.first().and_then(array_element) {
+        Some(ty) if is_array_element_list(&values) => Ok(Value::Array(ty, Some(Box::new(values)))),
+        _ => Err(values),
+    }
+}
+
+/// Whether [`pg_array`] takes `values`: a non-empty list of non-`NULL`
+/// values of one array element type.
+#[cfg(feature = "postgres")]
+pub(crate) fn is_array_element_list(values: &[Value]) -> bool {
+    let Some(ty) = values.first().and_then(array_element) else {
+        return false;
+    };
+    values
+        .iter()
+        .all(|v| array_element(v).as_ref() == Some(&ty))
+}

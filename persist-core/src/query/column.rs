@@ -7,6 +7,8 @@ use sea_query::{Alias, Cond, Expr, ExprTrait, SimpleExpr};
 use crate::error::{Error, Result};
 use crate::model::entity::Entity;
 use crate::model::value::Field;
+use crate::query::relation;
+use crate::sql::Backend;
 
 /// A column of entity `E` holding values of type `V`.
 ///
@@ -67,7 +69,12 @@ impl<E: Entity, V> Column<E, V> {
 /// An invalid value (for example a `u64` above `i64::MAX`) is kept and
 /// reported as [`Error::Encode`] when the query runs.
 pub struct Filter<E> {
+    /// The condition as every backend takes it.
     pub(crate) cond: Result<Cond>,
+    /// The condition in PostgreSQL's own form, where it has one (a list as
+    /// `= ANY($1)`, see [`Column::is_in`]); `None` when it is `cond`.
+    /// Never set beside a failed `cond`, whose error it would hide.
+    pg: Option<Cond>,
     _marker: PhantomData<fn() -> E>,
 }
 
@@ -81,6 +88,7 @@ impl<E> Filter<E> {
     fn from_cond(cond: Result<Cond>) -> Self {
         Filter {
             cond,
+            pg: None,
             _marker: PhantomData,
         }
     }
@@ -89,26 +97,49 @@ impl<E> Filter<E> {
         Self::from_cond(expr.map(|e| Cond::all().add(e)))
     }
 
+    /// The condition for backend `b`.
+    pub(crate) fn into_cond(self, b: Backend) -> Result<Cond> {
+        match self.pg {
+            Some(pg) if b == Backend::Postgres => Ok(pg),
+            _ => self.cond,
+        }
+    }
+
+    /// Combines both forms of two filters with `f`; the PostgreSQL form is
+    /// kept only where one of them has its own.
+    fn combine(self, other: Filter<E>, f: impl Fn(Cond, Cond) -> Cond) -> Filter<E> {
+        let pg = match (&self.cond, &other.cond, self.pg, other.pg) {
+            (_, _, None, None) | (Err(_), _, _, _) | (_, Err(_), _, _) => None,
+            (Ok(a), Ok(b), pa, pb) => Some(f(
+                pa.unwrap_or_else(|| a.clone()),
+                pb.unwrap_or_else(|| b.clone()),
+            )),
+        };
+        Filter {
+            cond: self.cond.and_then(|a| other.cond.map(|b| f(a, b))),
+            pg,
+            _marker: PhantomData,
+        }
+    }
+
     /// Both conditions.
     pub fn and(self, other: Filter<E>) -> Filter<E> {
-        Self::from_cond(
-            self.cond
-                .and_then(|a| other.cond.map(|b| Cond::all().add(a).add(b))),
-        )
+        self.combine(other, |a, b| Cond::all().add(a).add(b))
     }
 
     /// Either condition.
     pub fn or(self, other: Filter<E>) -> Filter<E> {
-        Self::from_cond(
-            self.cond
-                .and_then(|a| other.cond.map(|b| Cond::any().add(a).add(b))),
-        )
+        self.combine(other, |a, b| Cond::any().add(a).add(b))
     }
 
     /// The negated condition.
     #[allow(clippy::should_implement_trait)]
     pub fn not(self) -> Filter<E> {
-        Self::from_cond(self.cond.map(|c| c.not()))
+        Filter {
+            cond: self.cond.map(|c| c.not()),
+            pg: self.pg.map(|c| c.not()),
+            _marker: PhantomData,
+        }
     }
 }
 
@@ -159,6 +190,13 @@ impl<E: Entity, V: Field> Column<E, V> {
     }
 
     /// `column IN (…)`; an empty list matches nothing.
+    ///
+    /// On PostgreSQL a list of non-`NULL` values of one scalar type
+    /// (integers, `bool`, floats, text, bytes, UUIDs, dates and times,
+    /// decimals) is sent as `column = ANY($1)` with one array bind: one
+    /// statement text whatever the list's length, so the prepared statement
+    /// is reused, and no limit on the number of values. Other lists, and the
+    /// other backends, use `column IN ($1, …, $n)`; both match the same rows.
     pub fn is_in<I>(&self, values: I) -> Filter<E>
     where
         I: IntoIterator,
@@ -168,14 +206,24 @@ impl<E: Entity, V: Field> Column<E, V> {
             .into_iter()
             .map(|v| value_of(self.name, &v.into()))
             .collect();
-        Filter::from_expr(values.map(|vs| {
-            if vs.is_empty() {
-                // `IN ()` is not valid SQL everywhere; an always-false test is.
-                Expr::val(1).eq(0)
-            } else {
-                self.expr().is_in(vs)
+        let in_list = |vs: Vec<sea_query::Value>| {
+            Cond::all().add(relation::in_list(Backend::Sqlite, self.expr(), vs))
+        };
+        match values {
+            Ok(vs) if relation::binds_as_array(Backend::Postgres, &vs) => {
+                let pg = Cond::all().add(relation::in_list(
+                    Backend::Postgres,
+                    self.expr(),
+                    vs.clone(),
+                ));
+                Filter {
+                    cond: Ok(in_list(vs)),
+                    pg: Some(pg),
+                    _marker: PhantomData,
+                }
             }
-        }))
+            values => Filter::from_cond(values.map(in_list)),
+        }
     }
 
     /// `column IS NULL`.

@@ -12,7 +12,9 @@ use crate::backend::{Driver, dispatch};
 use crate::error::{Error, Result};
 use crate::model::entity::{Entity, EntityMeta, Key};
 use crate::query::column::{Column, Filter, Order};
+use crate::query::relation;
 use crate::session::{Session, count_of};
+use crate::sql::Backend;
 
 /// A query on `E`'s table, built from column constants.
 ///
@@ -185,10 +187,13 @@ impl<'s, E: Entity> Query<'s, E> {
 
     /// Adds a condition (several filters are combined with `AND`).
     pub fn filter(self, f: Filter<E>) -> Self {
-        self.filter_cond(f.cond)
+        let b = self.session.backend();
+        self.filter_cond(f.into_cond(b))
     }
 
-    /// Restricts to the given primary keys.
+    /// Restricts to the given primary keys: a single-column key as one
+    /// list ([`relation::in_list`]: `= ANY($1)` on PostgreSQL, `IN (…)`
+    /// elsewhere), a composite key as `(a = ? AND b = ?) OR …`.
     pub(crate) fn key_in(self, keys: &[E::Key]) -> Self {
         let meta = E::META;
         let cols: Vec<Expr> = meta
@@ -196,14 +201,6 @@ impl<'s, E: Entity> Query<'s, E> {
             .iter()
             .map(|i| Expr::col((Alias::new(meta.table), Alias::new(meta.columns[*i].name))))
             .collect();
-        let cond = keys.iter().try_fold(Cond::any(), |any, k| {
-            let values = k.to_values().map_err(|e| Error::encode("key", e))?;
-            let all = cols
-                .iter()
-                .zip(values)
-                .fold(Cond::all(), |all, (c, v)| all.add(c.clone().eq(v)));
-            Ok(any.add(all))
-        });
         if E::Key::ARITY == 1 {
             let values: Result<Vec<_>> = keys
                 .iter()
@@ -213,10 +210,35 @@ impl<'s, E: Entity> Query<'s, E> {
                         .map_err(|e| Error::encode("key", e))
                 })
                 .collect();
+            let b = self.session.backend();
             let c = cols[0].clone();
-            return self.filter_cond(values.map(|vs| Cond::all().add(c.is_in(vs))));
+            return self.filter_cond(values.map(|vs| Cond::all().add(relation::in_list(b, c, vs))));
         }
+        let cond = keys.iter().try_fold(Cond::any(), |any, k| {
+            let values = k.to_values().map_err(|e| Error::encode("key", e))?;
+            let all = cols
+                .iter()
+                .zip(values)
+                .fold(Cond::all(), |all, (c, v)| all.add(c.clone().eq(v)));
+            Ok(any.add(all))
+        });
         self.filter_cond(cond)
+    }
+
+    /// How many of `keys` one [`key_in`](Query::key_in) statement takes:
+    /// all of them when they bind as one PostgreSQL array, else as many as
+    /// the backend's bind limit allows (at most 10 000).
+    pub(crate) fn keys_per_statement(b: Backend, keys: &[E::Key]) -> usize {
+        if E::Key::ARITY == 1 && b == Backend::Postgres {
+            let values: Vec<sea_query::Value> = keys
+                .iter()
+                .filter_map(|k| k.to_values().ok()?.into_iter().next())
+                .collect();
+            if values.len() == keys.len() && relation::binds_as_array(b, &values) {
+                return keys.len().max(1);
+            }
+        }
+        (b.max_binds() / E::Key::ARITY).clamp(1, 10_000)
     }
 
     pub(crate) fn filter_cond(mut self, c: Result<Cond>) -> Self {

@@ -83,18 +83,18 @@ pub struct OnRight;
 /// A filter on either side of a join: `Filter<L>` or `Filter<R>`.
 pub trait JoinFilter<L, R, Side> {
     #[doc(hidden)]
-    fn into_cond(self) -> Result<Cond>;
+    fn into_cond(self, b: Backend) -> Result<Cond>;
 }
 
 impl<L, R> JoinFilter<L, R, OnLeft> for Filter<L> {
-    fn into_cond(self) -> Result<Cond> {
-        self.cond
+    fn into_cond(self, b: Backend) -> Result<Cond> {
+        Filter::into_cond(self, b)
     }
 }
 
 impl<L, R> JoinFilter<L, R, OnRight> for Filter<R> {
-    fn into_cond(self) -> Result<Cond> {
-        self.cond
+    fn into_cond(self, b: Backend) -> Result<Cond> {
+        Filter::into_cond(self, b)
     }
 }
 
@@ -279,12 +279,24 @@ impl<'s, L: Entity, R: Entity, K: JoinKind> JoinQuery<'s, L, R, K> {
     /// condition on the right side of a left join also drops the left rows
     /// without a match, as in SQL.
     pub fn filter<Side>(mut self, f: impl JoinFilter<L, R, Side>) -> Self {
-        self.query = self.query.filter_cond(f.into_cond());
+        let b = self.query.session.backend();
+        self.query = self.query.filter_cond(f.into_cond(b));
         self
     }
 
-    /// Sorts by a column of either side. Without any, rows come in the
-    /// order of the left key, then the right key.
+    /// Sorts by a column of either side; several calls sort by each in
+    /// turn, and pairs equal on all of them come in no particular order.
+    ///
+    /// Without any `order_by`, pairs come in the order of the left key,
+    /// then the right key (a left row without a match, `None`, has only
+    /// that one pair), as the key types' [`Ord`] compares them: numbers by
+    /// value, text and bytes byte by byte (not by the database's
+    /// collation), the same on every backend. That order is made in memory
+    /// after the rows are read, so the database sorts nothing; only with a
+    /// [`limit`](JoinQuery::limit) or [`offset`](JoinQuery::offset), where
+    /// the database must choose which pairs to answer, does the statement
+    /// carry `ORDER BY` left key, right key (in the database's own order
+    /// for text keys).
     pub fn order_by<Side>(mut self, o: impl JoinOrder<L, R, Side>) -> Self {
         self.order.push(o.into_join_order());
         self
@@ -342,7 +354,10 @@ impl<'s, L: Entity, R: Entity, K: JoinKind> JoinQuery<'s, L, R, K> {
             .map(|(i, o)| (true, *i, *o))
             .collect();
         order.extend(self.order.iter().copied());
-        if order.is_empty() {
+        // Without an order of the caller's, the key order is made in memory
+        // (see `order_by`) unless a window of rows must be chosen by it.
+        let paged = self.query.limit.is_some() || self.query.offset.is_some();
+        if order.is_empty() && paged {
             order.extend(lm.primary_key.iter().map(|i| (true, *i, Order::Asc)));
             order.extend(rm.primary_key.iter().map(|i| (false, *i, Order::Asc)));
         }
@@ -378,8 +393,19 @@ impl<'s, L: Entity, R: Entity, K: JoinKind> JoinQuery<'s, L, R, K> {
         self
     }
 
-    /// Every matching pair, in one statement.
+    /// Whether the pairs are put in key order in memory: no order of the
+    /// caller's and no window (see [`order_by`](JoinQuery::order_by)).
+    fn sorts_in_memory(&self) -> bool {
+        self.query.order.is_empty()
+            && self.order.is_empty()
+            && self.query.limit.is_none()
+            && self.query.offset.is_none()
+    }
+
+    /// Every matching pair, in one statement, in the order
+    /// [`order_by`](JoinQuery::order_by) describes.
     pub async fn all(mut self) -> Result<Vec<(L, K::Out<R>)>> {
+        let in_memory = self.sorts_in_memory();
         let q = self.statement()?;
         let right_key = relation::single_key_column(R::META)?;
         let map = PairMap::<L, R, K> {
@@ -388,8 +414,20 @@ impl<'s, L: Entity, R: Entity, K: JoinKind> JoinQuery<'s, L, R, K> {
             _marker: PhantomData,
         };
         let s = self.query.session;
+        let run = || async {
+            let mut rows = relation::fetch_mapped(s, L::META, &q, &map).await?;
+            if in_memory {
+                // PostgreSQL's hash and merge joins mostly answer in the left
+                // scan's order already: check before sorting.
+                let key = |(l, r): &(L, K::Out<R>)| (l.key(), K::right(r).map(Entity::key));
+                if !rows.is_sorted_by(|a, b| key(a) <= key(b)) {
+                    rows.sort_by_cached_key(key);
+                }
+            }
+            Ok(rows)
+        };
         if !self.query.cached || s.cache_layer().is_none() {
-            return relation::fetch_mapped(s, L::META, &q, &map).await;
+            return run().await;
         }
         let (sql, values) = s.backend().sea().build_select(&q);
         let key = format!(
@@ -407,7 +445,6 @@ impl<'s, L: Entity, R: Entity, K: JoinKind> JoinQuery<'s, L, R, K> {
                 .map(|(l, r)| Ok((l, K::wrap(r)?)))
                 .collect()
         };
-        let run = || relation::fetch_mapped(s, L::META, &q, &map);
         let (rows, _) = s
             .query_cached_with(key, &[L::META.table, R::META.table], run, encode, decode)
             .await?;

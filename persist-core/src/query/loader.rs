@@ -1,5 +1,11 @@
-//! Batched loading of related rows: one query per relation (per chunk of
-//! keys under the bind limit), never one per parent row.
+//! Batched loading of related rows: one query per relation (on PostgreSQL
+//! the keys go as one array bind, `= ANY($1)`; elsewhere one query per
+//! 10 000 keys, `IN (…)`), never one per parent row.
+//!
+//! Order: the results follow the input slice (one entry per input row,
+//! duplicates included), and the rows of a group come in the [`Ord`] order
+//! of their primary key, sorted in memory (numbers by value, text byte by
+//! byte, on every backend alike); the statements carry no `ORDER BY`.
 //!
 //! ```
 //! # use persist_core::prelude::*;
@@ -15,7 +21,7 @@
 //! }
 //! # async fn demo(s: &Session) -> Result<(), Error> {
 //! let users = s.all::<User>().await?;
-//! let posts: Vec<Vec<Post>> = users.load::<Post>(s).await?;   // one SELECT … WHERE user_id IN (…)
+//! let posts: Vec<Vec<Post>> = users.load::<Post>(s).await?;   // one SELECT … WHERE user_id = ANY($1) / IN (…)
 //! let authors: Vec<Option<User>> = s.load_parents::<User, _>(&posts.concat()).await?;
 //! # Ok(()) }
 //! ```
@@ -34,10 +40,35 @@ use crate::query::entity_query::{Query, Visibility};
 use crate::query::relation::{self, KeyValue, RowMap};
 use crate::session::Session;
 use crate::session::uow::Merge;
+use crate::sql::Backend;
 
 /// Keys per `IN` list: under every backend's bind limit, and small enough
-/// that the statement stays cheap to parse.
+/// that the statement stays cheap to parse. (A PostgreSQL array bind has
+/// no such limit: all the keys go in one statement.)
 const KEYS_PER_QUERY: usize = 10_000;
+
+/// `values` in the lists of one statement each: one list for an array
+/// bind, else lists of at most [`KEYS_PER_QUERY`].
+fn parts(b: Backend, values: &[sea_query::Value]) -> std::slice::Chunks<'_, sea_query::Value> {
+    let n = if relation::binds_as_array(b, values) {
+        values.len().max(1)
+    } else {
+        KEYS_PER_QUERY
+    };
+    values.chunks(n)
+}
+
+/// Puts each group in the `Ord` order of its rows' keys: the order
+/// the loaders promise, kept in memory rather than asked of the database
+/// (an `ORDER BY` key there can make the planner walk the key index instead
+/// of the foreign key's).
+fn sort_groups<C: Entity>(groups: &mut HashMap<KeyValue, Vec<C>>) {
+    for g in groups.values_mut() {
+        if !g.is_sorted_by(|a, b| a.key() <= b.key()) {
+            g.sort_by_cached_key(|c| c.key());
+        }
+    }
+}
 
 fn col_expr(meta: &EntityMeta, col: usize) -> Expr {
     Expr::col((Alias::new(meta.table), Alias::new(meta.columns[col].name)))
@@ -75,8 +106,8 @@ impl Keys {
         })
     }
 
-    fn chunks(&self) -> impl Iterator<Item = &[sea_query::Value]> {
-        self.values.chunks(KEYS_PER_QUERY)
+    fn chunks(&self, b: Backend) -> impl Iterator<Item = &[sea_query::Value]> {
+        parts(b, &self.values)
     }
 
     /// Hands each input row the group of its key, in input order (a group
@@ -148,12 +179,18 @@ impl<C: Entity> RowMap for WithLink<C> {
 
 impl Session {
     /// The `C` rows related to each of `parents` through the relation `P`
-    /// declares (`has_many`, `has_one` or `many_to_many`), grouped in the
-    /// order of `parents`, each group in `C`'s key order.
+    /// declares (`has_many`, `has_one` or `many_to_many`): one group per
+    /// parent, in the order of `parents` (a parent given twice gets its
+    /// group twice), each group in the [`Ord`] order of `C`'s key (numbers
+    /// by value, text byte by byte rather than by the database's collation;
+    /// the same on every backend, sorted in memory, so the statement has no
+    /// `ORDER BY`).
     ///
-    /// One `SELECT … WHERE fk IN (…)` (a join with the join entity for a
-    /// many-to-many) per 10 000 distinct parent keys: loading users, their
-    /// posts and the posts' comments is three statements, however many rows.
+    /// One `SELECT … WHERE fk = ANY($1)` on PostgreSQL, with the distinct
+    /// parent keys as one array bind, whatever their number; elsewhere one
+    /// `SELECT … WHERE fk IN (…)` per 10 000 distinct keys (a join with the
+    /// join entity for a many-to-many): loading users, their posts and the
+    /// posts' comments is three statements, however many rows.
     pub async fn load_related<C: Entity, P: Related<C>>(
         &self,
         parents: &[P],
@@ -168,8 +205,9 @@ impl Session {
         }
     }
 
-    /// The `C` row of each of `parents` through a `has_one` (or the first
-    /// of a `has_many`), in the order of `parents`.
+    /// The `C` row of each of `parents` through a `has_one` (or, of a
+    /// `has_many`, the one with the least key in [`Ord`] order), in the
+    /// order of `parents`.
     pub async fn load_one<C: Entity, P: Related<C>>(
         &self,
         parents: &[P],
@@ -179,9 +217,10 @@ impl Session {
     }
 
     /// The `C` rows whose column `fk` holds each parent's key, grouped in
-    /// the order of `parents`: a has-many that is not declared, or one of
-    /// several to the same entity (`Post::EDITOR_ID`). One statement per
-    /// 10 000 distinct keys.
+    /// the order of `parents`, each group in the `Ord` order of `C`'s key
+    /// (as [`load_related`](Session::load_related)): a has-many that is not
+    /// declared, or one of several to the same entity (`Post::EDITOR_ID`).
+    /// One statement (PostgreSQL) or one per 10 000 distinct keys.
     pub async fn load_children_by<C: Entity, V, P: Entity>(
         &self,
         fk: Column<C, V>,
@@ -192,7 +231,8 @@ impl Session {
 
     /// The `P` row each of `children` references through its foreign key to
     /// `P` (`None` for a `NULL` key or a missing row), in the order of
-    /// `children`. One statement per 10 000 distinct keys.
+    /// `children`. One statement (PostgreSQL) or one per 10 000 distinct
+    /// keys, for the keys the shared cache did not answer.
     pub async fn load_parents<P: Entity, C: BelongsTo<P>>(
         &self,
         children: &[C],
@@ -216,20 +256,17 @@ impl Session {
         parents: &[P],
     ) -> Result<Vec<Vec<C>>> {
         let keys = Keys::collect(parents, relation::primary_key::<P>)?;
-        let pk = relation::single_key_column(C::META)?;
+        let b = self.backend();
         let mut groups: HashMap<KeyValue, Vec<C>> = HashMap::new();
-        for part in keys.chunks() {
-            let cond = Cond::all().add(col_expr(C::META, fk).is_in(part.iter().cloned()));
-            let rows = Query::<C>::new(self)
-                .filter_cond(Ok(cond))
-                .order_by_index(pk)
-                .all()
-                .await?;
+        for part in keys.chunks(b) {
+            let cond = Cond::all().add(relation::in_list(b, col_expr(C::META, fk), part.to_vec()));
+            let rows = Query::<C>::new(self).filter_cond(Ok(cond)).all().await?;
             for row in rows {
                 let (k, _) = relation::column_key(&row, fk)?;
                 groups.entry(k).or_default().push(row);
             }
         }
+        sort_groups(&mut groups);
         Ok(keys.distribute(groups))
     }
 
@@ -270,8 +307,9 @@ impl Session {
             .filter(|(k, _)| !found.contains_key(*k))
             .map(|(_, v)| v.clone())
             .collect();
-        for part in pending.chunks(KEYS_PER_QUERY) {
-            let cond = Cond::all().add(col_expr(P::META, pk).is_in(part.iter().cloned()));
+        let b = self.backend();
+        for part in parts(b, &pending) {
+            let cond = Cond::all().add(relation::in_list(b, col_expr(P::META, pk), part.to_vec()));
             let q = Query::<P>::new(self).filter_cond(Ok(cond));
             let rows = self.fetch_putting(q, cached).await?;
             for row in rows {
@@ -336,8 +374,9 @@ impl Session {
             link_col: rel.by,
             _marker: std::marker::PhantomData,
         };
+        let b = self.backend();
         let mut groups: HashMap<KeyValue, Vec<C>> = HashMap::new();
-        for part in keys.chunks() {
+        for part in keys.chunks(b) {
             let mut q = SelectStatement::new();
             for i in 0..C::META.columns.len() {
                 q.expr(col_expr(C::META, i));
@@ -351,23 +390,18 @@ impl Session {
                     Alias::new(C::META.columns[pk].name),
                 )),
             );
-            let mut cond = Cond::all().add(col_expr(link, rel.by).is_in(part.iter().cloned()));
+            let mut cond =
+                Cond::all().add(relation::in_list(b, col_expr(link, rel.by), part.to_vec()));
             // Soft-deleted targets, and soft-deleted links, are not related.
             for live in [Visibility::Live.cond(C::META), Visibility::Live.cond(link)] {
                 cond = cond.add_option(live);
             }
             q.cond_where(cond);
-            q.order_by(
-                (
-                    Alias::new(C::META.table),
-                    Alias::new(C::META.columns[pk].name),
-                ),
-                sea_query::Order::Asc,
-            );
             for (k, row) in relation::fetch_mapped(self, C::META, &q, &map).await? {
                 groups.entry(k).or_default().push(row);
             }
         }
+        sort_groups(&mut groups);
         Ok(keys.distribute(groups))
     }
 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
-use sea_query::SelectStatement;
+use sea_query::{Expr, ExprTrait, SelectStatement, SimpleExpr};
 use uuid::Uuid;
 
 use crate::backend::{Driver, dispatch};
@@ -13,6 +13,7 @@ use crate::error::{BoxDynError, Error, Result};
 use crate::model::entity::{Entity, EntityMeta};
 use crate::model::value::{Binder, RowReader, SqlType};
 use crate::session::Session;
+use crate::sql::Backend;
 
 /// A key value that can be hashed: what a foreign key and the primary key
 /// it references are compared as. Integers of every width compare equal
@@ -123,6 +124,42 @@ impl Binder for Capture {
             sea_query::Value::Decimal(Some(v)),
         )
     }
+}
+
+/// `column` matches one of `values`: on PostgreSQL `column = ANY($1)` with
+/// one array bind when the values allow it (see
+/// [`pg_array`](crate::model::value::pg_array)), so every list length is
+/// the same statement text (one prepared statement) and one bind; elsewhere
+/// `column IN ($1, …, $n)`. An empty list is a condition that is always
+/// false (`IN ()` is not valid SQL everywhere).
+pub(crate) fn in_list(b: Backend, column: Expr, values: Vec<sea_query::Value>) -> SimpleExpr {
+    if values.is_empty() {
+        return Expr::val(1).eq(0);
+    }
+    #[cfg(feature = "postgres")]
+    if b == Backend::Postgres {
+        match crate::model::value::pg_array(values) {
+            Ok(array) => {
+                return column.eq(sea_query::extension::postgres::PgFunc::any(Expr::val(
+                    array,
+                )));
+            }
+            Err(values) => return column.is_in(values),
+        }
+    }
+    let _ = b;
+    column.is_in(values)
+}
+
+/// Whether [`in_list`] sends `values` as one array bind, so that any number
+/// of them fits in one statement.
+pub(crate) fn binds_as_array(b: Backend, values: &[sea_query::Value]) -> bool {
+    #[cfg(feature = "postgres")]
+    if b == Backend::Postgres {
+        return crate::model::value::is_array_element_list(values);
+    }
+    let _ = (b, values);
+    false
 }
 
 /// The value of column `col` of `e`, as a key and as a query value.

@@ -8,7 +8,7 @@ use super::exec::prepare_insert;
 use super::{Session, bind_key, count_of, fetch_entities};
 use crate::backend::{AnyConn, AnyRow, Decoded, Driver, FirstInt, dispatch};
 use crate::error::{Error, Result};
-use crate::model::entity::{Entity, Key};
+use crate::model::entity::Entity;
 use crate::session::uow::{Lookup, Merge};
 use crate::sql::statements::{self as sql, Shape};
 
@@ -220,7 +220,8 @@ impl Session {
     /// The rows with the given keys, in the order of `keys` (missing keys are
     /// skipped, duplicates returned once). Keys the identity map holds are
     /// served from it; the others are read in one statement per chunk of
-    /// keys under the bind limit. For a cached entity the shared cache
+    /// keys under the bind limit (a single-column key on PostgreSQL: one
+    /// statement, `key = ANY($1)` with the keys as one array bind). For a cached entity the shared cache
     /// answers next, in one call for all the keys left
     /// ([`SharedCache::get_many`](crate::cache::SharedCache::get_many)), under
     /// the rules of [`find`](Session::find); only the keys it misses are read
@@ -265,7 +266,7 @@ impl Session {
             }
             missing = rest;
         }
-        let chunk = (self.backend().max_binds() / E::Key::ARITY).clamp(1, 10_000);
+        let chunk = crate::query::Query::<E>::keys_per_statement(self.backend(), &missing);
         for part in missing.chunks(chunk) {
             let q = self.query::<E>().key_in(part);
             let rows = self.fetch_putting(q, cached).await?;

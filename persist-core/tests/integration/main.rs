@@ -17,6 +17,7 @@ mod history;
 mod hooks;
 mod identity;
 mod joins;
+mod key_lists;
 mod loaders;
 mod locking;
 mod model;
@@ -229,6 +230,7 @@ suite! {
         many_parents_are_chunked,
     ],
     joins: [left_join_matches_loader, inner_join_filters_both_sides],
+    key_lists: [loaders_take_lists_of_every_length, find_many_and_is_in_take_lists_of_every_length],
     aggregates: [projections_into_tuples_and_structs, aggregates_group_by_having],
     bulk: [update_all_bumps_versions_and_counts, delete_all_counts_and_cascades],
     locking: [for_update_blocks_second_session, skip_locked_skips_locked_rows],
