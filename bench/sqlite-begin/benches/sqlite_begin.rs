@@ -138,7 +138,7 @@ async fn run(db: &Db, setup: Setup, load: Load) -> Outcome {
                                 item.n += 1;
                                 s.update(&mut item)?;
                             }
-                            Ok(())
+                            Ok::<(), Error>(())
                         }
                     })
                     .await;
