@@ -407,7 +407,7 @@ impl<E: Entity> PlanOps for TablePlan<E> {
             let b = s.backend();
             // Updates setting the same columns (and checking versions alike)
             // go out together, in key order within each group.
-            let mut groups: Vec<(Vec<usize>, bool, Vec<&Update<E>>)> = Vec::new();
+            let mut groups: Vec<UpdateGroup<'_, E>> = Vec::new();
             for u in &self.updates {
                 let cols = match &u.snapshot {
                     Some(snap) => changed_columns(snap, &u.value, false)?,
@@ -787,6 +787,10 @@ async fn execute_keyed<E: Entity>(
             .await
     })
 }
+
+/// Updates of one table that set the same columns (and check versions
+/// alike): the columns, whether versions are checked, the rows in key order.
+type UpdateGroup<'a, E> = (Vec<usize>, bool, Vec<&'a Update<E>>);
 
 /// One keyed `UPDATE` of `u`'s changed columns `cols`.
 async fn update_one<E: Entity>(
